@@ -1,0 +1,122 @@
+/**
+ * Every error a user of sockguard sees is built here, so codes stay stable and never get reused.
+ *
+ * System-style errors follow Node's `lib/internal/errors.js` shape (`code`, `errno`, `syscall`, `address`,
+ * `port`, message `connect ECONNREFUSED 127.0.0.1:9`). Library failures carry an `ERR_SOCKGUARD_*` code.
+ */
+import { constants as osConstants } from 'node:os';
+import * as util from 'node:util';
+
+export interface SystemErrorFields {
+  syscall: string;
+  address?: string;
+  port?: number;
+  /** Appended to the message in parentheses, e.g. `denied: private`. */
+  detail?: string;
+}
+
+export interface SockguardSystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  address?: string;
+  port?: number;
+  rule?: string;
+  resource?: string;
+  window?: string;
+}
+
+const errnoByName: Record<string, number> = osConstants.errno as unknown as Record<string, number>;
+
+/** Positive errno value for a code name (`EACCES` → 13); undefined for non-errno codes. */
+export function errnoOf(code: string): number | undefined {
+  return errnoByName[code];
+}
+
+/** Code name for a native status, which is a negative errno (`-111` → `ECONNREFUSED`). */
+export function codeOf(status: number): string {
+  const name = util.getSystemErrorName(status < 0 ? status : -status);
+  return name.startsWith('Unknown system error') ? 'EIO' : name;
+}
+
+/**
+ * A Node-shaped system error. `errno` is negative as in Node's own errors (`err.errno === -111`) and `code` is
+ * the symbolic name.
+ */
+export function systemError(code: string, fields: SystemErrorFields): SockguardSystemError {
+  const errno = errnoOf(code);
+  let message = `${fields.syscall} ${code}`;
+  if (fields.address !== undefined) {
+    message += fields.port !== undefined && fields.port !== 0 ? ` ${fields.address}:${fields.port}` : ` ${fields.address}`;
+  }
+  if (fields.detail) message += ` (${fields.detail})`;
+  const err = new Error(message) as SockguardSystemError;
+  err.code = code;
+  err.errno = errno === undefined ? -5 : -errno;
+  err.syscall = fields.syscall;
+  if (fields.address !== undefined) err.address = fields.address;
+  if (fields.port !== undefined) err.port = fields.port;
+  return err;
+}
+
+/** A system error from a negative errno status reported by the native core. */
+export function statusError(status: number, fields: SystemErrorFields): SockguardSystemError {
+  return systemError(codeOf(status), fields);
+}
+
+/** Policy denial: EACCES with the rule that denied it. */
+export function deniedError(
+  syscall: string,
+  address: string | undefined,
+  port: number,
+  rule: string,
+  reason?: string,
+): SockguardSystemError {
+  const err = systemError('EACCES', { syscall, address, port, detail: `denied: ${rule}` });
+  err.rule = rule;
+  if (reason) Object.defineProperty(err, 'reason', { value: reason, enumerable: true, writable: true, configurable: true });
+  return err;
+}
+
+/** Library error codes. Each is documented in the README's error table and never reused. */
+export const codes = {
+  INVALID_HOST: 'ERR_SOCKGUARD_INVALID_HOST',
+  INVALID_PORT: 'ERR_SOCKGUARD_INVALID_PORT',
+  INVALID_OPTION: 'ERR_SOCKGUARD_INVALID_OPTION',
+  INVALID_POLICY: 'ERR_SOCKGUARD_INVALID_POLICY',
+  OVER_QUOTA: 'ERR_SOCKGUARD_OVER_QUOTA',
+  LAYER_CLOSED: 'ERR_SOCKGUARD_LAYER_CLOSED',
+  NATIVE_UNAVAILABLE: 'ERR_SOCKGUARD_NATIVE_UNAVAILABLE',
+  BAD_DESCRIPTOR: 'ERR_SOCKGUARD_BAD_DESCRIPTOR',
+} as const;
+
+export type SockguardCode = (typeof codes)[keyof typeof codes];
+
+type ErrorCtor = new (message: string) => Error;
+
+/** A `TypeError`/`RangeError`/`Error` carrying a stable `code`, like Node's `ERR_INVALID_ARG_TYPE`. */
+export function codedError<T extends ErrorCtor>(Ctor: T, code: string, message: string): InstanceType<T> & { code: string } {
+  const err = new Ctor(message) as InstanceType<T> & { code: string };
+  err.code = code;
+  return err;
+}
+
+export function invalidOption(name: string, message: string): TypeError & { code: string } {
+  return codedError(TypeError, codes.INVALID_OPTION, `The "${name}" option ${message}`);
+}
+
+export interface OverQuotaError extends Error {
+  code: typeof codes.OVER_QUOTA;
+  resource: string;
+  window: 'minute' | 'day';
+  limit: number;
+}
+
+export function overQuota(resource: string, window: 'minute' | 'day', limit: number): OverQuotaError {
+  const err = new Error(`Quota exceeded: ${resource} per ${window} (limit ${limit})`) as OverQuotaError;
+  err.code = codes.OVER_QUOTA;
+  err.resource = resource;
+  err.window = window;
+  err.limit = limit;
+  return err;
+}
