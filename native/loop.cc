@@ -1,0 +1,268 @@
+// One loop per N-API environment (the main thread and each worker thread): a poll set watched by a single
+// uv_poll_t on Node's own loop, one shared receive slab, one record buffer, and one JS call per batch.
+#include "sg.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+namespace sg {
+
+constexpr uint32_t kSlabMargin = 64 * 1024;
+constexpr int kWaitBatch = 256;
+constexpr int kMaxRounds = 16;
+
+static inline loop* from_handle(uv_handle_t* h) { return static_cast<loop*>(h->data); }
+
+socket* sg_loop_find(loop* lp, uint32_t id) { return id < lp->socks.size() ? lp->socks[id] : nullptr; }
+
+uint64_t* sg_loop_counters(loop* lp, uint32_t id) {
+  return lp->chunks[id / SG_CHUNK] + static_cast<size_t>(id % SG_CHUNK) * SG_CTR_SLOTS;
+}
+
+int sg_loop_register(loop* lp, socket* s, uint32_t interest) {
+  s->gen = ++lp->next_gen;
+  int r = sg_poll_add(lp->pfd, s->fd, interest, (static_cast<uint64_t>(s->gen) << 32) | s->id);
+  if (r < 0) return r;
+  s->interest = interest;
+  if (s->id >= lp->socks.size()) lp->socks.resize(static_cast<size_t>(s->id) + 1, nullptr);
+  lp->socks[s->id] = s;
+  return 0;
+}
+
+void sg_loop_unregister(loop* lp, socket* s) {
+  if (s->interest != UINT32_MAX) sg_poll_del(lp->pfd, s->fd, s->interest);
+  if (s->id < lp->socks.size() && lp->socks[s->id] == s) lp->socks[s->id] = nullptr;
+}
+
+void sg_loop_mark_dirty(loop* lp, socket* s) {
+  s->flags |= SG_F_DIRTY;
+  lp->dirty.push_back(s->id);
+}
+
+void sg_loop_record(loop* lp, uint32_t id, int32_t type, int32_t a, int32_t b) {
+  if (lp->rec_n >= SG_REC_CAP) abort();  // the margin rule makes this unreachable; losing a record is worse
+  int32_t* r = lp->rec + static_cast<size_t>(lp->rec_n) * 4;
+  r[0] = static_cast<int32_t>(id);
+  r[1] = type;
+  r[2] = a;
+  r[3] = b;
+  lp->rec_n++;
+}
+
+uint8_t* sg_loop_slab(loop* lp, uint32_t min, uint32_t* avail) {
+  uint32_t left = lp->slab_len - lp->slab_used;
+  if (left < min || lp->rec_n + 8 >= SG_REC_CAP) return nullptr;
+  *avail = left;
+  return lp->slab + lp->slab_used;
+}
+
+void sg_loop_commit_slab(loop* lp, uint32_t used) { lp->slab_used += used; }
+
+void sg_loop_dispatch(loop* lp) {
+  if (lp->rec_n == 0 || lp->in_dispatch || lp->closing) return;
+  napi_env env = lp->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv, arg, result;
+  napi_get_reference_value(env, lp->fn_ref, &fn);
+  napi_get_reference_value(env, lp->resource_ref, &recv);
+  uint32_t n = lp->rec_n;
+  napi_create_uint32(env, n, &arg);
+  lp->in_dispatch = true;
+  napi_status st = napi_make_callback(env, lp->async_ctx, recv, fn, 1, &arg, &result);
+  lp->in_dispatch = false;
+  if (st != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      // The JS dispatcher isolates handler exceptions itself; anything reaching here is reported the way an
+      // exception thrown from a net.Socket callback is: as an uncaught exception, never a crash.
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+  }
+  // Records appended while JS ran (errors from synchronous calls never add any, but stay safe) move up front.
+  if (lp->rec_n > n) memmove(lp->rec, lp->rec + static_cast<size_t>(n) * 4, static_cast<size_t>(lp->rec_n - n) * 16);
+  lp->rec_n -= n;
+  lp->slab_used = 0;
+  napi_close_handle_scope(env, scope);
+}
+
+static void flush_dirty(loop* lp) {
+  if (lp->dirty.empty()) return;
+  std::vector<uint32_t> ids;
+  ids.swap(lp->dirty);
+  for (uint32_t id : ids) {
+    if (lp->rec_n + SG_REC_MARGIN > SG_REC_CAP) sg_loop_dispatch(lp);
+    socket* s = sg_loop_find(lp, id);
+    if (!s || !(s->flags & SG_F_DIRTY)) continue;
+    s->flags &= ~SG_F_DIRTY;
+    sg_flush(s);
+  }
+  // Keep the capacity: the next turn reuses it instead of allocating.
+  ids.clear();
+  if (lp->dirty.empty()) lp->dirty.swap(ids);
+}
+
+// Flush what JS queued, deliver what flushing produced (drain, shutdown, errors), and repeat a bounded number of
+// times for writes made in response; whatever is left goes with the next prepare/check.
+static void settle(loop* lp) {
+  for (int i = 0; i < 4; i++) {
+    flush_dirty(lp);
+    if (lp->rec_n == 0) break;
+    sg_loop_dispatch(lp);
+  }
+}
+
+static void on_poll(uv_poll_t* h, int status, int events) {
+  loop* lp = from_handle(reinterpret_cast<uv_handle_t*>(h));
+  if (lp->closing) return;
+  poll_event evs[kWaitBatch];
+  for (int round = 0; round < kMaxRounds; round++) {
+    int n = sg_poll_wait(lp->pfd, evs, kWaitBatch);
+    if (n <= 0) break;
+    for (int i = 0; i < n; i++) {
+      if (lp->rec_n + SG_REC_MARGIN > SG_REC_CAP || lp->slab_len - lp->slab_used < kSlabMargin) sg_loop_dispatch(lp);
+      uint32_t id = static_cast<uint32_t>(evs[i].token);
+      uint32_t gen = static_cast<uint32_t>(evs[i].token >> 32);
+      socket* s = sg_loop_find(lp, id);
+      // A socket closed by JS earlier in this batch is gone; a reused id carries a new generation.
+      if (!s || s->gen != gen) continue;
+      sg_on_event(s, evs[i].flags);
+    }
+    sg_loop_dispatch(lp);
+    settle(lp);
+    if (n < kWaitBatch) break;
+  }
+  settle(lp);
+}
+
+static void on_turn(uv_handle_t* h) {
+  loop* lp = from_handle(h);
+  if (!lp->closing) settle(lp);
+}
+
+static void on_prepare(uv_prepare_t* h) { on_turn(reinterpret_cast<uv_handle_t*>(h)); }
+static void on_check(uv_check_t* h) { on_turn(reinterpret_cast<uv_handle_t*>(h)); }
+
+static void on_handle_closed(uv_handle_t* h) {
+  loop* lp = from_handle(h);
+  if (--lp->open_handles > 0) return;
+  if (lp->pfd >= 0) sys_close(lp->pfd);
+  napi_env env = lp->env;
+  napi_async_destroy(env, lp->async_ctx);
+  napi_delete_reference(env, lp->fn_ref);
+  napi_delete_reference(env, lp->slab_ref);
+  napi_delete_reference(env, lp->rec_ref);
+  napi_delete_reference(env, lp->resource_ref);
+  for (napi_ref r : lp->chunk_refs) napi_delete_reference(env, r);
+  napi_async_cleanup_hook_handle hook = lp->cleanup;
+  delete lp;
+  napi_remove_async_cleanup_hook(hook);
+}
+
+// Environment teardown (process exit, or a worker thread ending): every socket is closed so no descriptor
+// outlives its thread.
+static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void* arg) {
+  loop* lp = static_cast<loop*>(arg);
+  lp->closing = true;
+  for (socket* s : lp->socks) {
+    if (s) sg_close(s);
+  }
+  lp->socks.clear();
+  uv_poll_stop(&lp->poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&lp->poll), on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&lp->prepare), on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&lp->check), on_handle_closed);
+}
+
+loop* sg_loop_get(napi_env env) {
+  void* data = nullptr;
+  napi_get_instance_data(env, &data);
+  return static_cast<loop*>(data);
+}
+
+void sg_loop_set_ref(loop* lp, bool ref) {
+  if (lp->ref == ref) return;
+  lp->ref = ref;
+  if (ref) uv_ref(reinterpret_cast<uv_handle_t*>(&lp->poll));
+  else uv_unref(reinterpret_cast<uv_handle_t*>(&lp->poll));
+}
+
+}  // namespace sg
+
+namespace sg {
+
+int sg_loop_create(napi_env env, napi_value slab_ab, napi_value rec_ta, napi_value fn, loop** out) {
+  void* slab = nullptr;
+  size_t slab_len = 0;
+  if (napi_get_arraybuffer_info(env, slab_ab, &slab, &slab_len) != napi_ok) return -EINVAL;
+  napi_typedarray_type rt;
+  size_t rec_len = 0, rec_off = 0;
+  void* rec = nullptr;
+  napi_value rec_ab;
+  if (napi_get_typedarray_info(env, rec_ta, &rt, &rec_len, &rec, &rec_ab, &rec_off) != napi_ok) return -EINVAL;
+  if (rt != napi_int32_array || rec_len < SG_REC_CAP * 4 || slab_len < 2 * kSlabMargin) return -EINVAL;
+
+  uv_loop_t* uv = nullptr;
+  if (napi_get_uv_event_loop(env, &uv) != napi_ok || !uv) return -ENOTSUP;
+  int pfd = sg_poll_create();
+  if (pfd < 0) return pfd;
+
+  auto* lp = new loop();
+  lp->env = env;
+  lp->uv = uv;
+  lp->pfd = pfd;
+  lp->slab = static_cast<uint8_t*>(slab);
+  lp->slab_len = static_cast<uint32_t>(slab_len > UINT32_MAX ? UINT32_MAX : slab_len);
+  lp->rec = static_cast<int32_t*>(rec);
+  lp->dirty.reserve(64);
+  napi_create_reference(env, slab_ab, 1, &lp->slab_ref);
+  napi_create_reference(env, rec_ta, 1, &lp->rec_ref);
+  napi_create_reference(env, fn, 1, &lp->fn_ref);
+  napi_value resource, name;
+  napi_create_object(env, &resource);
+  napi_create_reference(env, resource, 1, &lp->resource_ref);
+  napi_create_string_utf8(env, "SOCKGUARD_LOOP", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, resource, name, &lp->async_ctx);
+
+  int r = uv_poll_init(uv, &lp->poll, pfd);
+  if (r < 0) {
+    sys_close(pfd);
+    delete lp;
+    return r;
+  }
+  lp->poll.data = lp;
+  uv_prepare_init(uv, &lp->prepare);
+  lp->prepare.data = lp;
+  uv_check_init(uv, &lp->check);
+  lp->check.data = lp;
+  lp->open_handles = 3;
+  uv_poll_start(&lp->poll, UV_READABLE, on_poll);
+  // Only a ref'd socket keeps the process alive, exactly as with net: these handles never do on their own.
+  uv_unref(reinterpret_cast<uv_handle_t*>(&lp->poll));
+  uv_prepare_start(&lp->prepare, on_prepare);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&lp->prepare));
+  uv_check_start(&lp->check, on_check);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&lp->check));
+  napi_add_async_cleanup_hook(env, on_env_cleanup, lp, &lp->cleanup);
+  napi_set_instance_data(env, lp, nullptr, nullptr);
+  *out = lp;
+  return 0;
+}
+
+int sg_loop_add_chunk(napi_env env, loop* lp, napi_value ab) {
+  void* data = nullptr;
+  size_t len = 0;
+  if (napi_get_arraybuffer_info(env, ab, &data, &len) != napi_ok) return -EINVAL;
+  if (len < SG_CHUNK * SG_CTR_SLOTS * sizeof(uint64_t) || (reinterpret_cast<uintptr_t>(data) & 7)) return -EINVAL;
+  napi_ref ref;
+  napi_create_reference(env, ab, 1, &ref);
+  lp->chunk_refs.push_back(ref);
+  lp->chunks.push_back(static_cast<uint64_t*>(data));
+  return static_cast<int>(lp->chunks.size());
+}
+
+}  // namespace sg

@@ -1,0 +1,243 @@
+// sockguard native core.
+//
+// Layers, bottom up (each file knows only the ones below it):
+//   sys.cc          syscalls: return >= 0 or a negative errno, EINTR retried in place
+//   poll_*.cc       one readiness backend (epoll on Linux, kqueue on macOS/BSD) behind sg_poll_*
+//   socket.cc       per-socket operations: connect, queue/flush writes, drain reads, shutdown, close
+//   loop.cc         one loop per N-API environment: the poll set, its uv handles, the shared receive slab,
+//                   the event records and the JS dispatch
+//   binding.cc      N-API glue only: converts types, never decides
+//
+// The core knows nothing about policy, quotas or reclaim: those are decisions and live in src/.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <node_api.h>
+#include <uv.h>
+
+#include <vector>
+
+namespace sg {
+
+// ---------------------------------------------------------------------------------------------------------
+// syscalls (sys.cc)
+
+// Non-blocking, close-on-exec socket of `type` (SOCK_STREAM / SOCK_DGRAM) for AF_INET/AF_INET6. fd or -errno.
+int sys_socket(int family, int type);
+// 0 when connected at once, -EINPROGRESS when pending, else -errno.
+int sys_connect(int fd, const struct sockaddr* sa, socklen_t len);
+int sys_bind(int fd, const struct sockaddr* sa, socklen_t len);
+// Bytes written (may be short), -EAGAIN when the socket buffer is full, else -errno. Never raises SIGPIPE.
+ssize_t sys_writev(int fd, const struct iovec* iov, int iovcnt);
+ssize_t sys_sendto(int fd, const void* buf, size_t len, const struct sockaddr* sa, socklen_t salen);
+// Bytes read, 0 at end of stream, -EAGAIN when nothing is ready, else -errno.
+ssize_t sys_recv(int fd, void* buf, size_t len);
+ssize_t sys_recvfrom(int fd, void* buf, size_t len, struct sockaddr_storage* from, socklen_t* fromlen);
+// The socket's pending error as -errno, or 0.
+int sys_so_error(int fd);
+int sys_shutdown_wr(int fd);
+void sys_close(int fd);
+int sys_setsockopt_int(int fd, int level, int name, int value);
+int sys_getsockopt_int(int fd, int level, int name, int* value);
+int sys_set_linger(int fd, int onoff, int seconds);
+int sys_get_linger(int fd, int* onoff, int* seconds);
+int sys_set_keepalive(int fd, int on, int idle_seconds);
+// Fills `ss` from a numeric address; -EINVAL when `ip` is not a literal of `family`.
+int sys_make_addr(int family, const char* ip, int port, struct sockaddr_storage* ss, socklen_t* len);
+// Local (peer=0) or remote (peer=1) address of fd.
+int sys_name(int fd, int peer, struct sockaddr_storage* ss, socklen_t* len);
+// Numeric text of an address; returns family (4/6) and fills ip (>= 46 bytes) and port.
+int sys_addr_text(const struct sockaddr_storage* ss, char* ip, size_t iplen, int* port);
+// The type (SOCK_STREAM/SOCK_DGRAM) and family of an existing fd, or -errno (for adopting a parked fd).
+int sys_describe(int fd, int* type, int* family);
+int sys_set_nonblock(int fd);
+
+// ---------------------------------------------------------------------------------------------------------
+// readiness backend (poll_epoll.cc / poll_kqueue.cc)
+
+enum : uint32_t {
+  SG_IN = 1u << 0,
+  SG_OUT = 1u << 1,
+  SG_ERR = 1u << 2,
+  SG_HUP = 1u << 3,
+};
+
+struct poll_event {
+  uint64_t token;  // what was registered: (generation << 32) | socket id
+  uint32_t flags;  // SG_* bits
+};
+
+int sg_poll_create();
+// Registers fd with `interest` (SG_IN|SG_OUT, may be 0). Idempotent interest changes go through sg_poll_mod.
+int sg_poll_add(int pfd, int fd, uint32_t interest, uint64_t token);
+int sg_poll_mod(int pfd, int fd, uint32_t old_interest, uint32_t interest, uint64_t token);
+int sg_poll_del(int pfd, int fd, uint32_t old_interest);
+// Never blocks: the outer libuv loop already told us the set is ready. Returns the number of events.
+int sg_poll_wait(int pfd, poll_event* out, int max);
+
+// ---------------------------------------------------------------------------------------------------------
+// event records shared with JS (loop.cc writes, src/loop.ts reads)
+//
+// Int32Array of SG_REC_CAP records, 4 x int32 each: [id, type, a, b].
+//   DATA      a = slab offset, b = length
+//   DGRAM     a = slab offset of a 20-byte address header, b = payload length (payload follows the header)
+//             header: u8 family (4|6), u8 0, u16 port (host order), 16 bytes address (v4 uses the first 4)
+//   EOF       peer finished sending
+//   ERROR     a = -errno, b = syscall (SG_SYS_*)
+//   CONNECT   a = 0 or -errno
+//   DRAIN     the write queue became empty after write() reported it above the high-water mark
+//   SHUTDOWN  a = 0 or -errno: the queued bytes are flushed and SHUT_WR has been sent
+enum : int32_t {
+  SG_REC_DATA = 1,
+  SG_REC_DGRAM = 2,
+  SG_REC_EOF = 3,
+  SG_REC_ERROR = 4,
+  SG_REC_CONNECT = 5,
+  SG_REC_DRAIN = 6,
+  SG_REC_SHUTDOWN = 7,
+};
+
+enum : int32_t {
+  SG_SYS_READ = 1,
+  SG_SYS_WRITE = 2,
+  SG_SYS_CONNECT = 3,
+  SG_SYS_SHUTDOWN = 4,
+};
+
+constexpr uint32_t SG_REC_CAP = 4096;
+constexpr uint32_t SG_REC_MARGIN = 256;
+constexpr uint32_t SG_DGRAM_HDR = 20;
+
+// Per-socket counters: SG_CTR_SLOTS x uint64 in a JS-owned ArrayBuffer (chunk of SG_CHUNK sockets), so JS reads
+// them through a typed-array view without a native call.
+enum : uint32_t {
+  SG_CTR_BYTES_WRITTEN = 0,  // bytes accepted by the kernel
+  SG_CTR_BYTES_READ = 1,     // bytes read from the kernel
+  SG_CTR_SEND_CALLS = 2,     // write/send syscalls
+  SG_CTR_RECV_CALLS = 3,     // read/recv syscalls that returned data
+  SG_CTR_PENDING = 4,        // bytes queued natively, not yet accepted by the kernel
+  SG_CTR_SLOTS = 8,
+};
+constexpr uint32_t SG_CHUNK = 1024;
+
+// ---------------------------------------------------------------------------------------------------------
+// sockets (socket.cc)
+
+enum : uint32_t {
+  SG_F_STREAM = 1u << 0,       // TCP; otherwise UDP
+  SG_F_CONNECTING = 1u << 1,
+  SG_F_CONNECTED = 1u << 2,
+  SG_F_READING = 1u << 3,      // JS wants reads (not paused)
+  SG_F_DIRTY = 1u << 4,        // queued in the loop's flush list
+  SG_F_WAIT_OUT = 1u << 5,     // kernel buffer full: wait for writability instead of flushing per turn
+  SG_F_WANT_DRAIN = 1u << 6,
+  SG_F_SHUT_PENDING = 1u << 7,
+  SG_F_SHUT_DONE = 1u << 8,
+  SG_F_EOF = 1u << 9,
+  SG_F_FAILED = 1u << 10,      // an error was reported; no further I/O
+};
+
+struct loop;
+
+struct socket {
+  int fd;
+  uint32_t id;
+  uint32_t gen;
+  uint32_t flags;
+  uint32_t interest;  // what the poll set currently watches (SG_IN|SG_OUT)
+  uint32_t hwm;       // write queue high-water mark
+  uint64_t* ctr;      // SG_CTR_SLOTS counters
+  loop* lp;
+  // Write queue: bytes [woff, wlen) of wbuf are pending. Small writes are copied here and leave together.
+  char* wbuf;
+  uint32_t wcap;
+  uint32_t woff;
+  uint32_t wlen;
+};
+
+static_assert(sizeof(socket) <= 128, "native socket must stay small");
+
+// Creates a TCP socket and starts a non-blocking connect. Returns the socket, or nullptr with *err = -errno.
+socket* sg_tcp_connect(loop* lp, uint32_t id, int family, const char* ip, int port, uint32_t hwm, int* err);
+// Creates an unconnected UDP socket registered for reads.
+socket* sg_udp_open(loop* lp, uint32_t id, int family, int* err);
+// Adopts an already connected fd (a parked connection) into this loop.
+socket* sg_adopt(loop* lp, uint32_t id, int fd, uint32_t hwm, int* err);
+
+// Queues bytes (copied) or, for large writes, sends at once. Returns bytes still pending (>= 0) or -errno.
+int64_t sg_write(socket* s, const struct iovec* iov, int iovcnt, size_t total);
+ssize_t sg_udp_send(socket* s, const void* buf, size_t len, const char* ip, int port, int family);
+// Flushes the queue; safe to call on any socket. Appends ERROR/DRAIN/SHUTDOWN records as needed.
+void sg_flush(socket* s);
+// Half-close after the queue drains. Returns 1 when done at once, 0 when deferred (SHUTDOWN record follows).
+int sg_shutdown(socket* s);
+void sg_set_reading(socket* s, bool on);
+// Handles one readiness event for s.
+void sg_on_event(socket* s, uint32_t flags);
+// Closes the fd and frees s.
+void sg_close(socket* s);
+// Removes s from the loop without closing its fd; returns the fd. Pending bytes must be flushed first.
+int sg_detach(socket* s);
+void sg_update_interest(socket* s);
+
+// ---------------------------------------------------------------------------------------------------------
+// loop (loop.cc)
+
+struct loop {
+  napi_env env;
+  uv_loop_t* uv;
+  int pfd;
+  uv_poll_t poll;
+  uv_prepare_t prepare;
+  uv_check_t check;
+  int open_handles;
+  bool closing;
+  bool in_dispatch;
+  bool ref;
+  napi_async_cleanup_hook_handle cleanup;
+
+  uint8_t* slab;
+  uint32_t slab_len;
+  uint32_t slab_used;
+  int32_t* rec;
+  uint32_t rec_n;
+
+  std::vector<socket*> socks;  // by id
+  std::vector<uint64_t*> chunks;
+  std::vector<uint32_t> dirty;  // ids to flush at the end of this turn
+  uint32_t next_gen;
+
+  napi_ref slab_ref;
+  napi_ref rec_ref;
+  napi_ref fn_ref;
+  std::vector<napi_ref> chunk_refs;
+  napi_async_context async_ctx;
+  napi_ref resource_ref;
+};
+
+// Creates this environment's loop over a JS-owned slab (ArrayBuffer), record buffer (Int32Array of
+// SG_REC_CAP * 4) and dispatch function `fn(count)`. 0 or -errno.
+int sg_loop_create(napi_env env, napi_value slab_ab, napi_value rec_ta, napi_value fn, loop** out);
+// Adds a counter chunk (ArrayBuffer of SG_CHUNK * SG_CTR_SLOTS uint64) for the next SG_CHUNK socket ids.
+int sg_loop_add_chunk(napi_env env, loop* lp, napi_value ab);
+loop* sg_loop_get(napi_env env);
+socket* sg_loop_find(loop* lp, uint32_t id);
+uint64_t* sg_loop_counters(loop* lp, uint32_t id);
+// Inserts s into the table and the poll set.
+int sg_loop_register(loop* lp, socket* s, uint32_t interest);
+void sg_loop_unregister(loop* lp, socket* s);
+void sg_loop_mark_dirty(loop* lp, socket* s);
+// Appends a record. The loop keeps SG_REC_MARGIN records free before it hands an event to a socket, and never
+// dispatches from inside a socket operation, so a socket is never freed under its own feet.
+void sg_loop_record(loop* lp, uint32_t id, int32_t type, int32_t a, int32_t b);
+// Free receive slab (at least `min` bytes), or nullptr when less is left or records are running out.
+uint8_t* sg_loop_slab(loop* lp, uint32_t min, uint32_t* avail);
+void sg_loop_commit_slab(loop* lp, uint32_t used);
+void sg_loop_dispatch(loop* lp);
+void sg_loop_set_ref(loop* lp, bool ref);
+
+}  // namespace sg
