@@ -1,0 +1,107 @@
+/**
+ * The per-layer usage ledger behind `layer.usage()` (SPEC.md §1 L10). Socket traffic in both directions is
+ * billed as outgoing bandwidth, so `billedBytes = bytesSent + bytesReceived`.
+ *
+ * Exactness: a socket's traffic is counted in exactly one place at any moment. While it is open, its own
+ * counters are read live through the layer's iterator of open sockets; when it closes (ends, is destroyed,
+ * reclaimed or detached), the layer removes it from the open set and calls {@link Ledger.fold} in the same
+ * synchronous step, which adds its final counters to the closed totals. A snapshot therefore never double
+ * counts or misses a byte, however many sockets close concurrently. Each layer owns its ledger, so two apps in
+ * one process never mix.
+ */
+
+/** The per-socket counters the ledger reads (TCP `Socket`, raw socket and UDP socket all expose them). */
+export interface MeteredSocket {
+  readonly bytesWritten: number;
+  readonly bytesRead: number;
+  readonly sendCalls: number;
+  readonly recvCalls: number;
+}
+
+/** `layer.usage()`. */
+export interface Usage {
+  appId: string;
+  bytesSent: number;
+  bytesReceived: number;
+  /** `bytesSent + bytesReceived`. */
+  billedBytes: number;
+  socketsOpen: number;
+  socketsCreated: number;
+  /** Connections established (TCP connects and UDP `connect()`s that succeeded). */
+  connects: number;
+  /** Operations refused by the policy. */
+  denied: number;
+  /** Sockets closed by idle reclaim. */
+  reclaimed: number;
+  sendCalls: number;
+  receiveCalls: number;
+  /** Operations that failed with `ERR_SOCKGUARD_OVER_QUOTA`. */
+  overQuota: number;
+}
+
+/**
+ * Accumulates one layer's usage. Event counters are plain fields the layer increments; traffic comes from the
+ * sockets themselves.
+ */
+export class Ledger {
+  readonly appId: string;
+  readonly #openSockets: () => Iterable<MeteredSocket>;
+
+  socketsCreated = 0;
+  connects = 0;
+  denied = 0;
+  reclaimed = 0;
+  overQuota = 0;
+
+  // Final counters of closed sockets.
+  #bytesSent = 0;
+  #bytesReceived = 0;
+  #sendCalls = 0;
+  #receiveCalls = 0;
+
+  /** `openSockets` yields every socket of the layer that has not been folded yet. */
+  constructor(appId: string, openSockets: () => Iterable<MeteredSocket>) {
+    this.appId = appId;
+    this.#openSockets = openSockets;
+  }
+
+  /**
+   * Adds a closed socket's final counters. Call exactly once per socket, in the same synchronous step that
+   * removes it from the open set.
+   */
+  fold(socket: MeteredSocket): void {
+    this.#bytesSent += socket.bytesWritten;
+    this.#bytesReceived += socket.bytesRead;
+    this.#sendCalls += socket.sendCalls;
+    this.#receiveCalls += socket.recvCalls;
+  }
+
+  usage(): Usage {
+    let bytesSent = this.#bytesSent;
+    let bytesReceived = this.#bytesReceived;
+    let sendCalls = this.#sendCalls;
+    let receiveCalls = this.#receiveCalls;
+    let socketsOpen = 0;
+    for (const s of this.#openSockets()) {
+      socketsOpen++;
+      bytesSent += s.bytesWritten;
+      bytesReceived += s.bytesRead;
+      sendCalls += s.sendCalls;
+      receiveCalls += s.recvCalls;
+    }
+    return {
+      appId: this.appId,
+      bytesSent,
+      bytesReceived,
+      billedBytes: bytesSent + bytesReceived,
+      socketsOpen,
+      socketsCreated: this.socketsCreated,
+      connects: this.connects,
+      denied: this.denied,
+      reclaimed: this.reclaimed,
+      sendCalls,
+      receiveCalls,
+      overQuota: this.overQuota,
+    };
+  }
+}
