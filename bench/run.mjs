@@ -1,0 +1,435 @@
+#!/usr/bin/env node
+// Benchmark driver (PERFORMANCE.md §4). Every trial runs a fresh server and a fresh client process,
+// pinned to different CPUs, on a fresh 127.x.y.z address; arms are interleaved inside each
+// repetition so slow drift of the machine hits every arm alike. Ratios are taken per repetition.
+//
+//   node bench/run.mjs [--quick] [--reps N] [--seconds S] [--scenarios a,b] [--arms a,b]
+//                      [--server c|net] [--no-micro] [--server-cpu N] [--client-cpu N]
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { renderMarkdown, renderSvg } from './report.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const binDir = join(here, '.bin');
+const outDir = join(here, 'out');
+const resultsDir = join(here, 'results');
+
+// ---- options -------------------------------------------------------------------------------
+
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(name);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(name);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+};
+const quick = flag('--quick');
+const config = {
+  mode: quick ? 'quick' : 'full',
+  reps: Number(opt('--reps', quick ? 2 : 5)),
+  seconds: Number(opt('--seconds', quick ? 0.5 : 3)),
+  microTimeMs: quick ? 250 : 1000,
+  server: opt('--server', 'c'),
+  serverCpu: opt('--server-cpu', '0'),
+  clientCpu: opt('--client-cpu', '1'),
+  micro: !flag('--no-micro'),
+  // The bench's warm-ups (PERFORMANCE.md §4); the same in quick and full runs.
+  warmupBytes: 64 * 1024 * 1024,
+  warmupSeconds: 0.5,
+  warmupRtts: 2000,
+};
+if (!['c', 'net'].includes(config.server)) die('--server must be c or net');
+
+// ---- arms and scenarios -----------------------------------------------------------------------
+
+const ARMS = {
+  net: { label: 'net', cmd: () => [process.execPath, join(here, 'clients/net.mjs')] },
+  'net+cork': { label: 'net+cork', cmd: () => [process.execPath, join(here, 'clients/net.mjs')], extra: { cork: 1 } },
+  sockguard: { label: 'sockguard Duplex', cmd: () => [process.execPath, join(here, 'clients/sockguard.mjs')], needsDist: true },
+  'sockguard-raw': { label: 'sockguard raw', cmd: () => [process.execPath, join(here, 'clients/sockguard-raw.mjs')], needsDist: true },
+  c: { label: 'C (limit)', cmd: () => [join(binDir, 'client')] },
+};
+
+// `net+cork` only where corking changes what `net` does (batches of small writes).
+const SCENARIOS = [
+  {
+    id: 'echo-1', title: 'pipelined echo 64 B, 1 connection', server: 'echo',
+    args: { conns: 1, window: 64, size: 64 }, arms: ['net', 'net+cork', 'sockguard', 'sockguard-raw', 'c'],
+    metrics: [{ key: 'value', label: 'msg/s', better: 'higher', format: 'rate' }],
+    targets: [{ vs: 'net', op: '>=', x: 3 }, { vs: 'net+cork', op: '>=', x: 1.3 }],
+  },
+  {
+    id: 'echo-100', title: 'pipelined echo 64 B, 100 connections', server: 'echo',
+    args: { conns: 100, window: 64, size: 64 }, arms: ['net', 'net+cork', 'sockguard', 'sockguard-raw', 'c'],
+    metrics: [{ key: 'value', label: 'msg/s', better: 'higher', format: 'rate' }],
+    targets: [{ vs: 'net', op: '>=', x: 10 }, { vs: 'net+cork', op: '>=', x: 1.3 }],
+  },
+  {
+    id: 'bulk', title: 'bulk, 64 KiB writes', server: 'sink',
+    args: { chunk: 65536 }, arms: ['net', 'sockguard', 'sockguard-raw', 'c'],
+    metrics: [{ key: 'value', label: 'B/s', better: 'higher', format: 'bytes' }],
+    targets: [{ vs: 'net', op: '>=', x: 1.3 }, { vs: 'c', op: '>=', x: 0.85 }],
+  },
+  {
+    id: 'pingpong', title: 'ping-pong 64 B', server: 'echo',
+    args: { size: 64 }, arms: ['net', 'sockguard', 'sockguard-raw', 'c'],
+    metrics: [
+      { key: 'p50', label: 'RTT p50 µs', better: 'lower', format: 'us' },
+      { key: 'p99', label: 'RTT p99 µs', better: 'lower', format: 'us' },
+    ],
+    targets: [{ metric: 'p50', vs: 'net', op: '<=', x: 1.0 }],
+  },
+  {
+    id: 'connect-1', title: 'connect + close, 1 in flight', server: 'echo', policy: 'operator',
+    args: { inflight: 1 }, arms: ['net', 'sockguard', 'sockguard-raw', 'c'],
+    metrics: [{ key: 'value', label: 'conn/s', better: 'higher', format: 'rate' }],
+    targets: [{ vs: 'net', op: '>=', x: 0.9 }],
+  },
+  {
+    id: 'connect-100', title: 'connect + close, 100 in flight', server: 'echo', policy: 'operator',
+    args: { inflight: 100 }, arms: ['net', 'sockguard', 'sockguard-raw', 'c'],
+    metrics: [{ key: 'value', label: 'conn/s', better: 'higher', format: 'rate' }],
+    targets: [{ vs: 'net', op: '>=', x: 0.9 }],
+  },
+  {
+    id: 'idle', title: 'idle connected sockets (10,000)', server: 'echo', idle: true,
+    args: { count: 10000, inflight: 200 }, arms: ['net', 'sockguard', 'sockguard-raw', 'c'],
+    metrics: [
+      { key: 'rssPerSocket', label: 'RSS B/socket', better: 'lower', format: 'int' },
+      { key: 'heapPerSocket', label: 'JS heap B/socket', better: 'lower', format: 'int' },
+    ],
+    targets: [
+      { arm: 'sockguard-raw', metric: 'rssPerSocket', abs: '<=', x: 1024 },
+      { arm: 'sockguard-raw', metric: 'heapPerSocket', abs: '<=', x: 300 },
+      { arm: 'sockguard', metric: 'rssPerSocket', vs: 'net', op: '<=', x: 1.0 },
+      { arm: 'sockguard', metric: 'heapPerSocket', vs: 'net', op: '<=', x: 1.0 },
+    ],
+  },
+];
+
+const onlyScenarios = opt('--scenarios', null)?.split(',');
+const onlyArms = opt('--arms', null)?.split(',');
+const scenarios = SCENARIOS.filter((s) => !onlyScenarios || onlyScenarios.includes(s.id));
+
+// ---- process hygiene: every child is stopped on exit, failure or Ctrl-C ------------------------
+
+const children = new Set();
+function track(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+function killAll(signal = 'SIGKILL') {
+  for (const c of children) {
+    try { c.kill(signal); } catch { /* already gone */ }
+  }
+}
+process.on('exit', () => killAll());
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    killAll();
+    process.stderr.write(`\ninterrupted (${sig}); all bench processes stopped\n`);
+    process.exit(130);
+  });
+}
+
+function die(msg) {
+  process.stderr.write(`bench: ${msg}\n`);
+  process.exit(1);
+}
+
+// ---- build -------------------------------------------------------------------------------------
+
+function build() {
+  mkdirSync(binDir, { recursive: true });
+  for (const name of ['server', 'client']) {
+    const src = join(here, 'c', `${name}.c`);
+    const bin = join(binDir, name);
+    if (existsSync(bin) && statSync(bin).mtimeMs > statSync(src).mtimeMs) continue;
+    execFileSync('gcc', ['-O2', '-Wall', '-o', bin, src], { stdio: 'inherit' });
+  }
+}
+
+/** Whether the sockguard arms can run: the build exists and exposes what they drive. */
+function probeSockguard() {
+  const entry = join(root, 'dist', 'index.js');
+  if (!existsSync(entry)) return { ok: false, why: 'dist/index.js not built (`npm run build`)' };
+  try {
+    execFileSync(process.execPath, ['--input-type=module', '-e',
+      `const m = await import(${JSON.stringify('file://' + entry)});
+       const l = new m.SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
+       if (typeof l.connect !== 'function' || typeof l.connectRaw !== 'function') throw new Error('SocketLayer lacks connect/connectRaw');
+       await l.close?.();`], { stdio: 'pipe', timeout: 20000 });
+    return { ok: true };
+  } catch (err) {
+    const msg = String(err.stderr || err.message).trim().split('\n').filter(Boolean).slice(-1)[0];
+    return { ok: false, why: `sockguard build does not load: ${msg}` };
+  }
+}
+
+// ---- addresses ---------------------------------------------------------------------------------
+
+// A fresh loopback address per trial: no TIME_WAIT or listen-queue state carries over between
+// trials or between runs (the second octet is random per run).
+const addrBase = 16 + Math.floor(Math.random() * 200);
+let addrSeq = 0;
+function freshAddress() {
+  const i = addrSeq++;
+  return `127.${addrBase}.${Math.floor(i / 254) % 256}.${(i % 254) + 1}`;
+}
+
+// ---- processes ---------------------------------------------------------------------------------
+
+function taskset(cpu, cmd) {
+  return ['taskset', ['-c', String(cpu), ...cmd]];
+}
+
+function startServer(mode, host) {
+  const cmd = config.server === 'c'
+    ? [join(binDir, 'server'), mode, host, '0']
+    : [process.execPath, join(here, 'servers/net-server.mjs'), mode, host, '0'];
+  const [file, args] = taskset(config.serverCpu, cmd);
+  const child = track(spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start: ${err}`));
+    }, 5000);
+    child.stderr.on('data', (d) => { err += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /LISTENING (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(m[1]) });
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code}): ${err}`));
+    });
+  });
+}
+
+function stopProcess(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 2000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** Runs one client to completion; resolves with its JSON line (or { error }). */
+function runClient(cmd, timeoutMs) {
+  const [file, args] = taskset(config.clientCpu, cmd);
+  const child = track(spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  return new Promise((resolve) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      const line = out.trim().split('\n').filter(Boolean).pop();
+      try {
+        resolve(JSON.parse(line));
+      } catch {
+        resolve({ error: `client exited (${signal ?? code}) without a result: ${(err || out).trim().slice(-400)}` });
+      }
+    });
+  });
+}
+
+function clientCommand(arm, scenario, host, port) {
+  const a = ARMS[arm];
+  const params = {
+    host, port,
+    seconds: config.seconds,
+    warmupBytes: config.warmupBytes,
+    warmupSeconds: config.warmupSeconds,
+    warmupRtts: config.warmupRtts,
+    ...scenario.args,
+    ...a.extra,
+  };
+  if (a.needsDist && scenario.policy === 'operator' && operatorPolicy) params.policy = operatorPolicy;
+  const kv = Object.entries(params).map(([k, v]) => `${k}=${v}`);
+  const cmd = a.cmd();
+  if (cmd[0] === process.execPath && scenario.idle) cmd.splice(1, 0, '--expose-gc');
+  const scen = scenario.idle ? 'idle' : scenario.id.replace(/-\d+$/, '');
+  return [...cmd, scen, ...kv];
+}
+
+async function trial(arm, scenario) {
+  const host = freshAddress();
+  let server;
+  try {
+    server = await startServer(scenario.server, host);
+  } catch (err) {
+    return { error: String(err.message) };
+  }
+  try {
+    const cmd = clientCommand(arm, scenario, host, server.port);
+    const budget = (config.seconds + config.warmupSeconds) * 1000 + 30000;
+    const r = await runClient(cmd, budget);
+    return { ...r, host };
+  } finally {
+    await stopProcess(server.child);
+  }
+}
+
+// ---- operator policy for the connect-rate arms -------------------------------------------------
+
+// PERFORMANCE.md §3 measures connect rate with the policy on and an operator rule allowing the IP
+// literal. When the policy engine supports operator files, the bench writes one allowing exactly
+// the loopback range it uses; until then the sockguard arms run the 'development' policy.
+let operatorPolicy = null;
+let policyNote = "sockguard arms use policy 'development'";
+function prepareOperatorPolicy() {
+  const example = join(here, 'policies', 'loopback-bench.json');
+  if (!existsSync(example)) return;
+  operatorPolicy = example;
+  policyNote = `connect-rate sockguard arms use the operator policy bench/policies/loopback-bench.json (allows 127.0.0.0/8); other scenarios 'development'`;
+}
+
+// ---- micro-benchmarks --------------------------------------------------------------------------
+
+async function runMicro(haveSockguard) {
+  const dir = join(here, 'micro');
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.bench.mjs')).sort() : [];
+  const results = [];
+  for (const f of files) {
+    process.stderr.write(`micro ${f} ... `);
+    const host = freshAddress();
+    let server;
+    try {
+      server = await startServer('sink', host);
+      const [file, args] = taskset(config.clientCpu, [process.execPath, '--expose-gc', join(dir, f)]);
+      const child = track(spawn(file, args, {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          ...process.env,
+          SG_BENCH_HOST: host,
+          SG_BENCH_PORT: String(server.port),
+          SG_BENCH_TIME_MS: String(config.microTimeMs),
+          SG_BENCH_JSON: '1',
+          SG_BENCH_SOCKGUARD: haveSockguard ? '1' : '0',
+        },
+      }));
+      const { out, err, code } = await new Promise((resolve) => {
+        let out = '';
+        let err = '';
+        const t = setTimeout(() => child.kill('SIGKILL'), 120000);
+        child.stdout.on('data', (d) => { out += d; });
+        child.stderr.on('data', (d) => { err += d; });
+        child.once('exit', (code, sig) => { clearTimeout(t); resolve({ out, err, code: sig ?? code }); });
+      });
+      const line = out.trim().split('\n').filter(Boolean).pop() ?? '';
+      let parsed = null;
+      try { parsed = JSON.parse(line); } catch { /* not our JSON contract */ }
+      if (parsed && Array.isArray(parsed.results)) results.push({ file: f, ...parsed });
+      else results.push({ file: f, error: code ? `exit ${code}: ${err.trim().slice(-300)}` : null, text: out.trim().slice(-3000) });
+      process.stderr.write(code ? `failed (${code})\n` : 'done\n');
+    } catch (err) {
+      results.push({ file: f, error: String(err.message) });
+      process.stderr.write('failed\n');
+    } finally {
+      if (server) await stopProcess(server.child);
+    }
+  }
+  return results;
+}
+
+// ---- environment -------------------------------------------------------------------------------
+
+function environment() {
+  let cpu = cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpu = m[1].trim();
+  } catch { /* not Linux */ }
+  const sh = (cmd, args) => {
+    try { return execFileSync(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); } catch { return null; }
+  };
+  const commit = sh('git', ['rev-parse', '--short', 'HEAD']);
+  const dirty = sh('git', ['status', '--porcelain', '--untracked-files=no']);
+  return {
+    date: new Date().toISOString(),
+    cpu,
+    cpus: cpus().length,
+    kernel: release(),
+    node: process.version,
+    gcc: sh('gcc', ['-dumpfullversion']),
+    commit: commit ? commit + (dirty ? ' (with uncommitted changes)' : '') : null,
+  };
+}
+
+// ---- main --------------------------------------------------------------------------------------
+
+async function main() {
+  const t0 = Date.now();
+  build();
+  prepareOperatorPolicy();
+  const sg = probeSockguard();
+  if (!sg.ok) process.stderr.write(`bench: sockguard arms skipped: ${sg.why}\n`);
+  const env = environment();
+  const armsFor = (s) => s.arms.filter((a) => (!onlyArms || onlyArms.includes(a)) && (sg.ok || !ARMS[a].needsDist));
+
+  // results[scenario][arm] = one entry per repetition
+  const results = {};
+  for (const s of scenarios) {
+    results[s.id] = {};
+    for (const a of armsFor(s)) results[s.id][a] = [];
+  }
+  for (let rep = 0; rep < config.reps; rep++) {
+    for (const s of scenarios) {
+      for (const a of armsFor(s)) {
+        const r = await trial(a, s);
+        results[s.id][a].push(r);
+        const shown = r.error ? `ERROR ${r.error.split('\n')[0]}` : s.metrics.map((m) => `${m.key}=${fmtNum(r[m.key])}`).join(' ');
+        process.stderr.write(`rep ${rep + 1}/${config.reps}  ${s.id.padEnd(12)} ${a.padEnd(14)} ${shown}\n`);
+      }
+    }
+  }
+  const micro = config.micro ? await runMicro(sg.ok) : [];
+
+  const run = {
+    env,
+    config: { ...config, policy: policyNote },
+    sockguard: sg,
+    arms: Object.fromEntries(Object.entries(ARMS).map(([k, v]) => [k, v.label])),
+    scenarios: scenarios.map(({ id, title, server, args, metrics, targets, policy }) => ({ id, title, server, args, metrics, targets, policy })),
+    results,
+    micro,
+    elapsedSeconds: (Date.now() - t0) / 1000,
+  };
+  mkdirSync(outDir, { recursive: true });
+  mkdirSync(resultsDir, { recursive: true });
+  const stamp = env.date.replace(/[:.]/g, '-');
+  writeFileSync(join(outDir, `run-${config.mode}-${stamp}.json`), JSON.stringify(run, null, 2));
+  writeFileSync(join(outDir, `latest-${config.mode}.json`), JSON.stringify(run, null, 2));
+  const md = renderMarkdown(run);
+  writeFileSync(join(resultsDir, 'latest.md'), md);
+  writeFileSync(join(resultsDir, 'latest.svg'), renderSvg(run));
+  process.stdout.write(md);
+  process.stderr.write(`bench: done in ${run.elapsedSeconds.toFixed(1)} s; bench/results/latest.md, latest.svg, bench/out/\n`);
+}
+
+function fmtNum(v) {
+  if (typeof v !== 'number') return String(v);
+  return Math.abs(v) >= 1000 ? v.toExponential(3) : v.toFixed(2);
+}
+
+main().catch((err) => {
+  killAll();
+  die(err.stack ?? String(err));
+});
