@@ -1,0 +1,34 @@
+/**
+ * sockguard: policy-enforced, metered, outbound-only sockets for Node.js on a native epoll/kqueue core.
+ */
+import { SocketLayer } from './layer.js';
+import { Socket, defaultLayerHook, type SocketConnectOptions } from './socket.js';
+
+export { SocketLayer, type SocketLayerOptions, type RawConnectOptions } from './layer.js';
+export { Socket, type SocketConnectOptions, type SocketOptions } from './socket.js';
+export { RawSocket, type RawHandlers } from './raw.js';
+export { constants } from './sockopts.js';
+export { codes } from './errors.js';
+export type { Usage } from './ledger.js';
+export type { Verdict, Policy, Resolver } from './policy/index.js';
+
+let defaultLayer: SocketLayer | undefined;
+
+/** The layer behind the module-level shortcuts, built on first use from SOCKGUARD_* environment variables. */
+export function getDefaultLayer(): SocketLayer {
+  return (defaultLayer ??= new SocketLayer());
+}
+
+defaultLayerHook.get = getDefaultLayer;
+
+/** Like net.connect, through the default layer. */
+export function connect(options: SocketConnectOptions, connectListener?: () => void): Socket;
+export function connect(port: number | string, host?: string, connectListener?: () => void): Socket;
+export function connect(port: number | string, connectListener?: () => void): Socket;
+export function connect(...args: unknown[]): Socket {
+  const layer = getDefaultLayer();
+  return (layer.connect as (...a: unknown[]) => Socket)(...args);
+}
+
+/** Alias of connect(), as in net. */
+export const createConnection = connect;

@@ -1,0 +1,407 @@
+/**
+ * SocketLayer: one application's view of the outbound socket service — its policy, its sockets, its usage
+ * ledger, its reclaim sweep and its quotas. Several layers (several apps) may live in one process; they share
+ * the thread's native loop but nothing else.
+ *
+ * Every connection passes through `_startConnect`: validate before any I/O, resolve once, vet every address,
+ * connect only to a vetted address.
+ */
+import { channel } from 'node:diagnostics_channel';
+import { isIP } from 'node:net';
+import { codedError, codes, deniedError, invalidOption, systemError } from './errors.js';
+import { Ledger, type Usage } from './ledger.js';
+import {
+  createLookup,
+  loadPolicy,
+  lookupService,
+  reverse,
+  systemResolver,
+  verdictOf,
+  vet,
+  type Family,
+  type Policy,
+  type Resolver,
+  type Target,
+  type Verdict,
+} from './policy/index.js';
+import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './quota.js';
+import { RawSocket, RawState, type Candidate, type RawHandlers, type RawObserver } from './raw.js';
+import { ReclaimSweeper, validateIdleTimeout } from './reclaim.js';
+import { Socket, normalizeConnectArgs, socketSymbols, type SocketConnectOptions } from './socket.js';
+
+const { kRaw, kHost } = socketSymbols;
+
+export interface SocketLayerOptions {
+  /** The application this layer meters and binds descriptors to. @default env SOCKGUARD_APP_ID, else 'default' */
+  appId?: string;
+  /**
+   * 'production' (App Engine's egress rules), 'development' (allow, but report what production would deny), a
+   * policy object, or a path to a policy file. @default env SOCKGUARD_POLICY, else 'production'
+   */
+  policy?: unknown;
+  /** Reclaim sockets after this much inactivity; 0 disables. @default env SOCKGUARD_IDLE_TIMEOUT_MS, else 600000 */
+  idleTimeoutMs?: number;
+  /** How often the reclaim sweep runs. @default min(1000, idleTimeoutMs / 4) */
+  sweepIntervalMs?: number;
+  /** 'emulate' (App Engine's mock option table) or 'native'. @default 'emulate' */
+  sockopts?: 'emulate' | 'native';
+  /** 'app-engine' or per-minute / per-day limits. @default undefined (no quotas) */
+  quotas?: QuotasOption;
+  /** Key for descriptor tokens. @default env SOCKGUARD_SECRET, else random per process */
+  secret?: string | Buffer;
+  /** Name resolver; its answers are vetted like any other. @default dns.lookup, both families */
+  resolver?: Resolver;
+  /** Bytes queued natively per socket before write() returns false. @default 65536 */
+  highWaterMark?: number;
+}
+
+/** `layer.connectRaw()` options. */
+export interface RawConnectOptions {
+  host?: string;
+  port: number | string;
+  family?: number;
+  connectTimeout?: number;
+  highWaterMark?: number;
+}
+
+interface Plan {
+  candidates?: Candidate[];
+  error?: Error;
+}
+
+const denyChannel = channel('sockguard:deny');
+const reclaimChannel = channel('sockguard:reclaim');
+
+export class SocketLayer {
+  readonly appId: string;
+  readonly policy: Policy;
+  readonly sockopts: 'emulate' | 'native';
+  readonly idleTimeoutMs: number;
+  /** @internal */ readonly quota: QuotaMeter;
+  /** @internal */ readonly ledger: Ledger;
+  /** @internal */ readonly sweeper: ReclaimSweeper<RawSocket>;
+  /** @internal */ readonly secret: string | Buffer | undefined;
+  readonly #resolver: Resolver;
+  readonly #hwm: number;
+  /** Open sockets (raw level, whoever owns them). */
+  readonly #open = new Set<RawSocket>();
+  readonly #observer: RawObserver;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #lookup: ReturnType<typeof createLookup> | undefined;
+
+  constructor(options: SocketLayerOptions = {}) {
+    if (options === null || typeof options !== 'object') throw invalidOption('options', 'must be an object');
+    const appId = options.appId ?? process.env.SOCKGUARD_APP_ID ?? 'default';
+    if (typeof appId !== 'string' || appId.length === 0 || appId.length > 256) {
+      throw invalidOption('appId', 'must be a non-empty string of at most 256 characters');
+    }
+    this.appId = appId;
+    this.policy = loadPolicy(options.policy ?? (process.env.SOCKGUARD_POLICY || 'production'));
+    const sockopts = options.sockopts ?? 'emulate';
+    if (sockopts !== 'emulate' && sockopts !== 'native') throw invalidOption('sockopts', "must be 'emulate' or 'native'");
+    this.sockopts = sockopts;
+    this.idleTimeoutMs = validateIdleTimeout(
+      options.idleTimeoutMs ?? process.env.SOCKGUARD_IDLE_TIMEOUT_MS,
+      options.idleTimeoutMs === undefined && process.env.SOCKGUARD_IDLE_TIMEOUT_MS ? 'SOCKGUARD_IDLE_TIMEOUT_MS' : 'idleTimeoutMs',
+    );
+    const hwm = options.highWaterMark ?? 64 * 1024;
+    if (!Number.isSafeInteger(hwm) || hwm < 1 || hwm > 0x40000000) {
+      throw invalidOption('highWaterMark', 'must be an integer between 1 and 2^30');
+    }
+    this.#hwm = hwm;
+    if (options.resolver !== undefined && typeof options.resolver !== 'function') {
+      throw invalidOption('resolver', 'must be a function (name) => Promise<Array<{ address, family }>>');
+    }
+    this.#resolver = options.resolver ?? systemResolver;
+    this.quota = createQuotaMeter(options.quotas);
+    this.secret = options.secret ?? process.env.SOCKGUARD_SECRET ?? undefined;
+    this.ledger = new Ledger(appId, () => this.#open);
+    this.sweeper = new ReclaimSweeper<RawSocket>({
+      idleTimeoutMs: this.idleTimeoutMs,
+      sweepIntervalMs: options.sweepIntervalMs,
+      onExpire: (raw) => this.#reclaim(raw),
+    });
+    const open = this.#open;
+    const ledger = this.ledger;
+    const sweeper = this.sweeper;
+    this.#observer = {
+      activity: sweeper.enabled ? (raw) => sweeper.refresh(raw) : () => {},
+      closed(raw) {
+        if (open.delete(raw)) {
+          sweeper.untrack(raw);
+          ledger.fold(raw);
+        }
+      },
+    };
+  }
+
+  /** Opens a TCP connection, like net.connect. Returns the Socket at once; failures arrive as 'error'. */
+  connect(options: SocketConnectOptions, connectListener?: () => void): Socket;
+  connect(port: number | string, host?: string, connectListener?: () => void): Socket;
+  connect(port: number | string, connectListener?: () => void): Socket;
+  connect(...args: unknown[]): Socket {
+    const [options, cb] = normalizeConnectArgs(args);
+    const socket = new Socket({
+      layer: this,
+      allowHalfOpen: options.allowHalfOpen,
+      readableHighWaterMark: options.readableHighWaterMark ?? options.highWaterMark,
+      writableHighWaterMark: options.writableHighWaterMark ?? options.highWaterMark,
+    });
+    return socket.connect(options, cb);
+  }
+
+  /** Alias of connect(), as in net. */
+  createConnection(options: SocketConnectOptions, connectListener?: () => void): Socket;
+  createConnection(port: number | string, host?: string, connectListener?: () => void): Socket;
+  createConnection(port: number | string, connectListener?: () => void): Socket;
+  createConnection(...args: unknown[]): Socket {
+    return (this.connect as (...a: unknown[]) => Socket)(...args);
+  }
+
+  /**
+   * Opens a raw TCP connection: callbacks, no stream. Same policy, ledger and reclaim as connect().
+   */
+  connectRaw(options: RawConnectOptions, handlers: RawHandlers = {}): RawSocket {
+    const hwm = options.highWaterMark ?? this.#hwm;
+    const raw = new RawSocket(handlers, hwm);
+    const { target, port, family } = this.#validate(options);
+    this.#admit(raw);
+    this.#begin(raw, target, port, family, options.connectTimeout ?? 0, undefined, undefined);
+    return raw;
+  }
+
+  /** @internal the connect path of every Socket of this layer */
+  _startConnect(socket: Socket, options: SocketConnectOptions): void {
+    if (options.path !== undefined) {
+      throw systemError('EAFNOSUPPORT', { syscall: 'connect', address: String(options.path) });
+    }
+    const { target, port, family } = this.#validate(options);
+    const raw = socket[kRaw];
+    socket[kHost] = target.host;
+    socket.connecting = true;
+    if (options.timeout !== undefined) socket.setTimeout(options.timeout);
+    if (options.noDelay) socket.setNoDelay(true);
+    if (options.keepAlive) socket.setKeepAlive(true, options.keepAliveInitialDelay ?? 0);
+    if (options.signal) {
+      const signal = options.signal;
+      if (signal.aborted) {
+        process.nextTick(() => socket.destroy(abortError(signal)));
+        return;
+      }
+      const onAbort = () => socket.destroy(abortError(signal));
+      signal.addEventListener('abort', onAbort, { once: true });
+      socket.once('close', () => signal.removeEventListener('abort', onAbort));
+    }
+    this.#admit(raw);
+    const resolver = options.lookup ? lookupResolver(options.lookup) : undefined;
+    const connectTimeout = options.connectTimeout ?? 0;
+    if (!Number.isFinite(connectTimeout) || connectTimeout < 0) {
+      throw invalidOption('connectTimeout', 'must be a non-negative number of milliseconds');
+    }
+    this.#begin(raw, target, port, family, connectTimeout, resolver, socket);
+  }
+
+  /** Validation shared by every connect form: throws coded errors before any I/O. */
+  #validate(options: { host?: string; port?: number | string; family?: number; localAddress?: string; localPort?: number }): {
+    target: Target;
+    port: number;
+    family: 0 | 4 | 6;
+  } {
+    if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
+    const family = options.family ?? 0;
+    if (family !== 0 && family !== 4 && family !== 6) {
+      throw invalidOption('family', `must be 0, 4 or 6. Received ${String(family)}`);
+    }
+    const port = typeof options.port === 'string' && /^\d+$/.test(options.port) ? Number(options.port) : options.port;
+    const target = this.policy.parse(options.host ?? 'localhost', port);
+    if (options.localAddress !== undefined && !isAnyAddress(options.localAddress)) {
+      throw systemError('EACCES', { syscall: 'bind', address: String(options.localAddress), detail: 'binding to a specific address is not allowed' });
+    }
+    if (options.localPort !== undefined && options.localPort !== 0) {
+      throw systemError('EACCES', { syscall: 'bind', port: Number(options.localPort), address: options.localAddress ?? '0.0.0.0', detail: 'binding to a specific port is not allowed' });
+    }
+    return { target, port: port as number, family: family as 0 | 4 | 6 };
+  }
+
+  #admit(raw: RawSocket): void {
+    raw.observer = this.#observer;
+    this.#open.add(raw);
+    this.ledger.socketsCreated++;
+    this.sweeper.track(raw);
+  }
+
+  #begin(
+    raw: RawSocket,
+    target: Target,
+    port: number,
+    family: 0 | 4 | 6,
+    connectTimeout: number,
+    resolver: Resolver | undefined,
+    socket: Socket | undefined,
+  ): void {
+    const plan = this.#plan(target, port, family, resolver);
+    if (plan instanceof Promise) {
+      plan.then(
+        (p) => this.#go(raw, p, port, connectTimeout, socket, target),
+        (err: Error) => this.#go(raw, { error: err }, port, connectTimeout, socket, target),
+      );
+    } else {
+      // Literal addresses connect at once; a denial still reaches the caller asynchronously, after it could
+      // attach an 'error' listener (raw.fail defers the report).
+      this.#go(raw, plan, port, connectTimeout, socket, target);
+    }
+  }
+
+  #go(raw: RawSocket, plan: Plan, port: number, connectTimeout: number, socket: Socket | undefined, target: Target): void {
+    if (raw.state !== RawState.Pending) return;
+    if (plan.error) {
+      raw.fail(plan.error);
+      return;
+    }
+    const candidates = plan.candidates!;
+    if (socket && target.kind === 'name') {
+      const c = candidates[0]!;
+      socket.emit('lookup', null, c.address, c.family, target.host);
+    }
+    if (this.quota.enabled) {
+      const over = this.quota.check('connects') ?? this.quota.check('creates');
+      if (over) {
+        this.ledger.overQuota++;
+        raw.fail(over);
+        return;
+      }
+      this.quota.charge('creates');
+      this.quota.charge('connects');
+    }
+    this.ledger.connects++;
+    raw.connect(candidates, port, connectTimeout);
+  }
+
+  /** Resolves (names only) and vets; synchronous for IP literals. */
+  #plan(target: Target, port: number, family: 0 | 4 | 6, resolver: Resolver | undefined): Plan | Promise<Plan> {
+    if (target.kind === 'ip') {
+      const d = this.policy.evaluate(target.address, target.family, port);
+      if (d.allowed) return { candidates: [{ address: target.address, family: target.family }] };
+      return { error: this.#denied(target.address, port, d.rule, d.reason, target.host) };
+    }
+    const base = resolver ?? this.#resolver;
+    const filtered: Resolver = family === 0 ? base : async (name) => (await base(name)).filter((a) => a.family === family);
+    return vet(this.policy, target.host, port, filtered).then((v) => {
+      if (v.allowed.length > 0) return { candidates: v.allowed.map((a) => ({ address: a.address, family: a.family })) };
+      const first = v.denied[0];
+      if (first) return { error: this.#denied(first.address, port, first.rule, first.reason, target.host) };
+      const verdict = verdictOf(v, port);
+      if (!verdict.allowed) return { error: this.#denied(target.host, port, verdict.rule, verdict.reason, target.host) };
+      const err = systemError('ENOTFOUND', { syscall: 'getaddrinfo', address: target.host });
+      (err as Error & { hostname?: string }).hostname = target.host;
+      return { error: err };
+    });
+  }
+
+  #denied(address: string, port: number, rule: string, reason: string, host: string): Error {
+    this.ledger.denied++;
+    const err = deniedError('connect', address, port, rule, reason);
+    if (denyChannel.hasSubscribers) {
+      denyChannel.publish({ appId: this.appId, host, address, port, rule, reason });
+    }
+    return err;
+  }
+
+  #reclaim(raw: RawSocket): void {
+    raw.reclaimed = true;
+    this.ledger.reclaimed++;
+    if (reclaimChannel.hasSubscribers) {
+      reclaimChannel.publish({
+        appId: this.appId,
+        address: raw.remoteAddress,
+        port: raw.remotePort,
+        bytesSent: raw.bytesWritten,
+        bytesReceived: raw.bytesRead,
+      });
+    }
+    // No error: an unattended idle socket must not crash the process. 'close' follows.
+    if (raw.owner) raw.owner.destroy();
+    else raw.destroy();
+  }
+
+  /**
+   * Evaluates a destination against the policy without connecting. Resolves names once.
+   */
+  async check(host: string, port: number): Promise<Verdict> {
+    const v = await vet(this.policy, host, port, this.#resolver);
+    const verdict = verdictOf(v, port);
+    if (!verdict.allowed) this.ledger.denied++;
+    return verdict;
+  }
+
+  /** dns.lookup-compatible: answers only with addresses this layer's policy allows. */
+  get lookup(): ReturnType<typeof createLookup> {
+    return (this.#lookup ??= createLookup(this.policy, this.#resolver));
+  }
+
+  /** Reverse lookups are not provided by the service. */
+  readonly reverse = reverse;
+  readonly lookupService = lookupService;
+
+  /** A snapshot of this app's usage; exact, including sockets that closed. */
+  usage(): Usage {
+    return this.ledger.usage();
+  }
+
+  /** Number of open sockets. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /** Destroys every socket of the layer; resolves once all are closed. Later connects fail. */
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    this.#closed = true;
+    const waits: Promise<void>[] = [];
+    for (const raw of [...this.#open]) {
+      waits.push(waitClosed(raw));
+      if (raw.owner) raw.owner.destroy();
+      else raw.destroy();
+    }
+    this.sweeper.close();
+    this.#closing = Promise.all(waits).then(() => undefined);
+    return this.#closing;
+  }
+}
+
+function waitClosed(raw: RawSocket): Promise<void> {
+  const owner = raw.owner as (Socket | null);
+  if (owner && typeof (owner as Socket).once === 'function') {
+    if ((owner as Socket).closed) return Promise.resolve();
+    return new Promise((resolve) => (owner as Socket).once('close', () => resolve()));
+  }
+  return new Promise((resolve) => process.nextTick(resolve));
+}
+
+function isAnyAddress(a: unknown): boolean {
+  return a === '0.0.0.0' || a === '::' || a === '' || a === '0:0:0:0:0:0:0:0';
+}
+
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  (err as Error & { code: string }).code = 'ABORT_ERR';
+  return err;
+}
+
+/** Adapts a dns.lookup-style function (net's `lookup` option) into a Resolver; its answers are still vetted. */
+function lookupResolver(lookup: NonNullable<SocketConnectOptions['lookup']>): Resolver {
+  return (name) =>
+    new Promise((resolve, reject) => {
+      lookup(name, { all: true, family: 0 }, (err: Error | null, addresses: unknown, family?: number) => {
+        if (err) return reject(err);
+        if (Array.isArray(addresses)) {
+          resolve(addresses.map((a: { address: string; family: number }) => ({ address: a.address, family: (a.family === 6 ? 6 : 4) as Family })));
+        } else {
+          const fam = family ?? isIP(String(addresses));
+          resolve([{ address: String(addresses), family: (fam === 6 ? 6 : 4) as Family }]);
+        }
+      });
+    });
+}

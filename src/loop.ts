@@ -1,0 +1,153 @@
+/**
+ * The per-thread side of the native loop: socket ids, counter memory, and the batch dispatcher.
+ *
+ * Module state is per thread (each worker thread loads its own copy), matching the native loop, which is per
+ * N-API environment. Nothing is created until the first socket: importing sockguard opens nothing.
+ *
+ * Wire format shared with native/loop.cc: `records` holds `count` records of 4 int32 `[id, type, a, b]`;
+ * DATA/DGRAM payloads live in `slab` and are valid only during the dispatch call.
+ */
+import {
+  REC_CONNECT,
+  REC_DATA,
+  REC_DGRAM,
+  REC_DRAIN,
+  REC_EOF,
+  REC_ERROR,
+  REC_SHUTDOWN,
+  native,
+  type NativeBinding,
+} from './native.js';
+
+const SLAB_BYTES = 512 * 1024;
+
+/** What a socket implements to receive its records. */
+export interface LoopClient {
+  _onConnect(status: number): void;
+  _onData(slab: Buffer, offset: number, length: number): void;
+  _onDgram(slab: Buffer, offset: number, length: number): void;
+  _onEof(): void;
+  _onError(status: number, syscall: number): void;
+  _onDrain(): void;
+  _onShutdown(status: number): void;
+}
+
+export class Loop {
+  readonly nat: NativeBinding;
+  readonly slab: Buffer;
+  readonly records: Int32Array;
+  readonly chunk: number;
+  readonly slots: number;
+  /** Counter chunks as Uint32 views (uint64 counters read as two halves: exact, no BigInt). */
+  readonly counters: Uint32Array[] = [];
+  private readonly clients: (LoopClient | undefined)[] = [];
+  private readonly free: number[] = [];
+  private readonly freeLater: number[] = [];
+  private nextId = 0;
+  private refs = 0;
+  private dispatching = false;
+  /** Exceptions thrown by handlers during a batch; rethrown after it so no other socket loses its records. */
+  private thrown: unknown[] = [];
+
+  constructor() {
+    this.nat = native();
+    const layout = this.nat.layout();
+    this.chunk = layout.chunk;
+    this.slots = layout.ctrSlots;
+    const ab = new ArrayBuffer(SLAB_BYTES);
+    this.slab = Buffer.from(ab);
+    this.records = new Int32Array(layout.recCap * 4);
+    const r = this.nat.loop_init(ab, this.records, (count) => this.dispatch(count));
+    if (r < 0) throw new Error(`sockguard loop init failed (${r})`);
+  }
+
+  /** Reserves an id (and its counters) for a client. Ids of sockets closed during a batch are reused after it. */
+  open(client: LoopClient): number {
+    const id = this.free.length > 0 ? this.free.pop()! : this.nextId++;
+    const chunkIndex = Math.floor(id / this.chunk);
+    while (this.counters.length <= chunkIndex) {
+      const ab = new ArrayBuffer(this.chunk * this.slots * 8);
+      const r = this.nat.loop_add_chunk(ab);
+      if (r < 0) throw new Error(`sockguard counter chunk failed (${r})`);
+      this.counters.push(new Uint32Array(ab));
+    }
+    this.clients[id] = client;
+    return id;
+  }
+
+  /** Forgets a client. Its id returns to the pool once no record of the current batch can still name it. */
+  release(id: number): void {
+    this.clients[id] = undefined;
+    if (this.dispatching) this.freeLater.push(id);
+    else this.free.push(id);
+  }
+
+  ref(): void {
+    if (this.refs++ === 0) this.nat.loop_ref(true);
+  }
+
+  unref(): void {
+    if (--this.refs === 0) this.nat.loop_ref(false);
+  }
+
+  private dispatch(count: number): void {
+    const rec = this.records;
+    const slab = this.slab;
+    const clients = this.clients;
+    this.dispatching = true;
+    for (let i = 0, p = 0; i < count; i++, p += 4) {
+      const client = clients[rec[p]!];
+      if (client === undefined) continue;
+      const a = rec[p + 2]!;
+      try {
+        switch (rec[p + 1]) {
+          case REC_DATA:
+            client._onData(slab, a, rec[p + 3]!);
+            break;
+          case REC_DGRAM:
+            client._onDgram(slab, a, rec[p + 3]!);
+            break;
+          case REC_EOF:
+            client._onEof();
+            break;
+          case REC_ERROR:
+            client._onError(a, rec[p + 3]!);
+            break;
+          case REC_CONNECT:
+            client._onConnect(a);
+            break;
+          case REC_DRAIN:
+            client._onDrain();
+            break;
+          case REC_SHUTDOWN:
+            client._onShutdown(a);
+            break;
+        }
+      } catch (err) {
+        this.thrown.push(err);
+      }
+    }
+    this.dispatching = false;
+    if (this.freeLater.length > 0) {
+      for (const id of this.freeLater) this.free.push(id);
+      this.freeLater.length = 0;
+    }
+    if (this.thrown.length > 0) {
+      const thrown = this.thrown;
+      this.thrown = [];
+      // Each one surfaces as an uncaught exception, as it would from a net.Socket handler.
+      for (const err of thrown) process.nextTick(rethrow, err);
+    }
+  }
+}
+
+function rethrow(err: unknown): never {
+  throw err;
+}
+
+let current: Loop | undefined;
+
+/** This thread's loop, created on first use. */
+export function getLoop(): Loop {
+  return (current ??= new Loop());
+}

@@ -1,0 +1,398 @@
+/**
+ * Socket: a net.Socket-compatible Duplex over a RawSocket. Everything that makes it fast happens below it
+ * (native write coalescing, batched reads); this file only speaks the stream protocol and net's surface.
+ */
+import { Duplex, type DuplexOptions } from 'node:stream';
+import { codedError, codes, systemError } from './errors.js';
+import { RawSocket, RawState, type RawHandlers } from './raw.js';
+import type { SocketLayer } from './layer.js';
+
+/** Options of `connect()`, as net.connect takes them, plus sockguard's. */
+export interface SocketConnectOptions {
+  /** @default 'localhost' */
+  host?: string;
+  port?: number | string;
+  /** Unix domain sockets are not part of the outbound socket service. */
+  path?: string;
+  /** Idle timeout in ms: emits 'timeout' like net's `timeout` option (the socket stays open). */
+  timeout?: number;
+  /** Bounds the whole connection attempt; ETIMEDOUT when it passes. @default 0 (the kernel's limit) */
+  connectTimeout?: number;
+  /** @default false (writes are coalesced natively, so the native socket runs with TCP_NODELAY on anyway) */
+  noDelay?: boolean;
+  /** @default false */
+  keepAlive?: boolean;
+  /** @default 0 */
+  keepAliveInitialDelay?: number;
+  /** @default false */
+  allowHalfOpen?: boolean;
+  signal?: AbortSignal;
+  /** 0 (both), 4 or 6. @default 0 */
+  family?: number;
+  /** Only the any-address is accepted. */
+  localAddress?: string;
+  /** Only 0 is accepted. */
+  localPort?: number;
+  /** A dns.lookup-compatible resolver for this connection; its answers are still vetted by the policy. */
+  lookup?: (hostname: string, options: object, cb: (...args: any[]) => void) => void;
+  /** Stream buffer sizes. */
+  highWaterMark?: number;
+  readableHighWaterMark?: number;
+  writableHighWaterMark?: number;
+}
+
+export interface SocketOptions {
+  /** The layer whose policy, ledger and reclaim govern this socket. @default the module's default layer */
+  layer?: SocketLayer;
+  /** @default false */
+  allowHalfOpen?: boolean;
+  readableHighWaterMark?: number;
+  writableHighWaterMark?: number;
+  signal?: AbortSignal;
+}
+
+type Callback = (err?: Error | null) => void;
+
+const kRaw = Symbol('sockguard.raw');
+const kLayer = Symbol('sockguard.layer');
+const kWriteCb = Symbol('sockguard.writeCb');
+const kFinalCb = Symbol('sockguard.finalCb');
+const kTimer = Symbol('sockguard.timer');
+const kConnected = Symbol('sockguard.connected');
+const kNoDelay = Symbol('sockguard.noDelay');
+const kKeepAlive = Symbol('sockguard.keepAlive');
+const kHost = Symbol('sockguard.host');
+
+export const socketSymbols = { kRaw, kLayer, kHost } as const;
+
+/** Routes raw callbacks to the stream. One small object per socket; `this` is the handlers object. */
+class StreamHandlers implements RawHandlers {
+  constructor(readonly s: Socket) {}
+
+  onconnect(err: Error | null): void {
+    if (err) return;
+    this.s._connected();
+  }
+
+  ondata(slab: Buffer, offset: number, length: number): void {
+    const s = this.s;
+    const chunk = Buffer.allocUnsafe(length);
+    slab.copy(chunk, 0, offset, offset + length);
+    const timer = s[kTimer];
+    if (timer !== undefined) timer.refresh();
+    if (!s.push(chunk)) s[kRaw].pause();
+  }
+
+  onend(): void {
+    this.s.push(null);
+  }
+
+  ondrain(): void {
+    const s = this.s;
+    const cb = s[kWriteCb];
+    if (cb !== null) {
+      s[kWriteCb] = null;
+      cb();
+    }
+  }
+
+  onfinish(): void {
+    const s = this.s;
+    const cb = s[kFinalCb];
+    if (cb !== null) {
+      s[kFinalCb] = null;
+      cb();
+    }
+  }
+
+  onclose(err: Error | null): void {
+    const s = this.s;
+    if (s.destroyed) return;
+    s.destroy(err ?? undefined);
+  }
+}
+
+export class Socket extends Duplex {
+  /** @internal */ [kRaw]: RawSocket;
+  /** @internal */ [kLayer]: SocketLayer | undefined;
+  /** @internal */ [kWriteCb]: Callback | null = null;
+  /** @internal */ [kFinalCb]: Callback | null = null;
+  /** @internal */ [kTimer]: NodeJS.Timeout | undefined = undefined;
+  /** @internal */ [kConnected] = false;
+  /** @internal */ [kNoDelay]: boolean | undefined = undefined;
+  /** @internal */ [kKeepAlive]: [boolean, number] | undefined = undefined;
+  /** @internal */ [kHost]: string | undefined = undefined;
+  /** True while the connection is being set up (resolution, policy, TCP handshake). */
+  connecting = false;
+
+  constructor(options: SocketOptions = {}) {
+    super({
+      allowHalfOpen: options.allowHalfOpen ?? false,
+      readableHighWaterMark: options.readableHighWaterMark,
+      writableHighWaterMark: options.writableHighWaterMark,
+      signal: options.signal,
+      emitClose: false,
+      autoDestroy: true,
+      decodeStrings: true,
+    });
+    this[kLayer] = options.layer;
+    this[kRaw] = new RawSocket(new StreamHandlers(this));
+    this[kRaw].owner = this;
+  }
+
+  /**
+   * Connects like net.Socket#connect: `(options[, cb])` or `(port[, host][, cb])`. Host names are resolved by
+   * the layer and every address is vetted before the connection goes to it.
+   */
+  connect(options: SocketConnectOptions, connectListener?: () => void): this;
+  connect(port: number | string, host?: string, connectListener?: () => void): this;
+  connect(port: number | string, connectListener?: () => void): this;
+  connect(...args: unknown[]): this {
+    const [options, cb] = normalizeConnectArgs(args);
+    if (this.connecting || this[kConnected]) {
+      throw systemError('EISCONN', { syscall: 'connect', address: options.host, port: Number(options.port) });
+    }
+    if (this.destroyed) {
+      throw codedError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed');
+    }
+    if (typeof cb === 'function') this.once('connect', cb);
+    const layer = this[kLayer] ?? defaultLayerHook.get();
+    this[kLayer] = layer;
+    layer._startConnect(this, options);
+    return this;
+  }
+
+  /** @internal called by the layer once the connection is up */
+  _connected(): void {
+    this.connecting = false;
+    this[kConnected] = true;
+    const raw = this[kRaw];
+    if (this[kNoDelay] !== undefined) applyNoDelay(raw, this[kNoDelay]);
+    const ka = this[kKeepAlive];
+    if (ka !== undefined) raw.native?.socket_keepalive(raw.nativeId, ka[0], Math.floor(ka[1] / 1000));
+    this.emit('connect');
+    this.emit('ready');
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, cb: Callback): void {
+    let ok: boolean;
+    try {
+      ok = this[kRaw].write(chunk);
+    } catch (err) {
+      cb(err as Error);
+      return;
+    }
+    const timer = this[kTimer];
+    if (timer !== undefined) timer.refresh();
+    if (ok) cb();
+    else this[kWriteCb] = cb;
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, cb: Callback): void {
+    const bufs = new Array<Buffer>(chunks.length);
+    for (let i = 0; i < chunks.length; i++) bufs[i] = chunks[i]!.chunk;
+    let ok: boolean;
+    try {
+      ok = this[kRaw].writev(bufs);
+    } catch (err) {
+      cb(err as Error);
+      return;
+    }
+    const timer = this[kTimer];
+    if (timer !== undefined) timer.refresh();
+    if (ok) cb();
+    else this[kWriteCb] = cb;
+  }
+
+  override _final(cb: Callback): void {
+    const raw = this[kRaw];
+    if (raw.state === RawState.Closed) {
+      cb();
+      return;
+    }
+    this[kFinalCb] = cb;
+    raw.end();
+  }
+
+  override _read(): void {
+    const raw = this[kRaw];
+    if (raw.paused) raw.resume();
+  }
+
+  override _destroy(err: Error | null, cb: Callback): void {
+    this.connecting = false;
+    const timer = this[kTimer];
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      this[kTimer] = undefined;
+    }
+    this[kRaw].destroy(err);
+    cb(err);
+    // net emits 'close' with hadError after 'error'; the stream's own 'close' carries no argument.
+    process.nextTick(emitCloseNT, this, err != null);
+  }
+
+  /** Half-closes, then destroys once everything is flushed. */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
+  }
+
+  /**
+   * Emits 'timeout' after `ms` without activity (the socket stays open, as with net). 0 disables.
+   */
+  setTimeout(ms: number, callback?: () => void): this {
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+      throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "msecs" is out of range. Received ${ms}`);
+    }
+    const old = this[kTimer];
+    if (old !== undefined) clearTimeout(old);
+    this[kTimer] = undefined;
+    if (ms === 0) {
+      if (callback) this.removeListener('timeout', callback);
+      return this;
+    }
+    if (callback) this.once('timeout', callback);
+    const timer = setTimeout(emitTimeout, ms, this);
+    timer.unref();
+    this[kTimer] = timer;
+    return this;
+  }
+
+  get timeout(): number | undefined {
+    const t = this[kTimer] as unknown as { _idleTimeout?: number } | undefined;
+    return t?._idleTimeout;
+  }
+
+  setNoDelay(noDelay = true): this {
+    this[kNoDelay] = !!noDelay;
+    if (this[kRaw].state === RawState.Open) applyNoDelay(this[kRaw], !!noDelay);
+    return this;
+  }
+
+  setKeepAlive(enable = false, initialDelay = 0): this {
+    this[kKeepAlive] = [!!enable, initialDelay];
+    const raw = this[kRaw];
+    if (raw.state === RawState.Open) raw.native?.socket_keepalive(raw.nativeId, !!enable, Math.floor(initialDelay / 1000));
+    return this;
+  }
+
+  ref(): this {
+    this[kRaw].ref();
+    return this;
+  }
+
+  unref(): this {
+    this[kRaw].unref();
+    return this;
+  }
+
+  address(): { address: string; family: string; port: number } | Record<string, never> {
+    const n = this[kRaw].name(false);
+    if (!n) return {};
+    return { address: n.address, family: n.family === 6 ? 'IPv6' : 'IPv4', port: n.port };
+  }
+
+  get remoteAddress(): string | undefined {
+    return this[kConnected] ? this[kRaw].remoteAddress : undefined;
+  }
+
+  get remotePort(): number | undefined {
+    return this[kConnected] ? this[kRaw].remotePort : undefined;
+  }
+
+  get remoteFamily(): string | undefined {
+    if (!this[kConnected]) return undefined;
+    return this[kRaw].remoteFamily === 6 ? 'IPv6' : 'IPv4';
+  }
+
+  get localAddress(): string | undefined {
+    return this[kRaw].name(false)?.address;
+  }
+
+  get localPort(): number | undefined {
+    return this[kRaw].name(false)?.port;
+  }
+
+  get localFamily(): string | undefined {
+    const n = this[kRaw].name(false);
+    return n ? (n.family === 6 ? 'IPv6' : 'IPv4') : undefined;
+  }
+
+  /** Bytes received. */
+  get bytesRead(): number {
+    return this[kRaw].bytesRead;
+  }
+
+  /** Bytes written, including those still queued (as net counts them). */
+  get bytesWritten(): number {
+    const raw = this[kRaw];
+    return raw.bytesWritten + raw.pendingBytes + this.writableLength;
+  }
+
+  /** True until the connection is established. */
+  get pending(): boolean {
+    return !this[kConnected] || this.destroyed;
+  }
+
+  get readyState(): 'opening' | 'open' | 'readOnly' | 'writeOnly' | 'closed' {
+    if (this.connecting) return 'opening';
+    if (this.readable && this.writable) return 'open';
+    if (this.readable && !this.writable) return 'readOnly';
+    if (!this.readable && this.writable) return 'writeOnly';
+    return 'closed';
+  }
+
+  /** True once the layer reclaimed this socket for inactivity. */
+  get reclaimed(): boolean {
+    return this[kRaw].reclaimed;
+  }
+
+  /** The raw socket under this stream (counters, native id). */
+  get raw(): RawSocket {
+    return this[kRaw];
+  }
+
+  /** Bytes accepted by the kernel, send syscalls, receive syscalls: the socket's meter. */
+  get counters(): { bytesSent: number; bytesReceived: number; sendCalls: number; receiveCalls: number } {
+    const raw = this[kRaw];
+    return { bytesSent: raw.bytesWritten, bytesReceived: raw.bytesRead, sendCalls: raw.sendCalls, receiveCalls: raw.recvCalls };
+  }
+}
+
+function applyNoDelay(raw: RawSocket, on: boolean): void {
+  // IPPROTO_TCP / TCP_NODELAY
+  raw.native?.socket_setsockopt(raw.nativeId, 6, 1, on ? 1 : 0);
+}
+
+function emitTimeout(s: Socket): void {
+  if (!s.destroyed) s.emit('timeout');
+}
+
+function emitCloseNT(s: Socket, hadError: boolean): void {
+  s.emit('close', hadError);
+}
+
+/** net.connect's argument forms, normalised. */
+export function normalizeConnectArgs(args: unknown[]): [SocketConnectOptions, (() => void) | undefined] {
+  let cb: (() => void) | undefined;
+  if (args.length > 0 && typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
+  const first = args[0];
+  if (first !== null && typeof first === 'object') return [{ ...(first as SocketConnectOptions) }, cb];
+  const options: SocketConnectOptions = {};
+  if (typeof first === 'string' && !/^\d+$/.test(first) && first.length > 0 && Number.isNaN(Number(first))) {
+    options.path = first;
+  } else {
+    options.port = first as number | string;
+    if (typeof args[1] === 'string') options.host = args[1];
+  }
+  return [options, cb];
+}
+
+/** Filled in by index.ts: the lazily built default layer, used by `new Socket().connect()`. */
+export const defaultLayerHook: { get(): SocketLayer } = {
+  get() {
+    throw codedError(Error, codes.LAYER_CLOSED, 'No default layer');
+  },
+};
