@@ -18,7 +18,8 @@
  * it and appends it at the tail. A sweep ends the current epoch, then walks from the head, dropping markers
  * whose epoch is old enough and reclaiming the entries after them, and stops at the first marker that is
  * still recent. Its cost is O(reclaimed entries + expired markers), independent of how many idle sockets are
- * tracked but not yet due; markers are pooled, so steady state allocates nothing.
+ * tracked but not yet due. A marker whose run empties is dropped at once, so there are never more markers
+ * than non-empty runs plus one; markers are pooled, so steady state allocates nothing.
  *
  * The socket classes are the entries: they carry the three symbol-keyed fields below (initialise them in the
  * constructor with {@link initReclaimEntry} so every instance has the same shape). No closures or maps per
@@ -123,6 +124,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
   #timer: NodeJS.Timeout | null = null;
   #sweeping = false;
 
+  #markers = 0;
   #sweeps = 0;
   #visited = 0;
   #lastVisited = 0;
@@ -156,6 +158,11 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
   /** Whether the sweep timer is scheduled. It is always unref'd. */
   get timerActive(): boolean {
     return this.#timer !== null;
+  }
+
+  /** Epoch markers in the list: at most one per non-empty run of entries, plus the open one. */
+  get markers(): number {
+    return this.#markers;
   }
 
   /** Sweeps run so far (timer and manual). */
@@ -204,7 +211,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
   refresh(entry: T): void {
     const epoch = entry[kReclaimEpoch];
     if (epoch === this.#epoch || epoch < 0) return;
-    this.#unlink(entry);
+    this.#remove(entry);
     this.#append(entry);
   }
 
@@ -214,7 +221,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
    */
   untrack(entry: T): void {
     if (entry[kReclaimEpoch] < 0) return;
-    this.#unlink(entry);
+    this.#remove(entry);
     entry[kReclaimEpoch] = UNTRACKED;
     this.#size--;
   }
@@ -230,9 +237,16 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
     let visited = 0;
     let reclaimed = 0;
     try {
-      if (this.#open !== null) {
-        this.#open.end = now;
+      const open = this.#open;
+      if (open !== null) {
         this.#open = null;
+        if (open[kReclaimNext] === null) {
+          // Every entry of this epoch was untracked or moved on: an empty run needs no marker.
+          this.#unlink(open);
+          this.#release(open);
+        } else {
+          open.end = now;
+        }
       }
       this.#epoch++;
       const limit = now - this.idleTimeoutMs;
@@ -275,6 +289,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
     }
     this.#head = this.#tail = this.#open = null;
     this.#size = 0;
+    this.#markers = 0;
     this.#stopTimer();
   }
 
@@ -286,6 +301,25 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
     }
     entry[kReclaimEpoch] = this.#epoch;
     this.#link(entry);
+  }
+
+  /**
+   * Unlinks a tracked entry and, if that emptied a closed epoch's run, drops the run's marker. Without this a
+   * long timeout with steadily refreshed sockets would pile up one empty marker per sweep.
+   */
+  #remove(entry: ReclaimNode): void {
+    const prev = entry[kReclaimPrev];
+    const next = entry[kReclaimNext];
+    this.#unlink(entry);
+    if (
+      prev !== null &&
+      prev[kReclaimEpoch] === MARKER &&
+      prev !== this.#open &&
+      (next === null || next[kReclaimEpoch] === MARKER)
+    ) {
+      this.#unlink(prev);
+      this.#release(prev as Marker);
+    }
   }
 
   #link(node: ReclaimNode): void {
@@ -309,6 +343,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
   }
 
   #acquire(): Marker {
+    this.#markers++;
     const marker = this.#pool;
     if (marker === null) return new Marker();
     this.#pool = marker[kReclaimNext] as Marker | null;
@@ -318,6 +353,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
   }
 
   #release(marker: Marker): void {
+    this.#markers--;
     marker[kReclaimNext] = this.#pool;
     this.#pool = marker;
   }
