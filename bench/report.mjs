@@ -102,6 +102,9 @@ export function renderMarkdown(run) {
   L.push(`- CPU: ${e.cpu} (${e.cpus} CPUs; server pinned to CPU ${c.serverCpu}, client to CPU ${c.clientCpu}) · kernel ${e.kernel} · Node ${e.node} · gcc ${e.gcc ?? '?'}`);
   L.push(`- Code: ${e.commit ?? 'unknown commit'} · server: ${c.server === 'c' ? 'C epoll server (bench/c/server.c)' : 'net server (bench/servers/net-server.mjs)'} · ${c.policy}`);
   if (!run.sockguard.ok) L.push(`- **sockguard arms not run**: ${run.sockguard.why}`);
+  const trials = Object.values(run.results).flatMap((byArm) => Object.values(byArm).flat());
+  const busy = trials.filter((t) => t?.busyBefore > 0.15).length;
+  L.push(`- ${trials.length} trials; ${busy} started while other work kept the CPUs over 15 % busy (the driver waits up to ${c.mode === 'quick' ? 1 : 5} s for a quiet machine)`);
   L.push('- Ratios are taken per repetition (arms side by side, interleaved), then the median of those ratios is shown. For throughput higher is better; for latency and memory lower is better.');
   L.push('', '![median ratios to net](latest.svg)', '');
 

@@ -269,7 +269,34 @@ function clientCommand(arm, scenario, host, port) {
   return [...cmd, scen, ...kv];
 }
 
+// ---- a quiet machine -----------------------------------------------------------------------------
+
+function cpuTimes() {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = line[3] + (line[4] ?? 0);
+  return { idle, total: line.reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * Other work on the machine (builds, test runs) is the main source of noise: wait, bounded, until
+ * the CPUs are mostly idle before starting a trial, and record how busy they were.
+ */
+async function waitQuiet() {
+  if (!existsSync('/proc/stat')) return null;
+  const deadline = Date.now() + (quick ? 1000 : 5000);
+  let busy = 1;
+  do {
+    const a = cpuTimes();
+    await new Promise((r) => setTimeout(r, 100));
+    const b = cpuTimes();
+    busy = 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total);
+    if (busy < 0.15) break;
+  } while (Date.now() < deadline);
+  return Math.round(busy * 100) / 100;
+}
+
 async function trial(arm, scenario) {
+  const busyBefore = await waitQuiet();
   const host = freshAddress();
   let server;
   try {
@@ -281,7 +308,7 @@ async function trial(arm, scenario) {
     const cmd = clientCommand(arm, scenario, host, server.port);
     const budget = (config.seconds + config.warmupSeconds) * 1000 + 30000;
     const r = await runClient(cmd, budget);
-    return { ...r, host };
+    return { ...r, host, busyBefore };
   } finally {
     await stopProcess(server.child);
   }

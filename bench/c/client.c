@@ -8,8 +8,10 @@
  *   keys: host port seconds conns window size chunk inflight count
  *         warmupBytes warmupSeconds warmupRtts
  *
- * echo keeps `window` messages of `size` bytes outstanding per connection and refills what came
- * back with one send per batch, the strategy PERFORMANCE.md measures as the limit.
+ * echo keeps `window` messages of `size` bytes outstanding per connection: it sends the window
+ * with one send, and sends the next window once all of it came back. (Refilling each message as it
+ * returns instead lets the window fragment into ever smaller in-flight pieces, a ratchet that made
+ * the same program swing 4x between runs; whole windows keep every arm's batches the same size.)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -117,9 +119,8 @@ static void echo(void) {
         if (r > 0) {
           long long before = c->recvd / size;
           c->recvd += r;
-          long long done = c->recvd / size - before;
-          msgs += done;
-          c->unsent += done * size;
+          msgs += c->recvd / size - before;
+          if (c->recvd == window * size) { c->recvd = 0; c->unsent = window * size; }
           continue;
         }
         if (r == 0) die("server closed");
@@ -127,10 +128,9 @@ static void echo(void) {
         if (errno == EAGAIN) break;
         die("recv");
       }
-      /* One send per batch; with window*size <= the socket buffer it never blocks for long. */
+      /* One send per window; window*size is far below the socket buffer, so it does not block. */
       while (c->unsent > 0) {
-        long long len = c->unsent < window * size ? c->unsent : window * size;
-        ssize_t w = send(c->fd, out, (size_t)len, MSG_NOSIGNAL);
+        ssize_t w = send(c->fd, out, (size_t)c->unsent, MSG_NOSIGNAL);
         if (w > 0) { c->unsent -= w; continue; }
         if (w < 0 && errno == EINTR) continue;
         break; /* EAGAIN: retried after the next read, the window guarantees one */

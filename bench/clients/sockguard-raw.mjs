@@ -67,6 +67,7 @@ function bulk() {
 
 function echo() {
   const msg = Buffer.alloc(o.size, 0x61);
+  const windowBytes = o.window * o.size;
   const sockets = [];
   let msgs = 0;
   let connected = 0;
@@ -84,10 +85,10 @@ function echo() {
       ondata(buf, offset, length) {
         const before = Math.floor(recvd / o.size);
         recvd += length;
-        const n = Math.floor(recvd / o.size) - before;
-        msgs += n;
-        if (tick(msgs)) return;
-        send(s, n);
+        msgs += Math.floor(recvd / o.size) - before;
+        if (recvd < windowBytes) return;
+        recvd = 0;
+        if (!tick(msgs)) send(s, o.window);
       },
       onconnect() {
         if (++connected < o.conns) return;
