@@ -1,6 +1,6 @@
 // Builds the SocketLayer every sockguard arm uses. Loaded lazily so the bench runs the other arms
 // before the addon is built.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -14,9 +14,7 @@ export const distEntry = join(root, 'dist', 'index.js');
 export async function createLayer(o) {
   if (!existsSync(distEntry)) throw new Error('dist/index.js missing: run `npm run build`');
   const { SocketLayer } = await import(pathToFileURL(distEntry).href);
-  let policy = 'development';
-  if (o.policy && o.policy !== 'development') {
-    policy = o.policy.endsWith('.json') ? JSON.parse(readFileSync(o.policy, 'utf8')) : o.policy;
-  }
+  // A policy file path goes to the layer as is, so its loader (and its errors) are the real ones.
+  const policy = o.policy || 'development';
   return new SocketLayer({ appId: 'bench', policy, idleTimeoutMs: 0 });
 }
