@@ -2,24 +2,27 @@
  * Idle reclaim (SPEC.md §4): one coarse, unref'd timer per layer decides which sockets have been idle for
  * `idleTimeoutMs`, with no per-socket timers and an O(1), allocation-free refresh on every operation.
  *
- * Accuracy contract. Time is split into epochs; an epoch ends each time a sweep runs, and the sweep reads the
- * clock once. A refresh records only the epoch of the operation, so the operation is known to have happened
- * no later than that epoch's end. A socket is reclaimed by the first sweep that finds its epoch ended at least
- * `idleTimeoutMs` ago. Therefore a socket is reclaimed:
+ * Accuracy contract. Time is split into epochs that end at sweeps; the sweep reads the clock once. A refresh
+ * records only the number of the current epoch, so the operation is known to have happened no later than
+ * that epoch's end. A socket is reclaimed by the first sweep that finds its epoch ended at least
+ * `idleTimeoutMs` ago. An epoch ends at the first sweep after it saw any activity, once it is at least
+ * `idleTimeoutMs / 1024` long (which bounds the bookkeeping for very long timeouts). Therefore a socket is
+ * reclaimed:
  * - never earlier than `idleTimeoutMs` after its last operation, even when the event loop was blocked (a late
  *   sweep ends the epoch late, which only postpones reclaim);
- * - normally no later than `idleTimeoutMs + 2 × sweepIntervalMs` after it (one interval until its epoch ends,
- *   one more until the sweep that notices), plus however long the event loop was blocked or the timer late.
+ * - normally no later than `idleTimeoutMs + 2 × max(sweepIntervalMs, idleTimeoutMs / 1024)` after it (until
+ *   its epoch ends, then until the sweep that notices), plus however long the event loop was blocked.
  * With the defaults (10 minutes, 1 s sweeps) that is between 10:00 and 10:02 after the last operation.
  *
- * Structure. Tracked entries live in one intrusive doubly-linked list, in the order of the epoch of their last
- * operation. Each epoch's run of entries is preceded by a marker node that carries the epoch's end time. A
- * refresh in the current epoch is one integer compare; the first refresh of an entry in a new epoch unlinks
- * it and appends it at the tail. A sweep ends the current epoch, then walks from the head, dropping markers
- * whose epoch is old enough and reclaiming the entries after them, and stops at the first marker that is
- * still recent. Its cost is O(reclaimed entries + expired markers), independent of how many idle sockets are
- * tracked but not yet due. A marker whose run empties is dropped at once, so there are never more markers
- * than non-empty runs plus one; markers are pooled, so steady state allocates nothing.
+ * Structure. Tracked entries live in one intrusive doubly-linked list. Each epoch has a marker node carrying
+ * its end time; an entry sits after the marker of the epoch it was last *placed* in, which may be older than
+ * the epoch it last *used*. Refresh only stores the current epoch number in the entry: no relinking, so no
+ * writes to neighbouring sockets on the I/O path. A sweep ends the current epoch, then walks from the head
+ * while the head marker's epoch is due: an entry whose recorded epoch is due too is reclaimed, one used since
+ * is moved to the end of its recorded epoch's run (markers are found by epoch number in a ring, O(1)). The walk
+ * stops at the first marker that is not due. So an idle socket costs nothing until it is reclaimed, and a
+ * busy one is moved about once per `idleTimeoutMs`, not once per sweep. Markers are pooled and the ring only
+ * grows up to the number of epochs in one timeout, so steady state allocates nothing.
  *
  * The socket classes are the entries: they carry the three symbol-keyed fields below (initialise them in the
  * constructor with {@link initReclaimEntry} so every instance has the same shape). No closures or maps per
@@ -59,9 +62,16 @@ class Marker implements ReclaimNode {
   [kReclaimPrev]: ReclaimNode | null = null;
   [kReclaimNext]: ReclaimNode | null = null;
   [kReclaimEpoch] = MARKER;
-  /** Clock time at which this marker's epoch ended; +Infinity while it is the open epoch. */
+  /** The epoch this marker opens. */
+  epoch = 0;
+  /** Clock time the epoch started (-Infinity when opened by a track between sweeps). */
+  start = -Infinity;
+  /** Clock time at which the epoch ended; +Infinity while it is the open epoch. */
   end = Infinity;
 }
+
+/** Epochs last at least idleTimeoutMs / EPOCHS_PER_TIMEOUT, so a timeout spans at most ~this many markers. */
+const EPOCHS_PER_TIMEOUT = 1024;
 
 export interface ReclaimOptions<T extends ReclaimEntry> {
   /**
@@ -110,25 +120,31 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
 
   readonly #onExpire: (entry: T) => void;
   readonly #clock: () => number;
+  readonly #minEpochMs: number;
   readonly #tick = (): void => {
     this.sweepNow();
   };
 
   #head: ReclaimNode | null = null;
   #tail: ReclaimNode | null = null;
-  /** Marker of the current epoch, created lazily by the first entry touched in it. */
-  #open: Marker | null = null;
+  /** The current epoch. Its marker is the last marker in the list whenever anything is tracked. */
   #epoch = 0;
+  /** Set by track/refresh: the current epoch saw activity and must end at the next sweep. */
+  #touched = false;
+  /** Markers of epochs #base..#epoch, at index epoch & (length - 1); empty when nothing is tracked. */
+  #ring: (Marker | undefined)[] = new Array<Marker | undefined>(64).fill(undefined);
+  #base = 0;
+  #live = false;
   #pool: Marker | null = null;
   #size = 0;
   #timer: NodeJS.Timeout | null = null;
   #sweeping = false;
 
-  #markers = 0;
   #sweeps = 0;
   #visited = 0;
   #lastVisited = 0;
   #reclaimed = 0;
+  #moved = 0;
 
   constructor(options: ReclaimOptions<T>) {
     this.idleTimeoutMs = validateIdleTimeout(options.idleTimeoutMs);
@@ -143,6 +159,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
     if (typeof options.onExpire !== 'function') throw invalidOption('onExpire', 'must be a function');
     this.#onExpire = options.onExpire;
     this.#clock = options.clock ?? performance.now.bind(performance);
+    this.#minEpochMs = Math.floor(this.idleTimeoutMs / EPOCHS_PER_TIMEOUT);
   }
 
   /** Whether reclaim is on (`idleTimeoutMs > 0`). */
@@ -160,9 +177,9 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
     return this.#timer !== null;
   }
 
-  /** Epoch markers in the list: at most one per non-empty run of entries, plus the open one. */
+  /** Epoch markers in the list: one per epoch from the oldest run still tracked to the current one. */
   get markers(): number {
-    return this.#markers;
+    return this.#live ? this.#epoch - this.#base + 1 : 0;
   }
 
   /** Sweeps run so far (timer and manual). */
@@ -185,6 +202,11 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
     return this.#reclaimed;
   }
 
+  /** Entries sweeps found used since they were placed, and moved to their newer epoch's run. */
+  get moved(): number {
+    return this.#moved;
+  }
+
   isTracked(entry: T): boolean {
     return entry[kReclaimEpoch] >= 0;
   }
@@ -199,20 +221,22 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
       this.refresh(entry);
       return;
     }
-    this.#append(entry);
+    if (!this.#live) this.#open(-Infinity);
+    // The tail is in the current epoch's run: its marker is the last marker.
+    entry[kReclaimEpoch] = this.#epoch;
+    this.#insertBefore(entry, null);
+    this.#touched = true;
     this.#size++;
     if (this.#timer === null) this.#startTimer();
   }
 
   /**
-   * Records an operation on `entry`. O(1), allocation-free: an integer compare when the entry was already used
-   * in the current epoch, otherwise an unlink and an append. A no-op for untracked entries.
+   * Records an operation on `entry`: two stores, no relinking, no allocation. A no-op for untracked entries.
    */
   refresh(entry: T): void {
-    const epoch = entry[kReclaimEpoch];
-    if (epoch === this.#epoch || epoch < 0) return;
-    this.#remove(entry);
-    this.#append(entry);
+    if (entry[kReclaimEpoch] < 0) return;
+    entry[kReclaimEpoch] = this.#epoch;
+    this.#touched = true;
   }
 
   /**
@@ -221,14 +245,15 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
    */
   untrack(entry: T): void {
     if (entry[kReclaimEpoch] < 0) return;
-    this.#remove(entry);
+    this.#unlink(entry);
     entry[kReclaimEpoch] = UNTRACKED;
     this.#size--;
   }
 
   /**
-   * Ends the current epoch at `now` and reclaims every entry whose last epoch ended at least `idleTimeoutMs`
-   * before `now`. Returns how many were reclaimed. A call from inside `onExpire` is ignored.
+   * Ends the current epoch at `now` (if it saw activity) and reclaims every entry whose last epoch ended at
+   * least `idleTimeoutMs` before `now`. Returns how many were reclaimed. A call from inside `onExpire` is
+   * ignored.
    */
   sweepNow(now: number = this.#clock()): number {
     if (this.#sweeping) return 0;
@@ -237,31 +262,41 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
     let visited = 0;
     let reclaimed = 0;
     try {
-      const open = this.#open;
-      if (open !== null) {
-        this.#open = null;
-        if (open[kReclaimNext] === null) {
-          // Every entry of this epoch was untracked or moved on: an empty run needs no marker.
-          this.#unlink(open);
-          this.#release(open);
-        } else {
+      if (this.#live && this.#touched) {
+        const open = this.#marker(this.#epoch);
+        if (now - open.start >= this.#minEpochMs) {
           open.end = now;
+          this.#epoch++;
+          this.#touched = false;
+          this.#open(now);
         }
       }
-      this.#epoch++;
       const limit = now - this.idleTimeoutMs;
       let node: ReclaimNode | null;
-      // Every visited node is unlinked or ends the walk, so the next node is always the head; this also
-      // makes the walk safe against onExpire untracking or tracking other entries.
+      // Every visited node is unlinked (reclaimed, moved, or a due marker) or ends the walk, so the next node
+      // is always the head; this also makes the walk safe against onExpire tracking or untracking entries.
       while ((node = this.#head) !== null) {
         visited++;
-        if (node[kReclaimEpoch] === MARKER) {
-          if ((node as Marker).end > limit) break;
-          this.#unlink(node);
-          this.#release(node as Marker);
+        const epoch = node[kReclaimEpoch];
+        if (epoch === MARKER) {
+          const marker = node as Marker;
+          if (marker.end > limit) break;
+          this.#unlink(marker);
+          this.#base = marker.epoch + 1;
+          this.#release(marker);
           continue;
         }
         this.#unlink(node);
+        // Epochs older than #base had their markers dropped as due; ends grow with the epoch number.
+        if (epoch >= this.#base) {
+          const marker = this.#marker(epoch);
+          if (marker.end > limit) {
+            // Used since it was placed: move it to the end of its epoch's run.
+            this.#insertBefore(node, epoch < this.#epoch ? this.#marker(epoch + 1) : null);
+            this.#moved++;
+            continue;
+          }
+        }
         node[kReclaimEpoch] = UNTRACKED;
         this.#size--;
         reclaimed++;
@@ -287,48 +322,55 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
       if (node[kReclaimEpoch] !== MARKER) node[kReclaimEpoch] = UNTRACKED;
       node = next;
     }
-    this.#head = this.#tail = this.#open = null;
+    this.#head = this.#tail = null;
+    this.#ring.fill(undefined);
+    this.#live = false;
     this.#size = 0;
-    this.#markers = 0;
     this.#stopTimer();
   }
 
-  #append(entry: ReclaimNode): void {
-    if (this.#open === null) {
-      const marker = this.#acquire();
-      this.#link(marker);
-      this.#open = marker;
-    }
-    entry[kReclaimEpoch] = this.#epoch;
-    this.#link(entry);
+  #marker(epoch: number): Marker {
+    return this.#ring[epoch & (this.#ring.length - 1)] as Marker;
   }
 
-  /**
-   * Unlinks a tracked entry and, if that emptied a closed epoch's run, drops the run's marker. Without this a
-   * long timeout with steadily refreshed sockets would pile up one empty marker per sweep.
-   */
-  #remove(entry: ReclaimNode): void {
-    const prev = entry[kReclaimPrev];
-    const next = entry[kReclaimNext];
-    this.#unlink(entry);
-    if (
-      prev !== null &&
-      prev[kReclaimEpoch] === MARKER &&
-      prev !== this.#open &&
-      (next === null || next[kReclaimEpoch] === MARKER)
-    ) {
-      this.#unlink(prev);
-      this.#release(prev as Marker);
+  /** Appends the marker of the current epoch and records it in the ring. */
+  #open(start: number): void {
+    let marker = this.#pool;
+    if (marker === null) {
+      marker = new Marker();
+    } else {
+      this.#pool = marker[kReclaimNext] as Marker | null;
+      marker[kReclaimNext] = null;
     }
+    marker.epoch = this.#epoch;
+    marker.start = start;
+    marker.end = Infinity;
+    if (!this.#live) {
+      this.#live = true;
+      this.#base = this.#epoch;
+    } else if (this.#epoch - this.#base + 1 > this.#ring.length) {
+      this.#grow();
+    }
+    this.#ring[this.#epoch & (this.#ring.length - 1)] = marker;
+    this.#insertBefore(marker, null);
   }
 
-  #link(node: ReclaimNode): void {
-    const tail = this.#tail;
-    node[kReclaimPrev] = tail;
-    node[kReclaimNext] = null;
-    if (tail === null) this.#head = node;
-    else tail[kReclaimNext] = node;
-    this.#tail = node;
+  #grow(): void {
+    const ring = new Array<Marker | undefined>(this.#ring.length * 2).fill(undefined);
+    const mask = ring.length - 1;
+    for (let e = this.#base; e < this.#epoch; e++) ring[e & mask] = this.#marker(e);
+    this.#ring = ring;
+  }
+
+  /** Links `node` before `next`, or at the tail when `next` is null. */
+  #insertBefore(node: ReclaimNode, next: ReclaimNode | null): void {
+    const prev = next === null ? this.#tail : next[kReclaimPrev];
+    node[kReclaimPrev] = prev;
+    node[kReclaimNext] = next;
+    if (prev === null) this.#head = node;
+    else prev[kReclaimNext] = node;
+    if (next === null) this.#tail = node;
+    else next[kReclaimPrev] = node;
   }
 
   #unlink(node: ReclaimNode): void {
@@ -342,18 +384,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
     node[kReclaimNext] = null;
   }
 
-  #acquire(): Marker {
-    this.#markers++;
-    const marker = this.#pool;
-    if (marker === null) return new Marker();
-    this.#pool = marker[kReclaimNext] as Marker | null;
-    marker[kReclaimNext] = null;
-    marker.end = Infinity;
-    return marker;
-  }
-
   #release(marker: Marker): void {
-    this.#markers--;
     marker[kReclaimNext] = this.#pool;
     this.#pool = marker;
   }
@@ -367,7 +398,10 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
       this.#release(node as Marker);
       node = next;
     }
-    this.#head = this.#tail = this.#open = null;
+    this.#head = this.#tail = null;
+    this.#ring.fill(undefined);
+    this.#live = false;
+    this.#touched = false;
     this.#stopTimer();
   }
 

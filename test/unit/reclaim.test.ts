@@ -183,20 +183,26 @@ describe('ReclaimSweeper expiry', () => {
     s.sweepNow(2_000);
     expect(s.lastVisited).toBe(1);
     expect(s.sweepNow(11_000)).toBe(99_990);
-    // One marker, 99,990 entries, the next marker where the walk stops.
-    expect(s.lastVisited).toBe(99_992);
+    // The due marker, its 100,000 entries (10 of them moved on, not reclaimed), the marker that stops the walk.
+    expect(s.lastVisited).toBe(100_002);
     expect(s.reclaimed).toBe(99_990);
+    expect(s.moved).toBe(10);
     expect(s.sweeps).toBe(3);
-    expect(s.visited).toBe(1 + 1 + 99_992);
+    expect(s.visited).toBe(1 + 1 + 100_002);
+    // The moved entries are not visited again until their own epoch is due.
+    s.sweepNow(11_500);
+    expect(s.lastVisited).toBe(1);
+    expect(s.sweepNow(12_000)).toBe(10);
   });
 
   it('reclaims exactly when the epoch of the last operation ended idleTimeout ago, under random schedules', () => {
-    const timeout = 5_000;
+    // Below 1024 ms the minimum epoch length is 0, so every sweep after activity ends the epoch, as modelled.
+    const timeout = 1_000;
     fc.assert(
       fc.property(
         fc.array(
           fc.record({
-            dt: fc.integer({ min: 0, max: 1_500 }),
+            dt: fc.integer({ min: 0, max: 300 }),
             op: fc.constantFrom('track', 'refresh', 'untrack', 'sweep', 'sweep'),
             id: fc.integer({ min: 0, max: 7 }),
           }),
@@ -210,7 +216,7 @@ describe('ReclaimSweeper expiry', () => {
           const es = Array.from({ length: 8 }, (_, i) => entry(i));
           const s = new ReclaimSweeper<Entry>({
             idleTimeoutMs: timeout,
-            sweepIntervalMs: 1_000,
+            sweepIntervalMs: 100,
             clock: () => now,
             onExpire: (e) => {
               const op = lastOp.get(e.id)!;
@@ -240,7 +246,7 @@ describe('ReclaimSweeper expiry', () => {
               }
             }
             expect(s.size).toBe(lastOp.size);
-            expect(s.markers).toBeLessThanOrEqual(s.size + 1);
+            expect(s.markers).toBeLessThanOrEqual(sweepTimes.length + 1);
           }
           s.close();
         },
@@ -249,25 +255,35 @@ describe('ReclaimSweeper expiry', () => {
     );
   });
 
-  it('keeps at most one marker per non-empty epoch run', () => {
-    // One entry idles at the head while another is used every epoch: visited nodes stay constant.
-    const { s } = sweeper({ idleTimeoutMs: 1e12 });
-    const idle = entry(1);
-    const busy = entry(2);
-    s.track(idle);
-    s.sweepNow(1);
+  it('keeps one marker per active epoch within a timeout, and none for idle sweeps', () => {
+    const { s } = sweeper({ idleTimeoutMs: 10_000 });
+    const idle = Array.from({ length: 1_000 }, (_, i) => entry(i));
+    idle.forEach((e) => s.track(e));
+    for (let t = 1; t <= 9_000; t++) s.sweepNow(t);
+    // Nothing happened after the first sweep: the open epoch is simply kept open.
+    expect(s.markers).toBe(2);
+    const busy = entry(-1);
     s.track(busy);
-    for (let t = 2; t < 10_000; t++) {
+    for (let t = 9_001; t <= 100_000; t += 10) {
       s.refresh(busy);
-      const churn = entry(t);
-      s.track(churn);
-      s.untrack(churn);
       s.sweepNow(t);
     }
-    expect(s.lastVisited).toBe(1);
-    expect(s.size).toBe(2);
-    // idle's run, busy's run and nothing else: the churned epochs and the runs busy left are gone.
-    expect(s.markers).toBe(2);
+    expect(s.size).toBe(1);
+    // Epochs at least 10_000 / 1024 = 9 ms long, within one timeout: about 1,000.
+    expect(s.markers).toBeGreaterThan(900);
+    expect(s.markers).toBeLessThanOrEqual(1_100);
+  });
+
+  it('bounds the markers of a very long timeout by lengthening its epochs', () => {
+    const { s } = sweeper({ idleTimeoutMs: 1e9 });
+    const busy = entry(1);
+    s.track(busy);
+    for (let t = 1; t <= 1e6; t += 100) {
+      s.refresh(busy);
+      s.sweepNow(t);
+    }
+    // Epochs of at least 1e9 / 1024 ≈ 976,563 ms: the first (ended by the first sweep), one full, the open one.
+    expect(s.markers).toBe(3);
   });
 });
 
@@ -341,8 +357,9 @@ describe('ReclaimSweeper timer', () => {
 });
 
 describe('ReclaimSweeper allocation', () => {
-  it('refreshes (including relinks across epochs) and steady-state sweeps allocate nothing', () => {
-    const { s } = sweeper({ idleTimeoutMs: 1e15 });
+  it('refreshes, and steady-state sweeps that move and keep entries, allocate nothing', () => {
+    // 1 ms per sweep and a 1 s timeout: each entry is refreshed in every epoch and moved once per timeout.
+    const { s } = sweeper({ idleTimeoutMs: 1_000 });
     const es = Array.from({ length: 1_000 }, (_, i) => entry(i));
     es.forEach((e) => s.track(e));
     let t = 0;
@@ -353,12 +370,14 @@ describe('ReclaimSweeper allocation', () => {
       }
     };
     const newSpaceUsed = (): number => getHeapSpaceStatistics().find((x) => x.space_name === 'new_space')!.space_used_size;
-    run(2_000_000); // warm up: optimise, fill the marker pool
+    run(3_000_000); // warm up: optimise, grow the marker ring and pool to their steady size
+    expect(s.moved).toBeGreaterThan(0);
     // A per-call allocation of even 16 bytes would be 16 MB per run: several scavenges and a visible delta.
-    // Retry because an unrelated GC (finishing concurrent marking) may land in the window.
+    // Less than one byte per call means no call allocates; the slack absorbs the VM's own bookkeeping (code,
+    // feedback). Retry because an unrelated GC (finishing concurrent marking) may land in the window.
     let gcs = -1;
     let delta = -1;
-    for (let attempt = 0; attempt < 3 && gcs !== 0; attempt++) {
+    for (let attempt = 0; attempt < 3 && (gcs !== 0 || delta >= 1_000_000); attempt++) {
       const profiler = new GCProfiler();
       profiler.start();
       const before = newSpaceUsed();
@@ -367,8 +386,8 @@ describe('ReclaimSweeper allocation', () => {
       gcs = profiler.stop()?.statistics.length ?? -1;
     }
     expect(gcs).toBe(0);
-    expect(delta).toBeLessThan(64 * 1024);
-    expect(es.every((e) => e[kReclaimEpoch] >= 0)).toBe(true);
+    expect(delta).toBeLessThan(1_000_000);
+    expect(s.size).toBe(1_000);
   });
 });
 
