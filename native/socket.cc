@@ -438,6 +438,16 @@ void sg_on_event(socket* s, uint32_t flags) {
 }
 
 void sg_close(socket* s) {
+  // Bytes already accepted by write() leave before the descriptor closes: with net they would usually have
+  // been written synchronously, so `write(); destroy()` must not lose them here just because we coalesce.
+  if ((s->flags & SG_F_CONNECTED) && !(s->flags & SG_F_FAILED) && pending(s) > 0) {
+    struct iovec v = {s->wbuf + s->woff, pending(s)};
+    ssize_t w = sys_writev(s->fd, &v, 1);
+    if (w > 0) {
+      s->ctr[SG_CTR_BYTES_WRITTEN] += static_cast<uint64_t>(w);
+      s->ctr[SG_CTR_SEND_CALLS]++;
+    }
+  }
   sg_loop_unregister(s->lp, s);
   sys_close(s->fd);
   free(s->wbuf);

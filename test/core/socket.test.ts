@@ -1,0 +1,425 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import net from 'node:net';
+import { SocketLayer, Socket } from '../../src/index.js';
+import { echoServer, errorOf, fdCount, freePort, listen, once, payload, sha256, until } from '../helpers.js';
+
+let layer: SocketLayer;
+let baselineFds: number;
+
+beforeAll(() => {
+  baselineFds = fdCount();
+  layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
+});
+
+afterAll(async () => {
+  await layer.close();
+});
+
+/** Sends `data` through the socket in random-sized writes and collects what comes back. */
+async function roundTrip(host: string, data: Buffer): Promise<Buffer> {
+  const peer = await echoServer(host);
+  try {
+    const s = layer.connect({ host, port: peer.port });
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    await once(s, 'connect');
+    let off = 0;
+    while (off < data.length) {
+      const n = Math.min(data.length - off, 1 + Math.floor(Math.random() * 200_000));
+      if (!s.write(data.subarray(off, off + n))) await once(s, 'drain');
+      off += n;
+    }
+    s.end();
+    await once(s, 'close');
+    return Buffer.concat(chunks);
+  } finally {
+    await peer.close();
+  }
+}
+
+describe('data integrity', () => {
+  for (const size of [1, 1000, 65_536, 1_234_567, 64 * 1024 * 1024]) {
+    test(`${size} bytes echo through 127.0.0.1, checksummed`, async () => {
+      const data = payload(size);
+      const back = await roundTrip('127.0.0.1', data);
+      expect(back.length).toBe(size);
+      expect(sha256(back)).toBe(sha256(data));
+    }, 60_000);
+  }
+
+  test('random sizes over ::1', async () => {
+    const data = payload(3_000_000 + Math.floor(Math.random() * 1_000_000));
+    const back = await roundTrip('::1', data);
+    expect(sha256(back)).toBe(sha256(data));
+  }, 30_000);
+
+  test('server-to-client 64 MiB stream arrives intact', async () => {
+    const data = payload(64 * 1024 * 1024);
+    const peer = await listen((c) => c.end(data));
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      s.on('data', (d: Buffer) => chunks.push(d));
+      await once(s, 'end');
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(data));
+      expect(s.bytesRead).toBe(data.length);
+      s.destroy();
+    } finally {
+      await peer.close();
+    }
+  }, 60_000);
+
+  test('many small writes in one turn keep their order', async () => {
+    const peer = await echoServer();
+    try {
+      const s = layer.connect({ port: peer.port, host: '127.0.0.1' });
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 20_000; i++) parts.push(Buffer.from(`${i},`));
+      for (const p of parts) s.write(p);
+      s.end();
+      const chunks: Buffer[] = [];
+      s.on('data', (d: Buffer) => chunks.push(d));
+      await once(s, 'close');
+      expect(Buffer.concat(chunks).toString()).toBe(Buffer.concat(parts).toString());
+      // Coalescing: far fewer send syscalls than writes.
+      expect(s.raw.sendCalls).toBeLessThan(100);
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
+describe('concurrency', () => {
+  test('1,000 concurrent sockets each echo their own message', async () => {
+    const peer = await echoServer();
+    try {
+      const sockets = Array.from({ length: 1000 }, (_, i) => {
+        const s = layer.connect(peer.port, '127.0.0.1');
+        const msg = `socket ${i} says ${'x'.repeat(i % 97)}`;
+        const got: Buffer[] = [];
+        s.on('data', (d: Buffer) => got.push(d));
+        s.end(msg);
+        return { s, msg, got };
+      });
+      await Promise.all(sockets.map(({ s }) => once(s, 'close')));
+      for (const { msg, got } of sockets) expect(Buffer.concat(got).toString()).toBe(msg);
+    } finally {
+      await peer.close();
+    }
+  }, 30_000);
+});
+
+describe('half-close', () => {
+  test('client ends first; the peer can still send until it ends', async () => {
+    let serverGotEnd = false;
+    const peer = await listen((c) => {
+      const got: Buffer[] = [];
+      c.on('data', (d) => got.push(d));
+      c.on('end', () => {
+        serverGotEnd = true;
+        // Still writable after the client's FIN.
+        c.end(`after-fin:${Buffer.concat(got).toString()}`);
+      });
+    });
+    try {
+      const s = layer.connect({ port: peer.port, host: '127.0.0.1', allowHalfOpen: true });
+      const got: Buffer[] = [];
+      s.on('data', (d: Buffer) => got.push(d));
+      const closed = once(s, 'close');
+      const ended = once(s, 'end');
+      s.end('hello');
+      await ended;
+      expect(serverGotEnd).toBe(true);
+      expect(Buffer.concat(got).toString()).toBe('after-fin:hello');
+      await closed;
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('peer ends first; with allowHalfOpen the client keeps writing', async () => {
+    const received: Buffer[] = [];
+    const peer = await listen((c) => {
+      c.on('data', (d) => received.push(d));
+      c.end('bye');
+    });
+    try {
+      const s = layer.connect({ port: peer.port, host: '127.0.0.1', allowHalfOpen: true });
+      s.resume();
+      const closed = once(s, 'close');
+      await once(s, 'end');
+      expect(s.writable).toBe(true);
+      s.end('still here');
+      await closed;
+      await until(() => Buffer.concat(received).toString() === 'still here');
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('without allowHalfOpen the client ends its side when the peer ends', async () => {
+    let serverSawEnd = false;
+    const peer = await listen((c) => {
+      c.on('end', () => (serverSawEnd = true));
+      c.resume();
+      c.end('bye');
+    });
+    try {
+      const s = layer.connect({ port: peer.port, host: '127.0.0.1' });
+      s.resume();
+      await once(s, 'close');
+      await until(() => serverSawEnd);
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
+describe('errors', () => {
+  test('peer reset surfaces as ECONNRESET', async () => {
+    const peer = await listen((c) => {
+      c.once('data', () => c.resetAndDestroy());
+    });
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      const closed = new Promise<boolean>((r) => s.once('close', r));
+      s.write('trigger');
+      const err = await errorOfAfterConnect(s);
+      expect(err.code).toBe('ECONNRESET');
+      expect(err.syscall).toBe('read');
+      expect(await closed).toBe(true);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('connection refused: Node-shaped error', async () => {
+    const port = await freePort();
+    const s = layer.connect(port, '127.0.0.1');
+    const closed = new Promise<boolean>((r) => s.once('close', r));
+    const err = await errorOf(s);
+    expect(err.code).toBe('ECONNREFUSED');
+    expect(err.errno).toBe(-111);
+    expect(err.syscall).toBe('connect');
+    expect(err.address).toBe('127.0.0.1');
+    expect(err.port).toBe(port);
+    expect(err.message).toBe(`connect ECONNREFUSED 127.0.0.1:${port}`);
+    expect(await closed).toBe(true);
+  });
+
+  test('destroy while connecting closes without error', async () => {
+    const port = await freePort();
+    const s = layer.connect(port, '127.0.0.1');
+    const closed = new Promise<boolean>((r) => s.once('close', r));
+    let errored = false;
+    s.on('error', () => (errored = true));
+    s.destroy();
+    expect(s.connecting).toBe(false);
+    expect(await closed).toBe(false);
+    expect(errored).toBe(false);
+  });
+
+  test('write after end fails with a coded error and loses nothing written before', async () => {
+    const got: Buffer[] = [];
+    const peer = await listen((c) => c.on('data', (d) => got.push(d)));
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      await once(s, 'connect');
+      const errors: Error[] = [];
+      s.on('error', (e) => errors.push(e));
+      const closed = new Promise((r) => s.once('close', r));
+      s.end('complete');
+      const err = await new Promise<NodeJS.ErrnoException>((resolve) => s.write('late', (e) => resolve(e as NodeJS.ErrnoException)));
+      expect(err.code).toBe('ERR_STREAM_WRITE_AFTER_END');
+      await closed;
+      await until(() => Buffer.concat(got).toString() === 'complete');
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('invalid port throws before any I/O', () => {
+    expect(() => layer.connect({ host: '127.0.0.1', port: 70000 })).toThrow(expect.objectContaining({ code: expect.stringMatching(/PORT/) }));
+    expect(() => layer.connect({ host: '127.0.0.1', port: -1 })).toThrow(RangeError);
+  });
+
+  test('connecting twice is EISCONN', async () => {
+    const peer = await echoServer();
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      expect(() => s.connect(peer.port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'EISCONN' }));
+      s.destroy();
+      await once(s, 'close');
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
+async function errorOfAfterConnect(s: Socket): Promise<NodeJS.ErrnoException> {
+  return new Promise((resolve) => s.once('error', (e) => resolve(e as NodeJS.ErrnoException)));
+}
+
+describe('flow control', () => {
+  test('backpressure: a peer that stops reading bounds pending bytes and write() returns false', async () => {
+    let server!: net.Socket;
+    const peer = await listen((c) => {
+      server = c;
+      c.pause();
+    });
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      await once(s, 'connect');
+      const chunk = payload(64 * 1024);
+      let written = 0;
+      let refused = false;
+      for (let i = 0; i < 2000 && !refused; i++) {
+        refused = !s.write(chunk);
+        written += chunk.length;
+        if (i % 16 === 0) await new Promise((r) => setImmediate(r));
+      }
+      expect(refused).toBe(true);
+      // Native queue + stream buffer stay near their high-water marks, however much was offered.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(s.raw.pendingBytes).toBeLessThanOrEqual(64 * 1024 + chunk.length * 2);
+      expect(s.writableLength).toBeLessThanOrEqual(s.writableHighWaterMark + chunk.length);
+      // The peer reads again: drain comes and every byte arrives.
+      let received = 0;
+      server.on('data', (d) => (received += d.length));
+      server.resume();
+      await once(s, 'drain');
+      s.end();
+      await until(() => received === written, 10_000, 'all bytes');
+      s.destroy();
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('pause stops reading; resume delivers everything', async () => {
+    const data = payload(8 * 1024 * 1024);
+    const peer = await listen((c) => c.end(data));
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      const got: Buffer[] = [];
+      s.on('data', (d: Buffer) => got.push(d));
+      s.pause();
+      await once(s, 'connect');
+      await new Promise((r) => setTimeout(r, 100));
+      const readWhilePaused = s.bytesRead;
+      await new Promise((r) => setTimeout(r, 100));
+      // Reading stopped: what was read is bounded by the stream buffer plus one read, not the 8 MiB on offer.
+      expect(s.bytesRead).toBe(readWhilePaused);
+      expect(readWhilePaused).toBeLessThan(2 * 1024 * 1024);
+      expect(got.length).toBe(0);
+      s.resume();
+      await once(s, 'end');
+      expect(sha256(Buffer.concat(got))).toBe(sha256(data));
+      s.destroy();
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
+describe('counters', () => {
+  test('bytes and syscalls equal what really moved, and the ledger agrees', async () => {
+    const own = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
+    let serverGot = 0;
+    const reply = payload(300_000);
+    const peer = await listen((c) => {
+      c.on('data', (d) => (serverGot += d.length));
+      c.on('end', () => c.end(reply));
+    });
+    try {
+      const s = own.connect(peer.port, '127.0.0.1');
+      const sent = payload(1_000_000);
+      s.write(sent.subarray(0, 10));
+      s.end(sent.subarray(10));
+      let got = 0;
+      s.on('data', (d: Buffer) => (got += d.length));
+      await once(s, 'close');
+      expect(serverGot).toBe(sent.length);
+      expect(got).toBe(reply.length);
+      expect(s.raw.bytesWritten).toBe(sent.length);
+      expect(s.bytesWritten).toBe(sent.length);
+      expect(s.bytesRead).toBe(reply.length);
+      expect(s.raw.sendCalls).toBeGreaterThan(0);
+      expect(s.raw.recvCalls).toBeGreaterThan(0);
+      const u = own.usage();
+      expect(u.bytesSent).toBe(sent.length);
+      expect(u.bytesReceived).toBe(reply.length);
+      expect(u.billedBytes).toBe(sent.length + reply.length);
+    } finally {
+      await own.close();
+      await peer.close();
+    }
+  });
+});
+
+describe('net surface', () => {
+  test('address, remote and local fields, readyState, setTimeout', async () => {
+    const peer = await echoServer();
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      expect(s.connecting).toBe(true);
+      expect(s.pending).toBe(true);
+      expect(s.readyState).toBe('opening');
+      await once(s, 'ready');
+      expect(s.connecting).toBe(false);
+      expect(s.readyState).toBe('open');
+      expect(s.remoteAddress).toBe('127.0.0.1');
+      expect(s.remotePort).toBe(peer.port);
+      expect(s.remoteFamily).toBe('IPv4');
+      const a = s.address() as net.AddressInfo;
+      expect(a.family).toBe('IPv4');
+      expect(a.address).toBe('127.0.0.1');
+      expect(s.localPort).toBe(a.port);
+      await until(() => peer.connections.size === 1, 5000, 'accept');
+      const [client] = [...peer.connections];
+      expect(client!.remotePort).toBe(a.port);
+      s.setTimeout(30);
+      await once(s, 'timeout');
+      expect(s.destroyed).toBe(false);
+      s.setTimeout(0);
+      s.setNoDelay(true).setKeepAlive(true, 1000);
+      s.destroy();
+      await once(s, 'close');
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('new Socket().connect() works through the default layer', async () => {
+    const peer = await echoServer();
+    const saved = process.env.SOCKGUARD_POLICY;
+    try {
+      const s = new Socket({ layer });
+      s.connect(peer.port, '127.0.0.1', () => s.end('ping'));
+      const got: Buffer[] = [];
+      s.on('data', (d: Buffer) => got.push(d));
+      await once(s, 'close');
+      expect(Buffer.concat(got).toString()).toBe('ping');
+    } finally {
+      process.env.SOCKGUARD_POLICY = saved;
+      await peer.close();
+    }
+  });
+
+  test('abort signal destroys the socket with AbortError', async () => {
+    const port = await freePort();
+    const ac = new AbortController();
+    const s = layer.connect({ port, host: '127.0.0.1', signal: ac.signal });
+    ac.abort();
+    const err = await errorOf(s);
+    expect(err.name).toBe('AbortError');
+  });
+});
+
+describe('resources', () => {
+  test('open descriptors return to the baseline once everything is closed', async () => {
+    await until(() => layer.size === 0, 5000, 'layer to empty');
+    // The loop's own poll descriptor is created once per thread; everything else must be gone.
+    await until(() => fdCount() <= baselineFds + 1, 5000, `fd count ${fdCount()} back to ${baselineFds + 1}`);
+  });
+});

@@ -1,0 +1,145 @@
+/**
+ * Shared fixtures. Every helper returns something with a close() that tests call in `finally`/afterEach, so
+ * nothing outlives its test. Peers are plain Node servers on loopback.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import net from 'node:net';
+import type { Socket } from '../src/socket.js';
+
+export interface Peer {
+  port: number;
+  host: string;
+  server: net.Server;
+  connections: Set<net.Socket>;
+  close(): Promise<void>;
+}
+
+/** A net server on loopback; `onConnection` drives each accepted socket. Closing also destroys accepted sockets. */
+export async function listen(onConnection: (c: net.Socket) => void, host = '127.0.0.1'): Promise<Peer> {
+  const connections = new Set<net.Socket>();
+  const server = net.createServer((c) => {
+    connections.add(c);
+    c.on('close', () => connections.delete(c));
+    c.on('error', () => {});
+    onConnection(c);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    host,
+    server,
+    connections,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const c of connections) c.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export const echoServer = (host?: string) => listen((c) => c.pipe(c), host);
+
+/** A port on which nothing listens (bound, then released). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const p = await listen(() => {}, host);
+  await p.close();
+  return p.port;
+}
+
+/** Open file descriptors of this process. */
+export function fdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+export function sha256(...bufs: Buffer[]): string {
+  const h = createHash('sha256');
+  for (const b of bufs) h.update(b);
+  return h.digest('hex');
+}
+
+/** Deterministic-enough random payload. */
+export function payload(bytes: number): Buffer {
+  return randomBytes(bytes);
+}
+
+export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onErr = (err: Error) => {
+      emitter.removeListener(event, onEvent);
+      reject(err);
+    };
+    const onEvent = (v: T) => {
+      emitter.removeListener('error', onErr);
+      resolve(v);
+    };
+    emitter.once(event, onEvent);
+    if (event !== 'error') emitter.once('error', onErr);
+  });
+}
+
+/** Resolves with the error a socket emits (and fails if it connects instead). */
+export function errorOf(s: Socket | net.Socket): Promise<NodeJS.ErrnoException & { rule?: string }> {
+  return new Promise((resolve, reject) => {
+    s.once('error', (e) => resolve(e as NodeJS.ErrnoException));
+    s.once('connect', () => reject(new Error('connected unexpectedly')));
+  });
+}
+
+/** Waits until `cond()` holds, polling; fails after `ms`. */
+export async function until(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export interface Blackhole {
+  port: number;
+  close(): void;
+}
+
+/**
+ * A loopback port whose SYNs are dropped: a listener with a zero backlog that never accepts, its queue filled.
+ * Connecting to it hangs in SYN_SENT, which is what a connect timeout needs, without leaving the machine.
+ */
+export async function blackhole(): Promise<Blackhole> {
+  const script = `
+import socket, sys
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)
+port = s.getsockname()[1]
+fill = []
+for i in range(4):
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(('127.0.0.1', port))
+    except BlockingIOError: pass
+    fill.append(c)
+print(port, flush=True)
+sys.stdin.read()
+`;
+  const child: ChildProcess = spawn('python3', ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(Number(out.trim()));
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`blackhole exited ${code}`)));
+  });
+  // Give the filler connections time to occupy the accept queue.
+  await new Promise((r) => setTimeout(r, 50));
+  return {
+    port,
+    close() {
+      child.stdin!.end();
+      child.kill();
+    },
+  };
+}
