@@ -307,7 +307,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
       this.#lastVisited = visited;
       this.#visited += visited;
       this.#reclaimed += reclaimed;
-      if (this.#size === 0) this.#idle();
+      if (this.#size === 0 && (this.#live || this.#timer !== null)) this.#idle();
     }
     return reclaimed;
   }
