@@ -306,8 +306,11 @@ export class CompiledPolicy {
     let kind = 0;
     if (w0 === 0 && w1 === 0) {
       if (w2 === 0) {
-        emb = w3;
-        kind = 1;
+        // :: and ::1 are themselves, not the IPv4 addresses 0.0.0.0 and 0.0.0.1.
+        if (w3 > 1) {
+          emb = w3;
+          kind = 1;
+        }
       } else if (w2 === 0xffff) {
         emb = w3;
         kind = 2;
