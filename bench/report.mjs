@@ -104,7 +104,7 @@ export function renderMarkdown(run) {
   if (!run.sockguard.ok) L.push(`- **sockguard arms not run**: ${run.sockguard.why}`);
   const trials = Object.values(run.results).flatMap((byArm) => Object.values(byArm).flat());
   const busy = trials.filter((t) => t?.busyBefore > 0.15).length;
-  L.push(`- ${trials.length} trials; ${busy} started while other work kept the CPUs over 15 % busy (the driver waits up to ${c.mode === 'quick' ? 1 : 5} s for a quiet machine)`);
+  L.push(`- ${trials.length} trials; ${busy} started while other work kept the CPUs over 15 % busy (the driver waits up to ${c.mode === 'quick' ? 0.3 : 5} s for a quiet machine)`);
   L.push('- Ratios are taken per repetition (arms side by side, interleaved), then the median of those ratios is shown. For throughput higher is better; for latency and memory lower is better.');
   L.push('', '![median ratios to net](latest.svg)', '');
 

@@ -44,6 +44,13 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* User + system CPU time of this process, ns: reported per unit of work beside the rates. */
+static double cpu_ns(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ((double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec)) * 1e3;
+}
+
 static void die(const char *what) {
   printf("{\"error\":\"%s: %s\"}\n", what, strerror(errno));
   exit(1);
@@ -67,22 +74,22 @@ static void bulk(void) {
   int fd = connect_blocking();
   char *buf = calloc(1, (size_t)chunk);
   long long sent = 0, measured = 0;
-  double t0 = 0, t1 = 0;
+  double t0 = 0, t1 = 0, c0 = 0;
   int warm = 0;
   for (;;) {
     ssize_t n = send(fd, buf, (size_t)chunk, MSG_NOSIGNAL);
     if (n < 0) { if (errno == EINTR) continue; die("send"); }
     sent += n;
     if (!warm) {
-      if (sent >= warmup_bytes) { warm = 1; t0 = now(); sent = 0; }
+      if (sent >= warmup_bytes) { warm = 1; t0 = now(); c0 = cpu_ns(); sent = 0; }
       continue;
     }
     t1 = now();
     if (t1 - t0 >= seconds) { measured = sent; break; }
   }
   close(fd);
-  printf("{\"scenario\":\"bulk\",\"bytes\":%lld,\"seconds\":%.6f,\"value\":%.1f,\"unit\":\"B/s\"}\n",
-         measured, t1 - t0, (double)measured / (t1 - t0));
+  printf("{\"scenario\":\"bulk\",\"bytes\":%lld,\"seconds\":%.6f,\"value\":%.1f,\"unit\":\"B/s\",\"cpuNsPerUnit\":%.1f}\n",
+         measured, t1 - t0, (double)measured / (t1 - t0), (cpu_ns() - c0) / ((double)measured / 65536));
 }
 
 struct econn { int fd; long long recvd; long long unsent; };
@@ -100,7 +107,7 @@ static void echo(void) {
     cs[i].unsent = window * size;
   }
   long long msgs = 0, base = 0;
-  double start = now(), t0 = 0, t = start;
+  double start = now(), t0 = 0, t = start, c0 = 0;
   int warm = 0;
   struct epoll_event evs[256];
   /* Prime every connection with one send of the whole window. */
@@ -138,7 +145,7 @@ static void echo(void) {
     }
     t = now();
     if (!warm) {
-      if (t - start >= warmup_seconds) { warm = 1; t0 = t; base = msgs; }
+      if (t - start >= warmup_seconds) { warm = 1; t0 = t; base = msgs; c0 = cpu_ns(); }
       continue;
     }
     if (t - t0 >= seconds) break;
@@ -146,8 +153,8 @@ static void echo(void) {
   for (long i = 0; i < conns; i++) close(cs[i].fd);
   long long measured = msgs - base;
   printf("{\"scenario\":\"echo\",\"conns\":%ld,\"window\":%ld,\"messages\":%lld,\"seconds\":%.6f,"
-         "\"value\":%.1f,\"unit\":\"msg/s\"}\n",
-         conns, window, measured, t - t0, (double)measured / (t - t0));
+         "\"value\":%.1f,\"unit\":\"msg/s\",\"cpuNsPerUnit\":%.1f}\n",
+         conns, window, measured, t - t0, (double)measured / (t - t0), (cpu_ns() - c0) / (double)measured);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -160,7 +167,7 @@ static void pingpong(void) {
   char buf[4096] = {0};
   size_t cap = 4 << 20, ns = 0;
   double *samples = malloc(cap * sizeof *samples);
-  double t0 = 0, end = 0;
+  double t0 = 0, end = 0, c0 = 0;
   for (long i = 0;; i++) {
     double a = now();
     if (send(fd, buf, (size_t)size, MSG_NOSIGNAL) != size) die("send");
@@ -171,7 +178,7 @@ static void pingpong(void) {
       got += r;
     }
     double b = now();
-    if (i < warmup_rtts) { t0 = b; continue; }
+    if (i < warmup_rtts) { t0 = b; c0 = cpu_ns(); continue; }
     if (ns < cap) samples[ns++] = (b - a) * 1e6;
     end = b;
     if (b - t0 >= seconds || ns == cap) break;
@@ -179,15 +186,15 @@ static void pingpong(void) {
   close(fd);
   qsort(samples, ns, sizeof *samples, cmp_double);
   printf("{\"scenario\":\"pingpong\",\"rtts\":%zu,\"seconds\":%.6f,\"p50\":%.3f,\"p99\":%.3f,"
-         "\"value\":%.3f,\"unit\":\"us\"}\n",
-         ns, end - t0, samples[ns / 2], samples[(size_t)(ns * 0.99)], samples[ns / 2]);
+         "\"value\":%.3f,\"unit\":\"us\",\"cpuNsPerUnit\":%.1f}\n",
+         ns, end - t0, samples[ns / 2], samples[(size_t)(ns * 0.99)], samples[ns / 2], (cpu_ns() - c0) / (double)ns);
 }
 
 /* connect + close with `inflight` attempts outstanding; a completed handshake counts. */
 static void connect_rate(void) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
   long long done = 0, base = 0;
-  double start = now(), t0 = 0, t = start;
+  double start = now(), t0 = 0, t = start, c0 = 0;
   int warm = 0;
   struct epoll_event evs[256];
   for (long i = 0; i < inflight; i++) {
@@ -214,15 +221,15 @@ static void connect_rate(void) {
     }
     t = now();
     if (!warm) {
-      if (t - start >= warmup_seconds) { warm = 1; t0 = t; base = done; }
+      if (t - start >= warmup_seconds) { warm = 1; t0 = t; base = done; c0 = cpu_ns(); }
       continue;
     }
     if (t - t0 >= seconds) break;
   }
   long long measured = done - base;
   printf("{\"scenario\":\"connect\",\"inflight\":%ld,\"connections\":%lld,\"seconds\":%.6f,"
-         "\"value\":%.1f,\"unit\":\"conn/s\"}\n",
-         inflight, measured, t - t0, (double)measured / (t - t0));
+         "\"value\":%.1f,\"unit\":\"conn/s\",\"cpuNsPerUnit\":%.1f}\n",
+         inflight, measured, t - t0, (double)measured / (t - t0), (cpu_ns() - c0) / (double)measured);
 }
 
 static long rss_bytes(void) {

@@ -34,6 +34,15 @@ export function parseArgs(argv = process.argv.slice(2)) {
 
 export const now = () => performance.now() / 1000;
 
+/**
+ * Client CPU time (user + system) spent since `mark` (a process.cpuUsage() value), in ns. Throughput
+ * on a loaded 2-CPU machine swings with scheduling; CPU time per unit of work does much less.
+ */
+export const cpuNsSince = (mark) => {
+  const d = process.cpuUsage(mark);
+  return (d.user + d.system) * 1000;
+};
+
 let finished = false;
 
 /** Prints the one JSON result line and exits; later calls are ignored. */
@@ -58,6 +67,7 @@ export function rateWindow({ warmupSeconds, seconds }, onDone) {
   let t0 = 0;
   let base = 0;
   let warm = false;
+  let cpu = null;
   return (count) => {
     const t = now();
     if (!warm) {
@@ -65,11 +75,12 @@ export function rateWindow({ warmupSeconds, seconds }, onDone) {
         warm = true;
         t0 = t;
         base = count;
+        cpu = process.cpuUsage();
       }
       return false;
     }
     if (t - t0 < seconds) return false;
-    onDone(count - base, t - t0);
+    onDone(count - base, t - t0, cpuNsSince(cpu) / Math.max(1, count - base));
     return true;
   };
 }

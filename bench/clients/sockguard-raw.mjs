@@ -1,6 +1,6 @@
 // Arm `sockguard-raw`: the callback socket under the Duplex. Same scenarios and parameters as the
 // stream arms; writes are plain calls in a loop and the core coalesces them per loop turn.
-import { Samples, fail, finish, idleScenario, now, parseArgs, rateWindow, watchdog } from './common.mjs';
+import { Samples, cpuNsSince, fail, finish, idleScenario, now, parseArgs, rateWindow, watchdog } from './common.mjs';
 import { createLayer } from './sockguard-layer.mjs';
 
 process.on('uncaughtException', fail);
@@ -38,6 +38,7 @@ function bulk() {
   let sent = 0;
   let t0 = 0;
   let warm = false;
+  let cpu = null;
   let s = null;
   const pump = () => {
     for (let i = 0; i < 1024; i++) {
@@ -48,11 +49,12 @@ function bulk() {
           warm = true;
           sent = 0;
           t0 = now();
+          cpu = process.cpuUsage();
         }
       } else {
         const t = now();
         if (t - t0 >= o.seconds) {
-          finish({ scenario: 'bulk', bytes: sent, seconds: t - t0, value: sent / (t - t0), unit: 'B/s' });
+          finish({ scenario: 'bulk', bytes: sent, seconds: t - t0, value: sent / (t - t0), unit: 'B/s', cpuNsPerUnit: cpuNsSince(cpu) / (sent / 65536) });
           s.destroy();
           return;
         }
@@ -75,8 +77,8 @@ function echo() {
   const send = (s, n) => {
     for (let i = 0; i < n; i++) s.write(msg);
   };
-  const done = (messages, seconds) => {
-    finish({ scenario: 'echo', conns: o.conns, window: o.window, messages, seconds, value: messages / seconds, unit: 'msg/s' });
+  const done = (messages, seconds, cpuNsPerUnit) => {
+    finish({ scenario: 'echo', conns: o.conns, window: o.window, messages, seconds, value: messages / seconds, unit: 'msg/s', cpuNsPerUnit });
     for (const s of sockets) s.destroy();
   };
   for (let c = 0; c < o.conns; c++) {
@@ -108,6 +110,7 @@ function pingpong() {
   let rtt = 0;
   let a = 0;
   let t0 = 0;
+  let cpu = null;
   let s = null;
   const ping = () => {
     got = 0;
@@ -120,10 +123,13 @@ function pingpong() {
       got += length;
       if (got < o.size) return;
       const b = now();
-      if (rtt++ < o.warmupRtts) t0 = b;
+      if (rtt++ < o.warmupRtts) {
+      t0 = b;
+      cpu = process.cpuUsage();
+    }
       else if (samples.push((b - a) * 1e6) || b - t0 >= o.seconds) {
         const sum = samples.summary();
-        finish({ scenario: 'pingpong', ...sum, seconds: b - t0, value: sum.p50, unit: 'us' });
+        finish({ scenario: 'pingpong', ...sum, seconds: b - t0, value: sum.p50, unit: 'us', cpuNsPerUnit: cpuNsSince(cpu) / sum.rtts });
         s.destroy();
         return;
       }
@@ -136,9 +142,9 @@ function pingpong() {
 function connectRate() {
   let done = 0;
   let over = false;
-  const tick = rateWindow(o, (connections, seconds) => {
+  const tick = rateWindow(o, (connections, seconds, cpuNsPerUnit) => {
     over = true;
-    finish({ scenario: 'connect', inflight: o.inflight, connections, seconds, value: connections / seconds, unit: 'conn/s' });
+    finish({ scenario: 'connect', inflight: o.inflight, connections, seconds, value: connections / seconds, unit: 'conn/s', cpuNsPerUnit });
   });
   const one = () => {
     const s = open({

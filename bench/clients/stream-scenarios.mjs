@@ -1,6 +1,6 @@
 // The scenarios for any net.Socket-compatible Duplex. `net` and the sockguard Duplex run this same
 // code, so the only difference between those arms is the socket implementation.
-import { Samples, fail, finish, idleScenario, now, rateWindow, watchdog } from './common.mjs';
+import { Samples, cpuNsSince, fail, finish, idleScenario, now, rateWindow, watchdog } from './common.mjs';
 
 /**
  * @param {object} o parsed arguments (common.mjs)
@@ -29,6 +29,7 @@ function bulk(o, open) {
   let sent = 0;
   let t0 = 0;
   let warm = false;
+  let cpu = null;
   const pump = () => {
     // Bounded: yield to the loop every 1024 writes even if the socket keeps accepting.
     for (let i = 0; i < 1024; i++) {
@@ -39,11 +40,12 @@ function bulk(o, open) {
           warm = true;
           sent = 0;
           t0 = now();
+          cpu = process.cpuUsage();
         }
       } else {
         const t = now();
         if (t - t0 >= o.seconds) {
-          finish({ scenario: 'bulk', bytes: sent, seconds: t - t0, value: sent / (t - t0), unit: 'B/s' });
+          finish({ scenario: 'bulk', bytes: sent, seconds: t - t0, value: sent / (t - t0), unit: 'B/s', cpuNsPerUnit: cpuNsSince(cpu) / (sent / 65536) });
           s.destroy();
           return;
         }
@@ -71,8 +73,8 @@ function echo(o, open) {
     for (let i = 0; i < n; i++) s.write(msg);
     if (o.cork) s.uncork();
   };
-  const done = (messages, seconds) => {
-    finish({ scenario: 'echo', conns: o.conns, window: o.window, messages, seconds, value: messages / seconds, unit: 'msg/s' });
+  const done = (messages, seconds, cpuNsPerUnit) => {
+    finish({ scenario: 'echo', conns: o.conns, window: o.window, messages, seconds, value: messages / seconds, unit: 'msg/s', cpuNsPerUnit });
     for (const s of sockets) s.destroy();
   };
   for (let c = 0; c < o.conns; c++) {
@@ -105,6 +107,7 @@ function pingpong(o, open) {
   let rtt = 0;
   let a = 0;
   let t0 = 0;
+  let cpu = null;
   const ping = () => {
     got = 0;
     a = now();
@@ -114,9 +117,13 @@ function pingpong(o, open) {
     got += buf.length;
     if (got < o.size) return;
     const b = now();
-    if (rtt++ < o.warmupRtts) t0 = b;
+    if (rtt++ < o.warmupRtts) {
+      t0 = b;
+      cpu = process.cpuUsage();
+    }
     else if (samples.push((b - a) * 1e6) || b - t0 >= o.seconds) {
-      finish({ scenario: 'pingpong', ...samples.summary(), seconds: b - t0, value: samples.summary().p50, unit: 'us' });
+      const sum = samples.summary();
+      finish({ scenario: 'pingpong', ...sum, seconds: b - t0, value: sum.p50, unit: 'us', cpuNsPerUnit: cpuNsSince(cpu) / sum.rtts });
       s.destroy();
       return;
     }
@@ -129,9 +136,9 @@ function pingpong(o, open) {
 function connectRate(o, connect) {
   let done = 0;
   let over = false;
-  const tick = rateWindow(o, (connections, seconds) => {
+  const tick = rateWindow(o, (connections, seconds, cpuNsPerUnit) => {
     over = true;
-    finish({ scenario: 'connect', inflight: o.inflight, connections, seconds, value: connections / seconds, unit: 'conn/s' });
+    finish({ scenario: 'connect', inflight: o.inflight, connections, seconds, value: connections / seconds, unit: 'conn/s', cpuNsPerUnit });
   });
   const one = () => {
     const s = connect({ host: o.host, port: o.port });
