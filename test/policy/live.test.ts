@@ -196,7 +196,7 @@ describe('live: a rebinding resolver cannot steer a connection to a denied addre
     const r = (async () => {
       const address = r.calls++ === 0 ? first : then;
       return [{ address, family: 4 as Family }];
-    }) as Resolver & { calls: number };
+    }) as unknown as Resolver & { calls: number };
     r.calls = 0;
     return r;
   }
