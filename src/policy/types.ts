@@ -21,7 +21,9 @@ export interface Policy {
   evaluateName(name: string, port: number): Decision | null;
   /**
    * Decision for one concrete address that will be connected to. `name` is the host name sockguard itself
-   * resolved to obtain the address (undefined for literals); only then can host exceptions apply.
+   * resolved to obtain the address (undefined for literals); only then can host exceptions apply. `port` 0
+   * means "not known yet" (a bare lookup): port rules are skipped and port-scoped openings do not match.
+   * Throws ERR_SOCKGUARD_INVALID_PORT for other ports outside 1..65535.
    */
   evaluate(address: string, family: Family, port: number, name?: string): Decision;
 }
