@@ -27,9 +27,8 @@ import {
 import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './quota.js';
 import { RawSocket, RawState, type Candidate, type RawHandlers, type RawObserver } from './raw.js';
 import { ReclaimSweeper, validateIdleTimeout } from './reclaim.js';
-import { Socket, normalizeConnectArgs, socketSymbols, type SocketConnectOptions } from './socket.js';
-
-const { kRaw, kHost } = socketSymbols;
+import { Socket, normalizeConnectArgs, type SocketConnectOptions } from './socket.js';
+import { kHost, kRaw } from './symbols.js';
 
 export interface SocketLayerOptions {
   /** The application this layer meters and binds descriptors to. @default env SOCKGUARD_APP_ID, else 'default' */

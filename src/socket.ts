@@ -6,6 +6,7 @@ import { Duplex, type DuplexOptions } from 'node:stream';
 import { codedError, codes, systemError } from './errors.js';
 import { RawSocket, RawState, type RawHandlers } from './raw.js';
 import type { SocketLayer } from './layer.js';
+import { kHost, kLayer, kRaw } from './symbols.js';
 
 /** Options of `connect()`, as net.connect takes them, plus sockguard's. */
 export interface SocketConnectOptions {
@@ -53,17 +54,12 @@ export interface SocketOptions {
 
 type Callback = (err?: Error | null) => void;
 
-const kRaw = Symbol('sockguard.raw');
-const kLayer = Symbol('sockguard.layer');
 const kWriteCb = Symbol('sockguard.writeCb');
 const kFinalCb = Symbol('sockguard.finalCb');
 const kTimer = Symbol('sockguard.timer');
 const kConnected = Symbol('sockguard.connected');
 const kNoDelay = Symbol('sockguard.noDelay');
 const kKeepAlive = Symbol('sockguard.keepAlive');
-const kHost = Symbol('sockguard.host');
-
-export const socketSymbols = { kRaw, kLayer, kHost } as const;
 
 /** Routes raw callbacks to the stream. One small object per socket; `this` is the handlers object. */
 class StreamHandlers implements RawHandlers {

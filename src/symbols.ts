@@ -1,0 +1,4 @@
+/** Private state shared between modules, under symbols rather than underscore fields. */
+export const kRaw: unique symbol = Symbol('sockguard.raw');
+export const kLayer: unique symbol = Symbol('sockguard.layer');
+export const kHost: unique symbol = Symbol('sockguard.host');

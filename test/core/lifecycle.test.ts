@@ -1,0 +1,169 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { SocketLayer } from '../../src/index.js';
+import { blackhole, echoServer, errorOf, fdCount, listen, once, until } from '../helpers.js';
+
+const dist = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+
+let layer: SocketLayer;
+beforeAll(() => {
+  layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
+});
+afterAll(() => layer.close());
+
+describe('connect timeout', () => {
+  test('a connection that never completes fails with ETIMEDOUT after connectTimeout', async () => {
+    const hole = await blackhole();
+    try {
+      const s = layer.connect({ host: '127.0.0.1', port: hole.port, connectTimeout: 200 });
+      const closed = new Promise<boolean>((r) => s.once('close', r));
+      const started = Date.now();
+      const err = await errorOf(s);
+      expect(err.code).toBe('ETIMEDOUT');
+      expect(err.syscall).toBe('connect');
+      expect(err.address).toBe('127.0.0.1');
+      expect(err.port).toBe(hole.port);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+      expect(await closed).toBe(true);
+    } finally {
+      hole.close();
+    }
+  });
+
+  test('destroy during an in-flight connect releases the descriptor, no error', async () => {
+    const hole = await blackhole();
+    try {
+      const before = fdCount();
+      const s = layer.connect({ host: '127.0.0.1', port: hole.port });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(s.connecting).toBe(true);
+      expect(fdCount()).toBe(before + 1);
+      let errored = false;
+      s.on('error', () => (errored = true));
+      const closed = new Promise<boolean>((r) => s.once('close', r));
+      s.destroy();
+      expect(await closed).toBe(false);
+      expect(errored).toBe(false);
+      expect(fdCount()).toBe(before);
+    } finally {
+      hole.close();
+    }
+  });
+});
+
+describe('worker threads', () => {
+  test('several workers move data at once, each on its own loop', async () => {
+    const peer = await echoServer();
+    try {
+      const code = `
+        import { workerData, parentPort } from 'node:worker_threads';
+        import { createHash, randomBytes } from 'node:crypto';
+        const { SocketLayer } = await import(workerData.dist);
+        const layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
+        const results = await Promise.all(Array.from({ length: 20 }, () => new Promise((resolve, reject) => {
+          const data = randomBytes(200000);
+          const s = layer.connect(workerData.port, '127.0.0.1');
+          const got = [];
+          s.on('data', (d) => got.push(d));
+          s.on('error', reject);
+          s.on('close', () => resolve(createHash('sha256').update(Buffer.concat(got)).digest('hex') === createHash('sha256').update(data).digest('hex')));
+          s.end(data);
+        })));
+        parentPort.postMessage({ ok: results.every(Boolean), usage: layer.usage() });
+      `;
+      const workers = Array.from({ length: 4 }, () => new Worker(code, { eval: true, workerData: { dist, port: peer.port } }));
+      const exits = workers.map((w) => once(w, 'exit'));
+      const results = await Promise.all(workers.map((w) => once<{ ok: boolean; usage: { bytesSent: number } }>(w, 'message')));
+      // Each worker ends on its own once its sockets are closed: nothing of ours keeps a thread alive.
+      await Promise.all(exits);
+      for (const r of results) {
+        expect(r.ok).toBe(true);
+        expect(r.usage.bytesSent).toBe(20 * 200000);
+      }
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('a worker that exits with open sockets closes them all (no descriptor leak)', async () => {
+    const peer = await listen(() => {});
+    try {
+      const before = fdCount();
+      const code = `
+        import { workerData, parentPort } from 'node:worker_threads';
+        const { SocketLayer } = await import(workerData.dist);
+        const layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
+        let up = 0;
+        for (let i = 0; i < 50; i++) layer.connect(workerData.port, '127.0.0.1').on('connect', () => { if (++up === 50) parentPort.postMessage('up'); });
+      `;
+      const w = new Worker(code, { eval: true, workerData: { dist, port: peer.port } });
+      await once(w, 'message');
+      await until(() => peer.connections.size === 50, 5000, 'server to accept 50');
+      expect(fdCount()).toBeGreaterThanOrEqual(before + 50);
+      await w.terminate();
+      // The peer sees every connection close, and this process holds no descriptor of them.
+      await until(() => peer.connections.size === 0, 5000, 'connections to close');
+      await until(() => fdCount() <= before, 5000, 'descriptors back to baseline');
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
+describe('process lifetime', () => {
+  function runChild(script: string, port: number): Promise<{ code: number | null; ms: number }> {
+    const started = Date.now();
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, SG_DIST: dist, SG_PORT: String(port), SOCKGUARD_POLICY: 'development' },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    const killer = setTimeout(() => child.kill(), 10_000);
+    return new Promise((resolve) => {
+      child.on('exit', (code) => {
+        clearTimeout(killer);
+        resolve({ code, ms: Date.now() - started });
+      });
+    });
+  }
+
+  test('an unref()ed socket lets the process exit; a ref()ed one keeps it alive', async () => {
+    const peer = await listen(() => {});
+    try {
+      const unrefd = await runChild(
+        `const { connect } = await import(process.env.SG_DIST);
+         const s = connect(Number(process.env.SG_PORT), '127.0.0.1');
+         s.on('connect', () => s.unref());`,
+        peer.port,
+      );
+      expect(unrefd.code).toBe(0);
+      const kept = await runChild(
+        `const { connect } = await import(process.env.SG_DIST);
+         const s = connect(Number(process.env.SG_PORT), '127.0.0.1');
+         s.on('connect', () => setTimeout(() => { console.log('still alive'); s.destroy(); }, 300));`,
+        peer.port,
+      );
+      expect(kept.code).toBe(0);
+      expect(kept.ms).toBeGreaterThanOrEqual(300);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('an idle layer never keeps the process alive', async () => {
+    const peer = await listen(() => {});
+    try {
+      const r = await runChild(
+        `const { SocketLayer } = await import(process.env.SG_DIST);
+         const layer = new SocketLayer({ policy: 'development' });
+         const s = layer.connect(Number(process.env.SG_PORT), '127.0.0.1');
+         s.on('connect', () => s.destroy());`,
+        peer.port,
+      );
+      expect(r.code).toBe(0);
+    } finally {
+      await peer.close();
+    }
+  });
+});
