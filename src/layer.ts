@@ -329,9 +329,7 @@ export class SocketLayer {
    */
   async check(host: string, port: number): Promise<Verdict> {
     const v = await vet(this.policy, host, port, this.#resolver);
-    const verdict = verdictOf(v, port);
-    if (!verdict.allowed) this.ledger.denied++;
-    return verdict;
+    return verdictOf(v, port);
   }
 
   /** dns.lookup-compatible: answers only with addresses this layer's policy allows. */

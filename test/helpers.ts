@@ -84,7 +84,7 @@ export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string): 
 }
 
 /** Resolves with the error a socket emits (and fails if it connects instead). */
-export function errorOf(s: Socket | net.Socket): Promise<NodeJS.ErrnoException & { rule?: string }> {
+export function errorOf(s: Socket | net.Socket): Promise<NodeJS.ErrnoException & { rule?: string; address?: string; port?: number }> {
   return new Promise((resolve, reject) => {
     s.once('error', (e) => resolve(e as NodeJS.ErrnoException));
     s.once('connect', () => reject(new Error('connected unexpectedly')));
