@@ -9,7 +9,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { isIP } from 'node:net';
 import { codedError, codes, deniedError, invalidOption, systemError } from './errors.js';
-import { Ledger, type Usage } from './ledger.js';
+import { Ledger, type MeteredSocket, type Usage } from './ledger.js';
 import {
   createLookup,
   loadPolicy,
@@ -26,9 +26,10 @@ import {
 } from './policy/index.js';
 import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './quota.js';
 import { RawSocket, RawState, type Candidate, type RawHandlers, type RawObserver } from './raw.js';
-import { ReclaimSweeper, validateIdleTimeout } from './reclaim.js';
+import { ReclaimSweeper, validateIdleTimeout, type ReclaimNode } from './reclaim.js';
 import { Socket, normalizeConnectArgs, type SocketConnectOptions } from './socket.js';
 import { kHost, kRaw } from './symbols.js';
+import { UdpSocket, type UdpSocketOptions } from './udp.js';
 
 export interface SocketLayerOptions {
   /** The application this layer meters and binds descriptors to. @default env SOCKGUARD_APP_ID, else 'default' */
@@ -63,6 +64,37 @@ export interface RawConnectOptions {
   highWaterMark?: number;
 }
 
+/**
+ * What the layer tracks for its ledger, reclaim sweep and close(): the TCP raw socket and the UDP socket both
+ * implement it. Counters are read live while open and folded into the ledger once, when the entry closes.
+ */
+export interface LayerEntry extends MeteredSocket, ReclaimNode {
+  reclaimed: boolean;
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number;
+  /** Closes for idle reclaim: no 'error', only 'close'. */
+  _reclaimClose(): void;
+  /** Closes for layer.close(); resolves once the user-facing object has emitted 'close'. */
+  _layerClose(): Promise<void>;
+}
+
+/** How a UDP (or any non-TCP) socket plugs into its layer. */
+export interface LayerPort {
+  readonly appId: string;
+  readonly policy: Policy;
+  readonly sockopts: 'emulate' | 'native';
+  readonly quota: QuotaMeter;
+  readonly ledger: Ledger;
+  /** Starts tracking (ledger, reclaim); counts a socket creation. */
+  admit(entry: LayerEntry): void;
+  /** Operation on the entry: refreshes its reclaim deadline. O(1), no allocation. */
+  touch(entry: LayerEntry): void;
+  /** Stops tracking and folds the entry's final counters into the ledger. Idempotent. */
+  release(entry: LayerEntry): void;
+  /** Vets one destination: resolves names once, returns the first allowed address or throws EACCES with `rule`. */
+  vet(host: string, port: number, family: 0 | 4 | 6, syscall: string): Candidate | Promise<Candidate>;
+}
+
 interface Plan {
   candidates?: Candidate[];
   error?: Error;
@@ -78,12 +110,13 @@ export class SocketLayer {
   readonly idleTimeoutMs: number;
   /** @internal */ readonly quota: QuotaMeter;
   /** @internal */ readonly ledger: Ledger;
-  /** @internal */ readonly sweeper: ReclaimSweeper<RawSocket>;
+  /** @internal */ readonly sweeper: ReclaimSweeper<LayerEntry>;
+  /** @internal the interface UDP sockets use */ readonly port: LayerPort;
   /** @internal */ readonly secret: string | Buffer | undefined;
   readonly #resolver: Resolver;
   readonly #hwm: number;
   /** Open sockets (raw level, whoever owns them). */
-  readonly #open = new Set<RawSocket>();
+  readonly #open = new Set<LayerEntry>();
   readonly #observer: RawObserver;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -116,22 +149,38 @@ export class SocketLayer {
     this.quota = createQuotaMeter(options.quotas);
     this.secret = options.secret ?? process.env.SOCKGUARD_SECRET ?? undefined;
     this.ledger = new Ledger(appId, () => this.#open);
-    this.sweeper = new ReclaimSweeper<RawSocket>({
+    this.sweeper = new ReclaimSweeper<LayerEntry>({
       idleTimeoutMs: this.idleTimeoutMs,
       sweepIntervalMs: options.sweepIntervalMs,
-      onExpire: (raw) => this.#reclaim(raw),
+      onExpire: (entry) => this.#reclaim(entry),
     });
     const open = this.#open;
     const ledger = this.ledger;
     const sweeper = this.sweeper;
-    this.#observer = {
-      activity: sweeper.enabled ? (raw) => sweeper.refresh(raw) : () => {},
-      closed(raw) {
-        if (open.delete(raw)) {
-          sweeper.untrack(raw);
-          ledger.fold(raw);
-        }
-      },
+    const release = (entry: LayerEntry) => {
+      if (open.delete(entry)) {
+        sweeper.untrack(entry);
+        ledger.fold(entry);
+      }
+    };
+    const touch = sweeper.enabled ? (entry: LayerEntry) => sweeper.refresh(entry) : () => {};
+    this.#observer = { activity: touch, closed: release };
+    const admit = (entry: LayerEntry) => {
+      if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
+      open.add(entry);
+      ledger.socketsCreated++;
+      sweeper.track(entry);
+    };
+    this.port = {
+      appId: this.appId,
+      policy: this.policy,
+      sockopts: this.sockopts,
+      quota: this.quota,
+      ledger,
+      admit,
+      touch,
+      release,
+      vet: (host, port, family, syscall) => this.#vetOne(host, port, family, syscall),
     };
   }
 
@@ -225,9 +274,25 @@ export class SocketLayer {
 
   #admit(raw: RawSocket): void {
     raw.observer = this.#observer;
-    this.#open.add(raw);
-    this.ledger.socketsCreated++;
-    this.sweeper.track(raw);
+    this.port.admit(raw);
+  }
+
+  /** One vetted destination (UDP sends and connects): the first allowed address, or EACCES. */
+  #vetOne(host: string, port: number, family: 0 | 4 | 6, syscall: string): Candidate | Promise<Candidate> {
+    const target = this.policy.parse(host, port);
+    const first = (plan: Plan): Candidate => {
+      if (plan.error) {
+        const err = plan.error as Error & { syscall?: string };
+        if (err.syscall === 'connect') {
+          err.syscall = syscall;
+          err.message = err.message.replace(/^connect /, `${syscall} `);
+        }
+        throw err;
+      }
+      return plan.candidates![0]!;
+    };
+    const plan = this.#plan(target, port, family, undefined);
+    return plan instanceof Promise ? plan.then(first) : first(plan);
   }
 
   #begin(
@@ -307,21 +372,32 @@ export class SocketLayer {
     return err;
   }
 
-  #reclaim(raw: RawSocket): void {
-    raw.reclaimed = true;
+  #reclaim(entry: LayerEntry): void {
+    entry.reclaimed = true;
     this.ledger.reclaimed++;
     if (reclaimChannel.hasSubscribers) {
       reclaimChannel.publish({
         appId: this.appId,
-        address: raw.remoteAddress,
-        port: raw.remotePort,
-        bytesSent: raw.bytesWritten,
-        bytesReceived: raw.bytesRead,
+        address: entry.remoteAddress,
+        port: entry.remotePort,
+        bytesSent: entry.bytesWritten,
+        bytesReceived: entry.bytesRead,
       });
     }
     // No error: an unattended idle socket must not crash the process. 'close' follows.
-    if (raw.owner) raw.owner.destroy();
-    else raw.destroy();
+    entry._reclaimClose();
+  }
+
+  /**
+   * A dgram.Socket-compatible UDP socket: every destination vetted, counted and reclaimed like TCP; bind() only
+   * to the any-address and port 0.
+   */
+  createSocket(
+    type: 'udp4' | 'udp6' | UdpSocketOptions,
+    listener?: (msg: Buffer, rinfo: { address: string; family: string; port: number; size: number }) => void,
+  ): UdpSocket {
+    const options = typeof type === 'string' ? { type } : type;
+    return new UdpSocket(this.port, options, listener);
   }
 
   /**
@@ -356,24 +432,11 @@ export class SocketLayer {
     if (this.#closing) return this.#closing;
     this.#closed = true;
     const waits: Promise<void>[] = [];
-    for (const raw of [...this.#open]) {
-      waits.push(waitClosed(raw));
-      if (raw.owner) raw.owner.destroy();
-      else raw.destroy();
-    }
+    for (const entry of [...this.#open]) waits.push(entry._layerClose());
     this.sweeper.close();
     this.#closing = Promise.all(waits).then(() => undefined);
     return this.#closing;
   }
-}
-
-function waitClosed(raw: RawSocket): Promise<void> {
-  const owner = raw.owner as (Socket | null);
-  if (owner && typeof (owner as Socket).once === 'function') {
-    if ((owner as Socket).closed) return Promise.resolve();
-    return new Promise((resolve) => (owner as Socket).once('close', () => resolve()));
-  }
-  return new Promise((resolve) => process.nextTick(resolve));
 }
 
 function isAnyAddress(a: unknown): boolean {

@@ -60,7 +60,7 @@ export class RawSocket implements LoopClient {
   reclaimed = false;
   observer: RawObserver = noopObserver;
   /** Whoever presents this socket to the user (the Duplex), so the layer can close it as a whole. */
-  owner: { destroy(err?: Error): void } | null = null;
+  owner: { destroy(err?: Error): void; readonly closed?: boolean; once?(ev: 'close', cb: () => void): unknown } | null = null;
   // Idle-reclaim list links (reclaim.ts): the socket is its own list node.
   [kReclaimPrev]: ReclaimNode | null = null;
   [kReclaimNext]: ReclaimNode | null = null;
@@ -126,6 +126,26 @@ export class RawSocket implements LoopClient {
     if (this.refed) loop.ref();
     if (this.paused) loop.nat.socket_read(id, false);
     return 0;
+  }
+
+  /** @internal idle reclaim: close without an error. */
+  _reclaimClose(): void {
+    if (this.owner) this.owner.destroy();
+    else this.destroy();
+  }
+
+  /** @internal layer.close(): close and resolve once the user-facing object is closed. */
+  _layerClose(): Promise<void> {
+    const owner = this.owner;
+    if (owner && owner.once) {
+      if (owner.closed) return Promise.resolve();
+      const p = new Promise<void>((resolve) => owner.once!('close', () => resolve()));
+      owner.destroy();
+      return p;
+    }
+    const wasOpen = this.state !== RawState.Closed;
+    this.destroy();
+    return wasOpen ? new Promise((resolve) => process.nextTick(resolve)) : Promise.resolve();
   }
 
   /** Fails a pending socket before any native work (policy denial, resolution failure). */
