@@ -9,7 +9,7 @@ export interface UdpSocketOptions {
 }
 
 export class UdpSocket extends EventEmitter {
-  constructor(port: LayerPort, options: UdpSocketOptions, listener?: (msg: Buffer, rinfo: object) => void) {
+  constructor(port: LayerPort, options: UdpSocketOptions, listener?: (msg: Buffer, rinfo: { address: string; family: string; port: number; size: number }) => void) {
     super();
     void port;
     void options;
