@@ -230,7 +230,8 @@ Napi::Value socket_so_error(const Napi::CallbackInfo& info) {
   return num(info.Env(), s ? sg::sys_so_error(s->fd) : -EBADF);
 }
 
-// socket_getsockopt(id, level, name): value (>= 0) | -errno. SO_LINGER answers the linger seconds when on, else 0.
+// socket_getsockopt(id, level, name): value | -errno. SO_LINGER answers the linger seconds when on, else -1
+// (so -1 is ambiguous with -EPERM only for SO_LINGER, which cannot fail that way on a live socket).
 Napi::Value socket_getsockopt(const Napi::CallbackInfo& info) {
   socket* s = get_socket(info);
   if (!s) return num(info.Env(), -EBADF);
@@ -239,7 +240,7 @@ Napi::Value socket_getsockopt(const Napi::CallbackInfo& info) {
   if (level == SOL_SOCKET && name == SO_LINGER) {
     int on = 0, secs = 0;
     int r = sg::sys_get_linger(s->fd, &on, &secs);
-    return num(info.Env(), r < 0 ? r : (on ? secs : 0));
+    return num(info.Env(), r < 0 ? r : (on ? secs : -1));
   }
   int v = 0;
   int r = sg::sys_getsockopt_int(s->fd, level, name, &v);

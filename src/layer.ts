@@ -164,7 +164,7 @@ export class SocketLayer {
       }
     };
     const touch = sweeper.enabled ? (entry: LayerEntry) => sweeper.refresh(entry) : () => {};
-    this.#observer = { activity: touch, closed: release };
+    this.#observer = { activity: touch, closed: release, overQuota: () => void ledger.overQuota++ };
     const admit = (entry: LayerEntry) => {
       if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
       open.add(entry);
@@ -213,9 +213,10 @@ export class SocketLayer {
   connectRaw(options: RawConnectOptions, handlers: RawHandlers = {}): RawSocket {
     const hwm = options.highWaterMark ?? this.#hwm;
     const raw = new RawSocket(handlers, hwm);
-    const { target, port, family } = this.#validate(options);
+    const { target, port, family, refused } = this.#validate(options);
     this.#admit(raw);
-    this.#begin(raw, target, port, family, options.connectTimeout ?? 0, undefined, undefined);
+    if (refused) raw.fail(refused);
+    else this.#begin(raw, target, port, family, options.connectTimeout ?? 0, undefined, undefined);
     return raw;
   }
 
@@ -224,7 +225,7 @@ export class SocketLayer {
     if (options.path !== undefined) {
       throw systemError('EAFNOSUPPORT', { syscall: 'connect', address: String(options.path) });
     }
-    const { target, port, family } = this.#validate(options);
+    const { target, port, family, refused } = this.#validate(options);
     const raw = socket[kRaw];
     socket[kHost] = target.host;
     socket.connecting = true;
@@ -242,6 +243,11 @@ export class SocketLayer {
       socket.once('close', () => signal.removeEventListener('abort', onAbort));
     }
     this.#admit(raw);
+    if (refused) {
+      // A bind the service refuses is reported like a policy denial: asynchronously, as an 'error'.
+      raw.fail(refused);
+      return;
+    }
     const resolver = options.lookup ? lookupResolver(options.lookup) : undefined;
     const connectTimeout = options.connectTimeout ?? 0;
     if (!Number.isFinite(connectTimeout) || connectTimeout < 0) {
@@ -255,6 +261,7 @@ export class SocketLayer {
     target: Target;
     port: number;
     family: 0 | 4 | 6;
+    refused: Error | undefined;
   } {
     if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
     const family = options.family ?? 0;
@@ -263,17 +270,18 @@ export class SocketLayer {
     }
     const port = typeof options.port === 'string' && /^\d+$/.test(options.port) ? Number(options.port) : options.port;
     const target = this.policy.parse(options.host ?? 'localhost', port);
+    let refused: Error | undefined;
     if (options.localAddress !== undefined && !isAnyAddress(options.localAddress)) {
-      throw systemError('EACCES', { syscall: 'bind', address: String(options.localAddress), detail: 'binding to a specific address is not allowed' });
+      refused = systemError('EACCES', { syscall: 'bind', address: String(options.localAddress), port: options.localPort, detail: 'binding to a specific address is not allowed' });
+    } else if (options.localPort !== undefined && options.localPort !== 0) {
+      refused = systemError('EACCES', { syscall: 'bind', address: options.localAddress ?? '0.0.0.0', port: Number(options.localPort), detail: 'binding to a specific port is not allowed' });
     }
-    if (options.localPort !== undefined && options.localPort !== 0) {
-      throw systemError('EACCES', { syscall: 'bind', port: Number(options.localPort), address: options.localAddress ?? '0.0.0.0', detail: 'binding to a specific port is not allowed' });
-    }
-    return { target, port: port as number, family: family as 0 | 4 | 6 };
+    return { target, port: port as number, family: family as 0 | 4 | 6, refused };
   }
 
   #admit(raw: RawSocket): void {
     raw.observer = this.#observer;
+    raw.quota = this.quota;
     this.port.admit(raw);
   }
 

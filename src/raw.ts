@@ -8,6 +8,7 @@
 import { statusError, systemError, type SockguardSystemError } from './errors.js';
 import { getLoop, type Loop, type LoopClient } from './loop.js';
 import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from './reclaim.js';
+import { NO_QUOTA, type QuotaMeter } from './quota.js';
 import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_PENDING, CTR_RECV_CALLS, CTR_SEND_CALLS, syscallNames } from './native.js';
 
 /** Callbacks of a raw socket. `this` is the handlers object. */
@@ -42,6 +43,8 @@ export const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 export interface RawObserver {
   activity(raw: RawSocket): void;
   closed(raw: RawSocket): void;
+  /** An operation was refused over quota (ledger count). */
+  overQuota?(): void;
 }
 
 const noopObserver: RawObserver = { activity() {}, closed() {} };
@@ -59,6 +62,8 @@ export class RawSocket implements LoopClient {
   /** Set by the layer when the socket was closed for inactivity. */
   reclaimed = false;
   observer: RawObserver = noopObserver;
+  /** The layer's quota meter; the shared null meter costs one property read per operation. */
+  quota: QuotaMeter = NO_QUOTA;
   /** Whoever presents this socket to the user (the Duplex), so the layer can close it as a whole. */
   owner: { destroy(err?: Error): void; readonly closed?: boolean; once?(ev: 'close', cb: () => void): unknown } | null = null;
   // Idle-reclaim list links (reclaim.ts): the socket is its own list node.
@@ -216,6 +221,15 @@ export class RawSocket implements LoopClient {
 
   /** @internal */
   _onData(slab: Buffer, offset: number, length: number): void {
+    if (this.quota.enabled) {
+      // Bytes that arrived are billed whatever happens; past the limit the socket fails with the quota error.
+      const over = this.quota.recordReceive(length);
+      if (over !== null) {
+        this.observer.overQuota?.();
+        this.destroy(over);
+        return;
+      }
+    }
     this.observer.activity(this);
     this.handlers.ondata?.(slab, offset, length);
   }
@@ -259,6 +273,7 @@ export class RawSocket implements LoopClient {
    * Throws EPIPE after end() or destroy(): bytes are never dropped silently.
    */
   write(data: ArrayBufferView): boolean {
+    if (this.quota.enabled) this.chargeSend(data.byteLength);
     if (this.state === RawState.Open && !this.ending) {
       const r = this.loop!.nat.socket_write(this.id, data);
       if (r >= 0) {
@@ -285,6 +300,11 @@ export class RawSocket implements LoopClient {
 
   /** Queues several buffers at once (one native call). */
   writev(chunks: ArrayBufferView[]): boolean {
+    if (this.quota.enabled) {
+      let n = 0;
+      for (const c of chunks) n += c.byteLength;
+      this.chargeSend(n);
+    }
     if (this.state === RawState.Open && !this.ending) {
       const r = this.loop!.nat.socket_writev(this.id, chunks);
       if (r >= 0) {
@@ -297,9 +317,25 @@ export class RawSocket implements LoopClient {
       this.destroy(err);
       throw err;
     }
-    let ok = true;
-    for (const c of chunks) ok = this.write(c);
-    return ok;
+    const quota = this.quota;
+    this.quota = NO_QUOTA;
+    try {
+      let ok = true;
+      for (const c of chunks) ok = this.write(c);
+      return ok;
+    } finally {
+      this.quota = quota;
+    }
+  }
+
+  private chargeSend(bytes: number): void {
+    if (this.state === RawState.Closed || this.ending) return; // the write fails with EPIPE below, uncharged
+    try {
+      this.quota.chargeSend(bytes);
+    } catch (err) {
+      this.observer.overQuota?.();
+      throw err;
+    }
   }
 
   /** Half-closes after every queued byte has left (onfinish then). */

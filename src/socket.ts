@@ -3,7 +3,8 @@
  * (native write coalescing, batched reads); this file only speaks the stream protocol and net's surface.
  */
 import { Duplex, type DuplexOptions } from 'node:stream';
-import { codedError, codes, systemError } from './errors.js';
+import { codedError, codes, statusError, systemError } from './errors.js';
+import { getsockopt, setsockopt, type SockoptHooks } from './sockopts.js';
 import { RawSocket, RawState, type RawHandlers } from './raw.js';
 import type { SocketLayer } from './layer.js';
 import { kHost, kLayer, kRaw } from './symbols.js';
@@ -170,6 +171,44 @@ export class Socket extends Duplex {
     this.emit('ready');
   }
 
+  /** Writes like net.Socket#write; after an idle reclaim it fails with EPIPE. */
+  override write(chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+    if (this[kRaw].reclaimed) {
+      const callback = typeof encoding === 'function' ? encoding : cb;
+      const err = systemError('EPIPE', { syscall: 'write' });
+      if (typeof callback === 'function') process.nextTick(callback as Callback, err);
+      return false;
+    }
+    return (super.write as (...a: unknown[]) => boolean)(chunk, encoding, cb);
+  }
+
+  /**
+   * Reads a socket option. Emulate mode (the default) answers App Engine's fixed values; with `buflen` the
+   * little-endian bytes, truncated. Unsupported options throw EACCES. SO_ERROR is real.
+   */
+  getsockopt(level: number, name: number, buflen?: number): number | Buffer {
+    const raw = this.#operation('getsockopt');
+    return getsockopt(this.#sockoptMode(), tcpSockoptHooks, raw, level, name, buflen);
+  }
+
+  /** Sets a socket option: validated, then ignored in emulate mode (a later get still answers the mock). */
+  setsockopt(level: number, name: number, value: number | boolean | Buffer | { onoff: number | boolean; linger: number }): void {
+    const raw = this.#operation('setsockopt');
+    setsockopt(this.#sockoptMode(), tcpSockoptHooks, raw, level, name, value);
+  }
+
+  #sockoptMode(): 'emulate' | 'native' {
+    return this[kLayer]?.sockopts ?? 'emulate';
+  }
+
+  /** Every operation refreshes the reclaim deadline; on a reclaimed or closed socket it is EPIPE. */
+  #operation(syscall: string): RawSocket {
+    const raw = this[kRaw];
+    if (raw.reclaimed || (this.destroyed && raw.state === RawState.Closed)) throw systemError('EPIPE', { syscall });
+    raw.observer.activity(raw);
+    return raw;
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, cb: Callback): void {
     let ok: boolean;
     try {
@@ -242,6 +281,8 @@ export class Socket extends Duplex {
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
       throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "msecs" is out of range. Received ${ms}`);
     }
+    const raw = this[kRaw];
+    raw.observer.activity(raw);
     const old = this[kTimer];
     if (old !== undefined) clearTimeout(old);
     this[kTimer] = undefined;
@@ -285,7 +326,10 @@ export class Socket extends Duplex {
   }
 
   address(): { address: string; family: string; port: number } | Record<string, never> {
-    const n = this[kRaw].name(false);
+    const raw = this[kRaw];
+    if (raw.reclaimed) throw systemError('EPIPE', { syscall: 'getsockname' });
+    raw.observer.activity(raw);
+    const n = raw.name(false);
     if (!n) return {};
     return { address: n.address, family: n.family === 6 ? 'IPv6' : 'IPv4', port: n.port };
   }
@@ -356,6 +400,30 @@ export class Socket extends Duplex {
     return { bytesSent: raw.bytesWritten, bytesReceived: raw.bytesRead, sendCalls: raw.sendCalls, receiveCalls: raw.recvCalls };
   }
 }
+
+/** Native access for socket options, shared by every TCP socket (the target is the raw socket). */
+const tcpSockoptHooks: SockoptHooks<RawSocket> = {
+  soError(raw) {
+    const nat = raw.native;
+    if (nat === undefined || raw.nativeId < 0) return 0;
+    const r = nat.socket_so_error(raw.nativeId);
+    return r < 0 ? -r : 0;
+  },
+  getNative(raw, level, name) {
+    const nat = raw.native;
+    if (nat === undefined || raw.nativeId < 0) throw systemError('EBADF', { syscall: 'getsockopt' });
+    const v = nat.socket_getsockopt(raw.nativeId, level, name);
+    // SO_LINGER answers -1 for "off"; every other negative value is an errno.
+    if (v < 0 && !(level === 1 && name === 13 && v === -1)) throw statusError(v, { syscall: 'getsockopt' });
+    return v;
+  },
+  setNative(raw, level, name, value) {
+    const nat = raw.native;
+    if (nat === undefined || raw.nativeId < 0) throw systemError('EBADF', { syscall: 'setsockopt' });
+    const r = nat.socket_setsockopt(raw.nativeId, level, name, value);
+    if (r < 0) throw statusError(r, { syscall: 'setsockopt' });
+  },
+};
 
 function applyNoDelay(raw: RawSocket, on: boolean): void {
   // IPPROTO_TCP / TCP_NODELAY
