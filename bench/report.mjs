@@ -184,7 +184,9 @@ export function renderSvg(run) {
   const arms = ['net+cork', 'sockguard', 'sockguard-raw', 'c'].filter((a) => all.some((r) => r.perArm[a]));
   const label = (a) => run.arms[a] ?? a;
   const ratiosSeen = all.flatMap((r) => arms.map((a) => r.perArm[a]?.ratioNetMedian)).filter((x) => x > 0 && Number.isFinite(x));
-  const lo = Math.pow(10, Math.floor(Math.log10(Math.min(0.5, ...ratiosSeen))));
+  // Clamped: a C program's idle memory is ~0.002× net's and would squash every other row; bars
+  // beyond the axis end at its edge and keep their true value as the label.
+  const lo = Math.max(0.01, Math.pow(10, Math.floor(Math.log10(Math.min(0.5, ...ratiosSeen)))));
   const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(2, ...ratiosSeen))));
   const W = 980;
   const left = 300;
@@ -215,7 +217,7 @@ export function renderSvg(run) {
       if (v > hi * 1.0001) break;
       const px = x(v).toFixed(1);
       o.push(`<line x1="${px}" y1="${top - 4}" x2="${px}" y2="${axisY}" stroke="${m === 1 ? '#ccc' : '#eee'}"/>`);
-      o.push(`<text x="${px}" y="${axisY + 14}" text-anchor="middle" fill="#666">${v >= 1 ? v : v.toFixed(v < 0.1 ? 2 : 1)}×</text>`);
+      o.push(`<text x="${px}" y="${axisY + 14}" text-anchor="middle" fill="#666">${+v.toPrecision(2)}×</text>`);
     }
   }
   rowsShown.forEach((r, i) => {
@@ -231,8 +233,9 @@ export function renderSvg(run) {
       const x0 = x(Math.max(lo, Math.min(1, v)));
       const x1 = x(Math.min(hi, Math.max(1, v)));
       o.push(`<rect x="${x0.toFixed(1)}" y="${y}" width="${Math.max(1, x1 - x0).toFixed(1)}" height="${barH}" fill="${COLORS[a]}"><title>${esc(`${label(a)}: ${v.toFixed(3)}× net`)}</title></rect>`);
-      const tx = v >= 1 ? x1 + 4 : x0 - 4;
-      o.push(`<text x="${tx.toFixed(1)}" y="${y + barH - 1}" font-size="10" text-anchor="${v >= 1 ? 'start' : 'end'}" fill="#333">${v.toFixed(2)}×</text>`);
+      const tx = v >= 1 ? x1 + 4 : Math.max(x0 - 4, left + 30);
+      const shown = v < 0.01 ? v.toPrecision(1) : v.toFixed(2);
+      o.push(`<text x="${tx.toFixed(1)}" y="${y + barH - 1}" font-size="10" text-anchor="${v >= 1 ? 'start' : 'end'}" fill="#333">${shown}×</text>`);
     });
   });
   o.push(`<line x1="${x(1).toFixed(1)}" y1="${top - 6}" x2="${x(1).toFixed(1)}" y2="${axisY}" stroke="#000" stroke-width="1.5"/>`);
