@@ -4,7 +4,7 @@
 // repetition so slow drift of the machine hits every arm alike. Ratios are taken per repetition.
 //
 //   node bench/run.mjs [--quick] [--reps N] [--seconds S] [--scenarios a,b] [--arms a,b]
-//                      [--server c|net] [--no-micro] [--server-cpu N] [--client-cpu N]
+//                      [--server c|net] [--echo-refill each|window] [--no-micro] [--server-cpu N] [--client-cpu N]
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -33,6 +33,8 @@ const config = {
   seconds: Number(opt('--seconds', quick ? 0.5 : 3)),
   microTimeMs: quick ? 250 : 1000,
   server: opt('--server', 'c'),
+  // Echo refill discipline, see bench/c/client.c: 'each' (sliding window) or 'window' (lock-step).
+  refill: opt('--echo-refill', 'each'),
   serverCpu: opt('--server-cpu', '0'),
   clientCpu: opt('--client-cpu', '1'),
   micro: !flag('--no-micro'),
@@ -42,6 +44,7 @@ const config = {
   warmupRtts: 2000,
 };
 if (!['c', 'net'].includes(config.server)) die('--server must be c or net');
+if (!['each', 'window'].includes(config.refill)) die('--echo-refill must be each or window');
 
 // ---- arms and scenarios -----------------------------------------------------------------------
 
@@ -57,7 +60,7 @@ const ARMS = {
 const SCENARIOS = [
   {
     id: 'echo-1', title: 'pipelined echo 64 B, 1 connection', server: 'echo',
-    args: { conns: 1, window: 64, size: 64 }, arms: ['net', 'net+cork', 'sockguard', 'sockguard-raw', 'c'],
+    args: { conns: 1, window: 64, size: 64, refill: config.refill }, arms: ['net', 'net+cork', 'sockguard', 'sockguard-raw', 'c'],
     metrics: [
       { key: 'value', label: 'msg/s', better: 'higher', format: 'rate' },
       { key: 'cpuNsPerUnit', label: 'client CPU per message', better: 'lower', format: 'ns' },
@@ -66,7 +69,7 @@ const SCENARIOS = [
   },
   {
     id: 'echo-100', title: 'pipelined echo 64 B, 100 connections', server: 'echo',
-    args: { conns: 100, window: 64, size: 64 }, arms: ['net', 'net+cork', 'sockguard', 'sockguard-raw', 'c'],
+    args: { conns: 100, window: 64, size: 64, refill: config.refill }, arms: ['net', 'net+cork', 'sockguard', 'sockguard-raw', 'c'],
     metrics: [
       { key: 'value', label: 'msg/s', better: 'higher', format: 'rate' },
       { key: 'cpuNsPerUnit', label: 'client CPU per message', better: 'lower', format: 'ns' },

@@ -8,10 +8,10 @@
  *   keys: host port seconds conns window size chunk inflight count
  *         warmupBytes warmupSeconds warmupRtts
  *
- * echo keeps `window` messages of `size` bytes outstanding per connection: it sends the window
- * with one send, and sends the next window once all of it came back. (Refilling each message as it
- * returns instead lets the window fragment into ever smaller in-flight pieces, a ratchet that made
- * the same program swing 4x between runs; whole windows keep every arm's batches the same size.)
+ * echo keeps `window` messages of `size` bytes outstanding per connection. refill=each (default)
+ * sends, with one send per read, as many messages as just came back (PERFORMANCE.md's method; the
+ * window may split into several pieces in flight). refill=window sends the whole window with one
+ * send and the next one once all of it came back, so every arm's batches have the same size.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -36,6 +36,7 @@ static double seconds = 3, warmup_seconds = 0.5;
 static long conns = 1, window = 64, size = 64, chunk = 65536, inflight = 1, count = 10000;
 static long long warmup_bytes = 64LL << 20;
 static long warmup_rtts = 2000;
+static int refill_each = 1;
 static struct sockaddr_in addr;
 
 static double now(void) {
@@ -126,8 +127,10 @@ static void echo(void) {
         if (r > 0) {
           long long before = c->recvd / size;
           c->recvd += r;
-          msgs += c->recvd / size - before;
-          if (c->recvd == window * size) { c->recvd = 0; c->unsent = window * size; }
+          long long done = c->recvd / size - before;
+          msgs += done;
+          if (refill_each) c->unsent += done * size;
+          else if (c->recvd == window * size) { c->recvd = 0; c->unsent = window * size; }
           continue;
         }
         if (r == 0) die("server closed");
@@ -135,7 +138,7 @@ static void echo(void) {
         if (errno == EAGAIN) break;
         die("recv");
       }
-      /* One send per window; window*size is far below the socket buffer, so it does not block. */
+      /* One send per batch; window*size is far below the socket buffer, so it does not block. */
       while (c->unsent > 0) {
         ssize_t w = send(c->fd, out, (size_t)c->unsent, MSG_NOSIGNAL);
         if (w > 0) { c->unsent -= w; continue; }
@@ -296,6 +299,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "warmupBytes")) warmup_bytes = atoll(v);
     else if (!strcmp(k, "warmupSeconds")) warmup_seconds = atof(v);
     else if (!strcmp(k, "warmupRtts")) warmup_rtts = atol(v);
+    else if (!strcmp(k, "refill")) refill_each = !strcmp(v, "each");
   }
   addr.sin_family = AF_INET;
   addr.sin_port = htons((uint16_t)port);

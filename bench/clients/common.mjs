@@ -20,13 +20,14 @@ export function parseArgs(argv = process.argv.slice(2)) {
     warmupSeconds: 0.5,
     warmupRtts: 2000,
     cork: 0,
+    refill: 'each',
   };
   for (const a of rest) {
     const i = a.indexOf('=');
     if (i < 0) continue;
     const k = a.slice(0, i);
     const v = a.slice(i + 1);
-    o[k] = k === 'host' || k === 'policy' ? v : Number(v);
+    o[k] = k === 'host' || k === 'policy' || k === 'refill' ? v : Number(v);
   }
   if (!/^127\.\d+\.\d+\.\d+$/.test(o.host)) fail(new Error('host must be an IPv4 loopback address'));
   return o;

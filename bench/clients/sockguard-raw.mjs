@@ -70,6 +70,7 @@ function bulk() {
 function echo() {
   const msg = Buffer.alloc(o.size, 0x61);
   const windowBytes = o.window * o.size;
+  const each = o.refill === 'each';
   const sockets = [];
   let msgs = 0;
   let connected = 0;
@@ -87,7 +88,12 @@ function echo() {
       ondata(buf, offset, length) {
         const before = Math.floor(recvd / o.size);
         recvd += length;
-        msgs += Math.floor(recvd / o.size) - before;
+        const n = Math.floor(recvd / o.size) - before;
+        msgs += n;
+        if (each) {
+          if (n > 0 && !tick(msgs)) send(s, n);
+          return;
+        }
         if (recvd < windowBytes) return;
         recvd = 0;
         if (!tick(msgs)) send(s, o.window);

@@ -59,11 +59,12 @@ function bulk(o, open) {
   watchdog(5000, () => sent);
 }
 
-// Whole windows: send `window` messages, send the next window when all of them came back (see
-// bench/c/client.c for why the window is not refilled message by message).
+// `window` messages outstanding per connection; refill=each (default) sends, per read, as many as
+// came back, refill=window the next whole window once all came back (bench/c/client.c).
 function echo(o, open) {
   const msg = Buffer.alloc(o.size, 0x61);
   const windowBytes = o.window * o.size;
+  const each = o.refill === 'each';
   const sockets = [];
   let msgs = 0;
   let connected = 0;
@@ -83,7 +84,12 @@ function echo(o, open) {
     s.on('data', (buf) => {
       const before = Math.floor(recvd / o.size);
       recvd += buf.length;
-      msgs += Math.floor(recvd / o.size) - before;
+      const n = Math.floor(recvd / o.size) - before;
+      msgs += n;
+      if (each) {
+        if (n > 0 && !tick(msgs)) send(s, n);
+        return;
+      }
       if (recvd < windowBytes) return;
       recvd = 0;
       if (!tick(msgs)) send(s, o.window);
