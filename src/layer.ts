@@ -28,7 +28,7 @@ import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './quota.js
 import { RawSocket, RawState, type Candidate, type RawHandlers, type RawObserver } from './raw.js';
 import { ReclaimSweeper, validateIdleTimeout, type ReclaimNode } from './reclaim.js';
 import { Socket, normalizeConnectArgs, type SocketConnectOptions } from './socket.js';
-import { kHost, kRaw } from './symbols.js';
+import { kRaw } from './symbols.js';
 import { UdpSocket, type UdpSocketOptions } from './udp.js';
 
 export interface SocketLayerOptions {
@@ -227,7 +227,6 @@ export class SocketLayer {
     }
     const { target, port, family, refused } = this.#validate(options);
     const raw = socket[kRaw];
-    socket[kHost] = target.host;
     socket.connecting = true;
     if (options.timeout !== undefined) socket.setTimeout(options.timeout);
     if (options.noDelay) socket.setNoDelay(true);

@@ -4,12 +4,15 @@
  * through a typed-array view, without a native call.
  *
  * A RawSocket connects only to addresses its layer has already vetted (see SocketLayer); it never resolves.
+ *
+ * Memory: an idle connected raw socket is one object of 17 fields. Everything that only matters while
+ * connecting lives in a side object that is dropped once the connection is up; booleans share one bit field.
  */
 import { statusError, systemError, type SockguardSystemError } from './errors.js';
 import { getLoop, type Loop, type LoopClient } from './loop.js';
-import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from './reclaim.js';
-import { NO_QUOTA, type QuotaMeter } from './quota.js';
 import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_PENDING, CTR_RECV_CALLS, CTR_SEND_CALLS, syscallNames } from './native.js';
+import { NO_QUOTA, type QuotaMeter } from './quota.js';
+import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from './reclaim.js';
 
 /** Callbacks of a raw socket. `this` is the handlers object. */
 export interface RawHandlers {
@@ -48,19 +51,40 @@ export interface RawObserver {
 }
 
 const noopObserver: RawObserver = { activity() {}, closed() {} };
+const noHandlers: RawHandlers = {};
+
+const F_PAUSED = 1;
+const F_EOF = 2;
+const F_RECLAIMED = 4;
+const F_UNREF = 8;
+const F_ENDING = 16;
+const F_FINISHED = 32;
+const F_WANT_DRAIN = 64;
+const F_WAS_OPEN = 128;
+
+/** What only matters until the connection is up. */
+interface Connecting {
+  candidates: Candidate[];
+  attempt: number;
+  timer: NodeJS.Timeout | undefined;
+  lastError: Error | null;
+  /** Writes made before the connection is up; handed to the native queue at once on connect. */
+  queue: Buffer[] | null;
+  queued: number;
+}
 
 export class RawSocket implements LoopClient {
   handlers: RawHandlers;
   state: RawState = RawState.Pending as RawState;
+  /** @internal bit field, see F_* */
+  flags = 0;
+  /** @internal native id, -1 while there is no native socket */
+  id = -1;
+  private ctr: Uint32Array | undefined = undefined;
+  private base = 0;
   remoteAddress: string | undefined = undefined;
   remotePort = 0;
-  remoteFamily: 4 | 6 | undefined = undefined;
   readonly highWaterMark: number;
-  /** True once the peer's FIN arrived. */
-  eof = false;
-  paused = false;
-  /** Set by the layer when the socket was closed for inactivity. */
-  reclaimed = false;
   observer: RawObserver = noopObserver;
   /** The layer's quota meter; the shared null meter costs one property read per operation. */
   quota: QuotaMeter = NO_QUOTA;
@@ -70,32 +94,61 @@ export class RawSocket implements LoopClient {
   [kReclaimPrev]: ReclaimNode | null = null;
   [kReclaimNext]: ReclaimNode | null = null;
   [kReclaimEpoch] = -1;
+  private conn: Connecting | null = null;
+  /** Final counters [written, read, sends, recvs], kept when the native slot is released. */
+  private fin: Float64Array | null = null;
 
-  /** @internal native id, -1 while there is no native socket */
-  id = -1;
-  private loop: Loop | undefined = undefined;
-  private ctr: Uint32Array | undefined = undefined;
-  private base = 0;
-  private refed = true;
-  private ending = false;
-  private finished = false;
-  private wantDrain = false;
-  /** Writes made before the connection is up; handed to the native queue at once on connect. */
-  private queue: Buffer[] | null = null;
-  private queued = 0;
-  private candidates: Candidate[] | null = null;
-  private attempt = 0;
-  private connectTimer: NodeJS.Timeout | undefined = undefined;
-  private lastError: Error | null = null;
-  // Final counters, kept when the native slot is released.
-  private fWritten = 0;
-  private fRead = 0;
-  private fSends = 0;
-  private fRecvs = 0;
-
-  constructor(handlers: RawHandlers = {}, highWaterMark = DEFAULT_HIGH_WATER_MARK) {
+  constructor(handlers: RawHandlers = noHandlers, highWaterMark = DEFAULT_HIGH_WATER_MARK) {
     this.handlers = handlers;
     this.highWaterMark = highWaterMark;
+  }
+
+  // --- events; a subclass (the Duplex's) overrides these instead of allocating a handlers object
+
+  protected emitConnect(err: Error | null): void {
+    this.handlers.onconnect?.(err);
+  }
+  protected emitData(slab: Buffer, offset: number, length: number): void {
+    this.handlers.ondata?.(slab, offset, length);
+  }
+  protected emitEnd(): void {
+    this.handlers.onend?.();
+  }
+  protected emitDrain(): void {
+    this.handlers.ondrain?.();
+  }
+  protected emitFinish(): void {
+    this.handlers.onfinish?.();
+  }
+  protected emitClose(err: Error | null): void {
+    this.handlers.onclose?.(err);
+  }
+
+  get remoteFamily(): 4 | 6 | undefined {
+    const a = this.remoteAddress;
+    return a === undefined ? undefined : a.includes(':') ? 6 : 4;
+  }
+
+  /** True once the peer's FIN arrived. */
+  get eof(): boolean {
+    return (this.flags & F_EOF) !== 0;
+  }
+
+  get paused(): boolean {
+    return (this.flags & F_PAUSED) !== 0;
+  }
+
+  /** Set by the layer when the socket was closed for inactivity. */
+  get reclaimed(): boolean {
+    return (this.flags & F_RECLAIMED) !== 0;
+  }
+  set reclaimed(on: boolean) {
+    this.flags = on ? this.flags | F_RECLAIMED : this.flags & ~F_RECLAIMED;
+  }
+
+  /** True once the connection was established (it may have closed since). */
+  get wasOpen(): boolean {
+    return (this.flags & F_WAS_OPEN) !== 0;
   }
 
   /**
@@ -104,19 +157,24 @@ export class RawSocket implements LoopClient {
    */
   connect(candidates: Candidate[], port: number, timeoutMs = 0): void {
     if (this.state !== RawState.Pending) return;
-    this.candidates = candidates;
+    const c = this.pending();
+    c.candidates = candidates;
+    c.attempt = 0;
     this.remotePort = port;
-    this.attempt = 0;
     if (timeoutMs > 0) {
-      this.connectTimer = setTimeout(onConnectTimeout, timeoutMs, this);
-      this.connectTimer.unref();
+      c.timer = setTimeout(onConnectTimeout, timeoutMs, this);
+      c.timer.unref();
     }
     this.tryNext();
   }
 
+  private pending(): Connecting {
+    return (this.conn ??= { candidates: [], attempt: 0, timer: undefined, lastError: null, queue: null, queued: 0 });
+  }
+
   /** Takes over an already connected descriptor (a parked connection) in this thread's loop. */
   adopt(fd: number, remote: Candidate & { port: number }): number {
-    const loop = (this.loop ??= getLoop());
+    const loop = getLoop();
     const id = loop.open(this);
     const r = loop.nat.socket_adopt(id, fd, this.highWaterMark);
     if (r < 0) {
@@ -125,11 +183,11 @@ export class RawSocket implements LoopClient {
     }
     this.bind(loop, id);
     this.remoteAddress = remote.address;
-    this.remoteFamily = remote.family;
     this.remotePort = remote.port;
     this.state = RawState.Open;
-    if (this.refed) loop.ref();
-    if (this.paused) loop.nat.socket_read(id, false);
+    this.flags |= F_WAS_OPEN;
+    if (!(this.flags & F_UNREF)) loop.ref();
+    if (this.flags & F_PAUSED) loop.nat.socket_read(id, false);
     return 0;
   }
 
@@ -166,22 +224,22 @@ export class RawSocket implements LoopClient {
   }
 
   private tryNext(): void {
-    const list = this.candidates!;
-    const loop = (this.loop ??= getLoop());
-    while (this.attempt < list.length) {
-      const c = list[this.attempt++]!;
-      this.remoteAddress = c.address;
-      this.remoteFamily = c.family;
+    const c = this.conn!;
+    const list = c.candidates;
+    const loop = getLoop();
+    while (c.attempt < list.length) {
+      const cand = list[c.attempt++]!;
+      this.remoteAddress = cand.address;
       const id = loop.open(this);
-      const r = loop.nat.tcp_connect(id, c.family, c.address, this.remotePort, this.highWaterMark);
+      const r = loop.nat.tcp_connect(id, cand.family, cand.address, this.remotePort, this.highWaterMark);
       if (r === 0) {
         this.bind(loop, id);
         this.state = RawState.Connecting;
-        if (this.refed) loop.ref();
+        if (!(this.flags & F_UNREF)) loop.ref();
         return;
       }
       loop.release(id);
-      this.lastError = statusError(r, { syscall: 'connect', address: c.address, port: this.remotePort });
+      c.lastError = statusError(r, { syscall: 'connect', address: cand.address, port: this.remotePort });
     }
     // Nothing could even be started: report asynchronously, as a connect() caller has no listener yet.
     process.nextTick(failPending, this);
@@ -189,34 +247,35 @@ export class RawSocket implements LoopClient {
 
   /** @internal */
   _onConnect(status: number): void {
+    const c = this.conn!;
     if (status < 0) {
-      this.lastError = statusError(status, { syscall: 'connect', address: this.remoteAddress, port: this.remotePort });
+      c.lastError = statusError(status, { syscall: 'connect', address: this.remoteAddress, port: this.remotePort });
       this.dropNative();
       this.state = RawState.Pending;
       this.tryNext();
       return;
     }
     this.state = RawState.Open;
-    if (this.connectTimer) clearTimeout(this.connectTimer);
-    const nat = this.loop!.nat;
-    if (this.paused) nat.socket_read(this.id, false);
-    if (this.queue !== null) {
-      const q = this.queue;
-      this.queue = null;
-      this.queued = 0;
+    this.flags |= F_WAS_OPEN;
+    this.conn = null;
+    if (c.timer) clearTimeout(c.timer);
+    const nat = getLoop().nat;
+    if (this.flags & F_PAUSED) nat.socket_read(this.id, false);
+    if (c.queue !== null) {
+      const q = c.queue;
       const r = q.length === 1 ? nat.socket_write(this.id, q[0]!) : nat.socket_writev(this.id, q);
       if (r < 0) {
         this.destroy(statusError(r, { syscall: 'write', address: this.remoteAddress, port: this.remotePort }));
         return;
       }
-      if (this.wantDrain && r <= this.highWaterMark) {
-        this.wantDrain = false;
-        process.nextTick(emitDrain, this);
+      if (this.flags & F_WANT_DRAIN && r <= this.highWaterMark) {
+        this.flags &= ~F_WANT_DRAIN;
+        process.nextTick(emitDrainNT, this);
       }
     }
-    if (this.ending) this.shutdown();
+    if (this.flags & F_ENDING) this.shutdown();
     this.observer.activity(this);
-    this.handlers.onconnect?.(null);
+    this.emitConnect(null);
   }
 
   /** @internal */
@@ -231,7 +290,7 @@ export class RawSocket implements LoopClient {
       }
     }
     this.observer.activity(this);
-    this.handlers.ondata?.(slab, offset, length);
+    this.emitData(slab, offset, length);
   }
 
   /** @internal */
@@ -239,9 +298,9 @@ export class RawSocket implements LoopClient {
 
   /** @internal */
   _onEof(): void {
-    this.eof = true;
+    this.flags |= F_EOF;
     this.observer.activity(this);
-    this.handlers.onend?.();
+    this.emitEnd();
   }
 
   /** @internal */
@@ -253,9 +312,9 @@ export class RawSocket implements LoopClient {
 
   /** @internal */
   _onDrain(): void {
-    this.wantDrain = false;
+    this.flags &= ~F_WANT_DRAIN;
     this.observer.activity(this);
-    this.handlers.ondrain?.();
+    this.emitDrain();
   }
 
   /** @internal */
@@ -264,8 +323,8 @@ export class RawSocket implements LoopClient {
       this.destroy(statusError(status, { syscall: 'shutdown', address: this.remoteAddress, port: this.remotePort }));
       return;
     }
-    this.finished = true;
-    this.handlers.onfinish?.();
+    this.flags |= F_FINISHED;
+    this.emitFinish();
   }
 
   /**
@@ -274,27 +333,28 @@ export class RawSocket implements LoopClient {
    */
   write(data: ArrayBufferView): boolean {
     if (this.quota.enabled) this.chargeSend(data.byteLength);
-    if (this.state === RawState.Open && !this.ending) {
-      const r = this.loop!.nat.socket_write(this.id, data);
+    if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
+      const r = getLoop().nat.socket_write(this.id, data);
       if (r >= 0) {
         this.observer.activity(this);
         if (r <= this.highWaterMark) return true;
-        this.wantDrain = true;
+        this.flags |= F_WANT_DRAIN;
         return false;
       }
       const err = statusError(r, { syscall: 'write', address: this.remoteAddress, port: this.remotePort });
       this.destroy(err);
       throw err;
     }
-    if (this.state === RawState.Closed || this.ending) {
+    if (this.state === RawState.Closed || this.flags & F_ENDING) {
       throw systemError('EPIPE', { syscall: 'write', address: this.remoteAddress, port: this.remotePort || undefined });
     }
     // Before the connection is up the bytes wait here, so a failed attempt can move on to the next address.
+    const c = this.pending();
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    (this.queue ??= []).push(buf);
-    this.queued += buf.length;
-    if (this.queued <= this.highWaterMark) return true;
-    this.wantDrain = true;
+    (c.queue ??= []).push(buf);
+    c.queued += buf.length;
+    if (c.queued <= this.highWaterMark) return true;
+    this.flags |= F_WANT_DRAIN;
     return false;
   }
 
@@ -305,12 +365,12 @@ export class RawSocket implements LoopClient {
       for (const c of chunks) n += c.byteLength;
       this.chargeSend(n);
     }
-    if (this.state === RawState.Open && !this.ending) {
-      const r = this.loop!.nat.socket_writev(this.id, chunks);
+    if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
+      const r = getLoop().nat.socket_writev(this.id, chunks);
       if (r >= 0) {
         this.observer.activity(this);
         if (r <= this.highWaterMark) return true;
-        this.wantDrain = true;
+        this.flags |= F_WANT_DRAIN;
         return false;
       }
       const err = statusError(r, { syscall: 'write', address: this.remoteAddress, port: this.remotePort });
@@ -329,7 +389,7 @@ export class RawSocket implements LoopClient {
   }
 
   private chargeSend(bytes: number): void {
-    if (this.state === RawState.Closed || this.ending) return; // the write fails with EPIPE below, uncharged
+    if (this.state === RawState.Closed || this.flags & F_ENDING) return; // the write fails with EPIPE, uncharged
     try {
       this.quota.chargeSend(bytes);
     } catch (err) {
@@ -340,48 +400,52 @@ export class RawSocket implements LoopClient {
 
   /** Half-closes after every queued byte has left (onfinish then). */
   end(): void {
-    if (this.ending || this.state === RawState.Closed) return;
-    this.ending = true;
+    if (this.flags & F_ENDING || this.state === RawState.Closed) return;
+    this.flags |= F_ENDING;
     if (this.state === RawState.Open) this.shutdown();
   }
 
   private shutdown(): void {
-    const r = this.loop!.nat.socket_shutdown(this.id);
+    const r = getLoop().nat.socket_shutdown(this.id);
     if (r < 0) {
       this.destroy(statusError(r, { syscall: 'shutdown', address: this.remoteAddress, port: this.remotePort }));
     } else if (r === 1) {
-      this.finished = true;
-      process.nextTick(emitFinish, this);
+      this.flags |= F_FINISHED;
+      process.nextTick(emitFinishNT, this);
     }
   }
 
-  /** Closes at once; queued bytes are discarded (use end() to send them). */
+  /** Closes at once. Bytes already accepted by write() are handed to the kernel first; nothing else is sent. */
   destroy(err: Error | null = null): void {
     if (this.state === RawState.Closed) return;
     this.state = RawState.Closed;
-    if (this.connectTimer) clearTimeout(this.connectTimer);
-    this.queue = null;
+    const c = this.conn;
+    if (c !== null) {
+      if (c.timer) clearTimeout(c.timer);
+      this.conn = null;
+    }
     this.dropNative();
     this.observer.closed(this);
-    process.nextTick(emitClose, this, err);
+    process.nextTick(emitCloseNT, this, err);
   }
 
   private dropNative(): void {
     if (this.id < 0) return;
     this.snapshot();
-    const loop = this.loop!;
+    const loop = getLoop();
     loop.nat.socket_close(this.id);
     loop.release(this.id);
-    if (this.refed) loop.unref();
+    if (!(this.flags & F_UNREF)) loop.unref();
     this.id = -1;
     this.ctr = undefined;
   }
 
   private snapshot(): void {
-    this.fWritten = this.bytesWritten;
-    this.fRead = this.bytesRead;
-    this.fSends = this.sendCalls;
-    this.fRecvs = this.recvCalls;
+    const fin = (this.fin ??= new Float64Array(4));
+    fin[0] = this.read64(CTR_BYTES_WRITTEN);
+    fin[1] = this.read64(CTR_BYTES_READ);
+    fin[2] = this.read64(CTR_SEND_CALLS);
+    fin[3] = this.read64(CTR_RECV_CALLS);
   }
 
   /**
@@ -392,82 +456,88 @@ export class RawSocket implements LoopClient {
   detachFd(): number {
     if (this.state !== RawState.Open) return -9; // EBADF
     this.snapshot();
-    const loop = this.loop!;
+    const loop = getLoop();
     const fd = loop.nat.socket_detach(this.id);
     if (fd < 0) return fd;
     loop.release(this.id);
-    if (this.refed) loop.unref();
+    if (!(this.flags & F_UNREF)) loop.unref();
     this.id = -1;
     this.ctr = undefined;
     this.state = RawState.Closed;
-    if (this.connectTimer) clearTimeout(this.connectTimer);
     return fd;
   }
 
   pause(): void {
-    if (this.paused) return;
-    this.paused = true;
-    if (this.state === RawState.Open) this.loop!.nat.socket_read(this.id, false);
+    if (this.flags & F_PAUSED) return;
+    this.flags |= F_PAUSED;
+    if (this.state === RawState.Open) getLoop().nat.socket_read(this.id, false);
   }
 
   resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    if (this.state === RawState.Open) this.loop!.nat.socket_read(this.id, true);
+    if (!(this.flags & F_PAUSED)) return;
+    this.flags &= ~F_PAUSED;
+    if (this.state === RawState.Open) getLoop().nat.socket_read(this.id, true);
   }
 
   /** Lets the process exit while this socket is open (like net.Socket#unref). */
   unref(): void {
-    if (!this.refed) return;
-    this.refed = false;
-    if (this.id >= 0) this.loop!.unref();
+    if (this.flags & F_UNREF) return;
+    this.flags |= F_UNREF;
+    if (this.id >= 0) getLoop().unref();
   }
 
   ref(): void {
-    if (this.refed) return;
-    this.refed = true;
-    if (this.id >= 0) this.loop!.ref();
+    if (!(this.flags & F_UNREF)) return;
+    this.flags &= ~F_UNREF;
+    if (this.id >= 0) getLoop().ref();
   }
 
   private read64(slot: number): number {
-    const c = this.ctr!;
+    const c = this.ctr;
+    if (c === undefined) return 0;
     const i = this.base + slot;
     return c[i]! + c[i + 1]! * 4294967296;
   }
 
+  private final(i: number): number {
+    const fin = this.fin;
+    return fin === null ? 0 : fin[i]!;
+  }
+
   /** Bytes accepted by the kernel. */
   get bytesWritten(): number {
-    return this.ctr === undefined ? this.fWritten : this.read64(CTR_BYTES_WRITTEN);
+    return this.ctr === undefined ? this.final(0) : this.read64(CTR_BYTES_WRITTEN);
   }
 
   /** Bytes read from the kernel. */
   get bytesRead(): number {
-    return this.ctr === undefined ? this.fRead : this.read64(CTR_BYTES_READ);
+    return this.ctr === undefined ? this.final(1) : this.read64(CTR_BYTES_READ);
   }
 
   /** send/write syscalls made. */
   get sendCalls(): number {
-    return this.ctr === undefined ? this.fSends : this.read64(CTR_SEND_CALLS);
+    return this.ctr === undefined ? this.final(2) : this.read64(CTR_SEND_CALLS);
   }
 
   /** recv/read syscalls that returned data. */
   get recvCalls(): number {
-    return this.ctr === undefined ? this.fRecvs : this.read64(CTR_RECV_CALLS);
+    return this.ctr === undefined ? this.final(3) : this.read64(CTR_RECV_CALLS);
   }
 
   /** Bytes accepted by write() but not yet by the kernel. */
   get pendingBytes(): number {
-    return this.ctr === undefined ? this.queued : this.read64(CTR_PENDING) + this.queued;
+    const queued = this.conn?.queued ?? 0;
+    return this.ctr === undefined ? queued : this.read64(CTR_PENDING) + queued;
   }
 
   get finishedWriting(): boolean {
-    return this.finished;
+    return (this.flags & F_FINISHED) !== 0;
   }
 
   /** Local or peer address of the live socket, or undefined. */
   name(peer: boolean): { address: string; family: 4 | 6; port: number } | undefined {
     if (this.id < 0) return undefined;
-    const r = this.loop!.nat.socket_name(this.id, peer);
+    const r = getLoop().nat.socket_name(this.id, peer);
     if (typeof r === 'number') return undefined;
     return { family: r[0], address: r[1], port: r[2] };
   }
@@ -479,20 +549,18 @@ export class RawSocket implements LoopClient {
 
   /** @internal */
   get native(): Loop['nat'] | undefined {
-    return this.loop?.nat;
-  }
-
-  /** @internal why the connection attempt failed */
-  get connectError(): Error | null {
-    return this.lastError;
+    return this.id >= 0 ? getLoop().nat : undefined;
   }
 
   private finishConnect(err: Error): void {
     this.state = RawState.Closed;
-    if (this.connectTimer) clearTimeout(this.connectTimer);
-    this.queue = null;
+    const c = this.conn;
+    if (c !== null) {
+      if (c.timer) clearTimeout(c.timer);
+      this.conn = null;
+    }
     this.observer.closed(this);
-    process.nextTick(emitConnectFailure, this, err);
+    process.nextTick(emitConnectFailureNT, this, err);
   }
 
   /** @internal */
@@ -507,8 +575,28 @@ export class RawSocket implements LoopClient {
   _failPending(): void {
     if (this.state === RawState.Closed) return;
     this.finishConnect(
-      this.lastError ?? systemError('ECONNREFUSED', { syscall: 'connect', address: this.remoteAddress, port: this.remotePort }),
+      this.conn?.lastError ??
+        systemError('ECONNREFUSED', { syscall: 'connect', address: this.remoteAddress, port: this.remotePort }),
     );
+  }
+
+  /** @internal deferred event delivery */
+  static _emit(raw: RawSocket, what: 'close' | 'fail' | 'drain' | 'finish', err: Error | null): void {
+    switch (what) {
+      case 'close':
+        raw.emitClose(err);
+        break;
+      case 'fail':
+        raw.emitConnect(err);
+        raw.emitClose(err);
+        break;
+      case 'drain':
+        if (raw.state !== RawState.Closed) raw.emitDrain();
+        break;
+      case 'finish':
+        if (raw.state !== RawState.Closed) raw.emitFinish();
+        break;
+    }
   }
 }
 
@@ -520,21 +608,20 @@ function failPending(raw: RawSocket): void {
   raw._failPending();
 }
 
-function emitConnectFailure(raw: RawSocket, err: Error): void {
-  raw.handlers.onconnect?.(err);
-  raw.handlers.onclose?.(err);
+function emitConnectFailureNT(raw: RawSocket, err: Error): void {
+  RawSocket._emit(raw, 'fail', err);
 }
 
-function emitClose(raw: RawSocket, err: Error | null): void {
-  raw.handlers.onclose?.(err);
+function emitCloseNT(raw: RawSocket, err: Error | null): void {
+  RawSocket._emit(raw, 'close', err);
 }
 
-function emitDrain(raw: RawSocket): void {
-  if (raw.state !== RawState.Closed) raw.handlers.ondrain?.();
+function emitDrainNT(raw: RawSocket): void {
+  RawSocket._emit(raw, 'drain', null);
 }
 
-function emitFinish(raw: RawSocket): void {
-  if (raw.state !== RawState.Closed) raw.handlers.onfinish?.();
+function emitFinishNT(raw: RawSocket): void {
+  RawSocket._emit(raw, 'finish', null);
 }
 
 export type { SockguardSystemError };

@@ -5,9 +5,9 @@
 import { Duplex, type DuplexOptions } from 'node:stream';
 import { codedError, codes, statusError, systemError } from './errors.js';
 import { getsockopt, setsockopt, type SockoptHooks } from './sockopts.js';
-import { RawSocket, RawState, type RawHandlers } from './raw.js';
+import { RawSocket, RawState } from './raw.js';
 import type { SocketLayer } from './layer.js';
-import { kHost, kLayer, kRaw } from './symbols.js';
+import { kLayer, kRaw } from './symbols.js';
 
 /** Options of `connect()`, as net.connect takes them, plus sockguard's. */
 export interface SocketConnectOptions {
@@ -58,33 +58,34 @@ type Callback = (err?: Error | null) => void;
 const kWriteCb = Symbol('sockguard.writeCb');
 const kFinalCb = Symbol('sockguard.finalCb');
 const kTimer = Symbol('sockguard.timer');
-const kConnected = Symbol('sockguard.connected');
-const kNoDelay = Symbol('sockguard.noDelay');
-const kKeepAlive = Symbol('sockguard.keepAlive');
+const kOpts = Symbol('sockguard.opts');
 
-/** Routes raw callbacks to the stream. One small object per socket; `this` is the handlers object. */
-class StreamHandlers implements RawHandlers {
-  constructor(readonly s: Socket) {}
-
-  onconnect(err: Error | null): void {
-    if (err) return;
-    this.s._connected();
+/**
+ * The raw socket of a Duplex: delivers its events straight to the stream (no handlers object per socket).
+ */
+class StreamRaw extends RawSocket {
+  constructor(readonly s: Socket) {
+    super();
   }
 
-  ondata(slab: Buffer, offset: number, length: number): void {
+  protected override emitConnect(err: Error | null): void {
+    if (err === null) this.s._connected();
+  }
+
+  protected override emitData(slab: Buffer, offset: number, length: number): void {
     const s = this.s;
     const chunk = Buffer.allocUnsafe(length);
     slab.copy(chunk, 0, offset, offset + length);
     const timer = s[kTimer];
     if (timer !== undefined) timer.refresh();
-    if (!s.push(chunk)) s[kRaw].pause();
+    if (!s.push(chunk)) this.pause();
   }
 
-  onend(): void {
+  protected override emitEnd(): void {
     this.s.push(null);
   }
 
-  ondrain(): void {
+  protected override emitDrain(): void {
     const s = this.s;
     const cb = s[kWriteCb];
     if (cb !== null) {
@@ -93,7 +94,7 @@ class StreamHandlers implements RawHandlers {
     }
   }
 
-  onfinish(): void {
+  protected override emitFinish(): void {
     const s = this.s;
     const cb = s[kFinalCb];
     if (cb !== null) {
@@ -102,7 +103,7 @@ class StreamHandlers implements RawHandlers {
     }
   }
 
-  onclose(err: Error | null): void {
+  protected override emitClose(err: Error | null): void {
     const s = this.s;
     if (s.destroyed) return;
     s.destroy(err ?? undefined);
@@ -115,10 +116,8 @@ export class Socket extends Duplex {
   /** @internal */ [kWriteCb]: Callback | null = null;
   /** @internal */ [kFinalCb]: Callback | null = null;
   /** @internal */ [kTimer]: NodeJS.Timeout | undefined = undefined;
-  /** @internal */ [kConnected] = false;
-  /** @internal */ [kNoDelay]: boolean | undefined = undefined;
-  /** @internal */ [kKeepAlive]: [boolean, number] | undefined = undefined;
-  /** @internal */ [kHost]: string | undefined = undefined;
+  /** @internal options given before the connection was up: [noDelay, keepAlive, keepAliveDelay] */
+  [kOpts]: [boolean | undefined, boolean | undefined, number] | undefined = undefined;
   /** True while the connection is being set up (resolution, policy, TCP handshake). */
   connecting = false;
 
@@ -133,7 +132,7 @@ export class Socket extends Duplex {
       decodeStrings: true,
     });
     this[kLayer] = options.layer;
-    this[kRaw] = new RawSocket(new StreamHandlers(this));
+    this[kRaw] = new StreamRaw(this);
     this[kRaw].owner = this;
   }
 
@@ -146,7 +145,7 @@ export class Socket extends Duplex {
   connect(port: number | string, connectListener?: () => void): this;
   connect(...args: unknown[]): this {
     const [options, cb] = normalizeConnectArgs(args);
-    if (this.connecting || this[kConnected]) {
+    if (this.connecting || this[kRaw].wasOpen) {
       throw systemError('EISCONN', { syscall: 'connect', address: options.host, port: Number(options.port) });
     }
     if (this.destroyed) {
@@ -162,11 +161,13 @@ export class Socket extends Duplex {
   /** @internal called by the layer once the connection is up */
   _connected(): void {
     this.connecting = false;
-    this[kConnected] = true;
     const raw = this[kRaw];
-    if (this[kNoDelay] !== undefined) applyNoDelay(raw, this[kNoDelay]);
-    const ka = this[kKeepAlive];
-    if (ka !== undefined) raw.native?.socket_keepalive(raw.nativeId, ka[0], Math.floor(ka[1] / 1000));
+    const opts = this[kOpts];
+    if (opts !== undefined) {
+      this[kOpts] = undefined;
+      if (opts[0] !== undefined) applyNoDelay(raw, opts[0]);
+      if (opts[1] !== undefined) raw.native?.socket_keepalive(raw.nativeId, opts[1], Math.floor(opts[2] / 1000));
+    }
     this.emit('connect');
     this.emit('ready');
   }
@@ -303,15 +304,19 @@ export class Socket extends Duplex {
   }
 
   setNoDelay(noDelay = true): this {
-    this[kNoDelay] = !!noDelay;
     if (this[kRaw].state === RawState.Open) applyNoDelay(this[kRaw], !!noDelay);
+    else (this[kOpts] ??= [undefined, undefined, 0])[0] = !!noDelay;
     return this;
   }
 
   setKeepAlive(enable = false, initialDelay = 0): this {
-    this[kKeepAlive] = [!!enable, initialDelay];
     const raw = this[kRaw];
     if (raw.state === RawState.Open) raw.native?.socket_keepalive(raw.nativeId, !!enable, Math.floor(initialDelay / 1000));
+    else {
+      const opts = (this[kOpts] ??= [undefined, undefined, 0]);
+      opts[1] = !!enable;
+      opts[2] = initialDelay;
+    }
     return this;
   }
 
@@ -335,15 +340,15 @@ export class Socket extends Duplex {
   }
 
   get remoteAddress(): string | undefined {
-    return this[kConnected] ? this[kRaw].remoteAddress : undefined;
+    return this[kRaw].wasOpen ? this[kRaw].remoteAddress : undefined;
   }
 
   get remotePort(): number | undefined {
-    return this[kConnected] ? this[kRaw].remotePort : undefined;
+    return this[kRaw].wasOpen ? this[kRaw].remotePort : undefined;
   }
 
   get remoteFamily(): string | undefined {
-    if (!this[kConnected]) return undefined;
+    if (!this[kRaw].wasOpen) return undefined;
     return this[kRaw].remoteFamily === 6 ? 'IPv6' : 'IPv4';
   }
 
@@ -373,7 +378,7 @@ export class Socket extends Duplex {
 
   /** True until the connection is established. */
   get pending(): boolean {
-    return !this[kConnected] || this.destroyed;
+    return !this[kRaw].wasOpen || this.destroyed;
   }
 
   get readyState(): 'opening' | 'open' | 'readOnly' | 'writeOnly' | 'closed' {
