@@ -464,10 +464,14 @@ async function main() {
   writeFileSync(join(outDir, `run-${config.mode}-${stamp}.json`), JSON.stringify(run, null, 2));
   writeFileSync(join(outDir, `latest-${config.mode}.json`), JSON.stringify(run, null, 2));
   const md = renderMarkdown(run);
-  writeFileSync(join(resultsDir, 'latest.md'), md);
-  writeFileSync(join(resultsDir, 'latest.svg'), renderSvg(run));
+  // Only a complete run replaces the published results; a filtered one stays in bench/out/.
+  const complete = !onlyScenarios && !onlyArms && sg.ok;
+  if (complete) {
+    writeFileSync(join(resultsDir, 'latest.md'), md);
+    writeFileSync(join(resultsDir, 'latest.svg'), renderSvg(run));
+  }
   process.stdout.write(md);
-  process.stderr.write(`bench: done in ${run.elapsedSeconds.toFixed(1)} s; bench/results/latest.md, latest.svg, bench/out/\n`);
+  process.stderr.write(`bench: done in ${run.elapsedSeconds.toFixed(1)} s; ${complete ? 'bench/results/latest.md, latest.svg, ' : '(partial run: bench/results/ untouched) '}bench/out/\n`);
 }
 
 function fmtNum(v) {
