@@ -59,6 +59,7 @@ const kWriteCb = Symbol('sockguard.writeCb');
 const kFinalCb = Symbol('sockguard.finalCb');
 const kTimer = Symbol('sockguard.timer');
 const kOpts = Symbol('sockguard.opts');
+const kFastDrain = Symbol('sockguard.fastDrain');
 
 /**
  * The raw socket of a Duplex: delivers its events straight to the stream (no handlers object per socket).
@@ -92,6 +93,10 @@ class StreamRaw extends RawSocket {
       s[kWriteCb] = null;
       cb();
     }
+    if (s[kFastDrain]) {
+      s[kFastDrain] = false;
+      if (!s.destroyed) s.emit('drain');
+    }
   }
 
   protected override emitFinish(): void {
@@ -118,6 +123,8 @@ export class Socket extends Duplex {
   /** @internal */ [kTimer]: NodeJS.Timeout | undefined = undefined;
   /** @internal options given before the connection was up: [noDelay, keepAlive, keepAliveDelay] */
   [kOpts]: [boolean | undefined, boolean | undefined, number] | undefined = undefined;
+  /** @internal a fast-path write returned false: 'drain' is owed */
+  [kFastDrain] = false;
   /** True while the connection is being set up (resolution, policy, TCP handshake). */
   connecting = false;
 
@@ -174,11 +181,41 @@ export class Socket extends Duplex {
 
   /** Writes like net.Socket#write; after an idle reclaim it fails with EPIPE. */
   override write(chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
-    if (this[kRaw].reclaimed) {
+    const raw = this[kRaw];
+    if (raw.reclaimed) {
       const callback = typeof encoding === 'function' ? encoding : cb;
       const err = systemError('EPIPE', { syscall: 'write' });
       if (typeof callback === 'function') process.nextTick(callback as Callback, err);
       return false;
+    }
+    // Fast path: with nothing buffered in the stream (not corked, not ending, nothing in flight), a Buffer can go
+    // straight to the native queue, which keeps order and coalesces on its own. This skips the Writable
+    // bookkeeping that dominates the cost of small writes; anything unusual takes the stream path.
+    const ws = (this as unknown as { _writableState: { length: number; corked: number; ending: boolean; destroyed: boolean } })
+      ._writableState;
+    if (
+      ws.length === 0 &&
+      ws.corked === 0 &&
+      chunk instanceof Uint8Array &&
+      raw.state === RawState.Open &&
+      !ws.ending &&
+      !ws.destroyed &&
+      this[kWriteCb] === null
+    ) {
+      const callback = typeof encoding === 'function' ? encoding : cb;
+      let ok: boolean;
+      try {
+        ok = raw.write(chunk);
+      } catch (err) {
+        if (typeof callback === 'function') process.nextTick(callback as Callback, err);
+        this.destroy(err as Error);
+        return false;
+      }
+      const timer = this[kTimer];
+      if (timer !== undefined) timer.refresh();
+      if (typeof callback === 'function') process.nextTick(callback as Callback, null);
+      if (!ok) this[kFastDrain] = true;
+      return ok;
     }
     return (super.write as (...a: unknown[]) => boolean)(chunk, encoding, cb);
   }
