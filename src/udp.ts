@@ -1,19 +1,1073 @@
 /**
- * UDP sockets of a layer (dgram.Socket-compatible). Being implemented.
+ * UdpSocket: a dgram.Socket-compatible UDP socket of a layer. Every destination is vetted by the layer's policy
+ * before a datagram leaves, every datagram is counted natively, and the socket is tracked for the ledger and
+ * idle reclaim like a TCP socket.
+ *
+ * Split in two, like Socket over RawSocket: `UdpSocket` is the user-facing EventEmitter; `UdpHandle` owns the
+ * native slot (id, counter view) and is what the loop dispatches to and what the layer tracks. The split is
+ * forced by dgram's API: `socket.remoteAddress()` is a method there, while the layer reads `remoteAddress` as a
+ * property of its entries.
+ *
+ * Where this deliberately differs from dgram:
+ * - bind() accepts only the any-address and port 0 (SPEC L3); anything else is an EACCES 'error'.
+ * - Operations on a closed or reclaimed socket fail with EPIPE (SPEC §2) instead of
+ *   ERR_SOCKET_DGRAM_NOT_RUNNING; close() on a closed socket is a no-op.
+ * - Sends still waiting (on a name resolution or a connect) when the socket closes get EPIPE in their callback;
+ *   dgram drops them without a word.
+ * - Broadcast and multicast are denied by policy, so setBroadcast(true) and every multicast method throw EACCES.
+ *   setTTL() is EACCES too: IP_TTL is not among the service's options (SPEC §3).
  */
 import { EventEmitter } from 'node:events';
-import type { LayerPort } from './layer.js';
+import { constants as osConstants, endianness } from 'node:os';
+import { codedError, statusError, systemError } from './errors.js';
+import type { LayerEntry, LayerPort } from './layer.js';
+import { getLoop, type Loop, type LoopClient } from './loop.js';
+import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_RECV_CALLS, CTR_SEND_CALLS } from './native.js';
+import { formatV4, formatV6 } from './policy/literal.js';
+import type { Candidate } from './raw.js';
+import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from './reclaim.js';
+import { constants as C, getsockopt, setsockopt, type SockoptHooks, type SockoptValue } from './sockopts.js';
 
+/** `layer.createSocket()` options (a subset of dgram's). */
 export interface UdpSocketOptions {
+  /** Address family of the socket. */
   type: 'udp4' | 'udp6';
+  /** SO_RCVBUF to apply when the socket opens (an emulated no-op unless the layer uses `sockopts: 'native'`). */
+  recvBufferSize?: number;
+  /** SO_SNDBUF to apply when the socket opens (an emulated no-op unless the layer uses `sockopts: 'native'`). */
+  sendBufferSize?: number;
+  /** Closes the socket when aborted. */
+  signal?: AbortSignal;
 }
 
-export class UdpSocket extends EventEmitter {
-  constructor(port: LayerPort, options: UdpSocketOptions, listener?: (msg: Buffer, rinfo: { address: string; family: string; port: number; size: number }) => void) {
-    super();
-    void port;
-    void options;
-    void listener;
-    throw new Error('UDP sockets are not implemented yet');
+/** Where a datagram came from, as dgram reports it. */
+export interface RemoteInfo {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+  size: number;
+}
+
+/** A local or remote address, as dgram's `address()` and `remoteAddress()` report it. */
+export interface AddressInfo {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+}
+
+export type MessageListener = (msg: Buffer, rinfo: RemoteInfo) => void;
+export type SendCallback = (error: Error | null, bytes?: number) => void;
+
+/** `bind(options)`, as dgram takes it. */
+export interface UdpBindOptions {
+  port?: number;
+  address?: string;
+  exclusive?: boolean;
+  fd?: number;
+}
+
+type SendData = string | ArrayBufferView | ReadonlyArray<string | ArrayBufferView>;
+
+const EAGAIN = osConstants.errno.EAGAIN;
+const ENOBUFS = osConstants.errno.ENOBUFS;
+const LITTLE_ENDIAN = endianness() === 'LE';
+/** Retries of a datagram the kernel refused for lack of buffer space (about one per millisecond) before it fails. */
+const MAX_SEND_RETRIES = 1000;
+
+// Socket states.
+const S_UNBOUND = 0; // no native socket yet
+const S_BOUND = 1;
+const S_CLOSED = 2;
+
+// Connection states.
+const C_NONE = 0;
+const C_CONNECTING = 1;
+const C_CONNECTED = 2;
+
+/** A send waiting its turn: behind a name resolution, a connect, or a kernel buffer that was full. */
+interface PendingSend {
+  data: Buffer[];
+  bytes: number;
+  /** The vetted destination; null for a send on the connected peer. */
+  dest: Candidate | null;
+  port: number;
+  /** Set when vetting failed: reported instead of sending. */
+  error: Error | null;
+  ready: boolean;
+  charged: boolean;
+  retries: number;
+  cb: SendCallback | undefined;
+  /** Report only to the callback: the failure already surfaced as an 'error' (a failed connect). */
+  quiet: boolean;
+}
+
+let dgramHeader = -1;
+
+/**
+ * The native side of a UdpSocket and its layer entry. Counters are read from native memory while a native socket
+ * is open and accumulated when it closes (disconnect() replaces the native socket, so there may be several).
+ */
+class UdpHandle implements LoopClient, LayerEntry {
+  readonly owner: UdpSocket;
+  id = -1;
+  reclaimed = false;
+  /** The connected peer, if any. */
+  remoteAddress: string | undefined = undefined;
+  remotePort = 0;
+  // Idle-reclaim list links (reclaim.ts): the handle is its own list node.
+  [kReclaimPrev]: ReclaimNode | null = null;
+  [kReclaimNext]: ReclaimNode | null = null;
+  [kReclaimEpoch] = -1;
+  private ctr: Uint32Array | undefined = undefined;
+  private base = 0;
+  /** Counters [written, read, sends, recvs] of native sockets already closed. */
+  private acc: Float64Array | null = null;
+
+  constructor(owner: UdpSocket) {
+    this.owner = owner;
   }
+
+  /** Opens and registers a native socket bound to the any-address, port `port` (0: the kernel picks). */
+  open(loop: Loop, family: 4 | 6, port: number): number {
+    const id = loop.open(this);
+    let r = loop.nat.udp_open(id, family);
+    if (r < 0) {
+      loop.release(id);
+      return r;
+    }
+    r = loop.nat.udp_bind(id, family, family === 6 ? '::' : '0.0.0.0', port);
+    if (r < 0) {
+      loop.nat.socket_close(id);
+      loop.release(id);
+      return r;
+    }
+    this.id = id;
+    this.ctr = loop.counters[Math.floor(id / loop.chunk)];
+    this.base = (id % loop.chunk) * loop.slots * 2;
+    return 0;
+  }
+
+  /** Closes the native socket, keeping its final counters. */
+  drop(loop: Loop): void {
+    if (this.id < 0) return;
+    const acc = (this.acc ??= new Float64Array(4));
+    acc[0]! += this.read64(CTR_BYTES_WRITTEN);
+    acc[1]! += this.read64(CTR_BYTES_READ);
+    acc[2]! += this.read64(CTR_SEND_CALLS);
+    acc[3]! += this.read64(CTR_RECV_CALLS);
+    loop.nat.socket_close(this.id);
+    loop.release(this.id);
+    this.id = -1;
+    this.ctr = undefined;
+  }
+
+  private read64(slot: number): number {
+    const c = this.ctr;
+    if (c === undefined) return 0;
+    const i = this.base + slot;
+    return c[i]! + c[i + 1]! * 4294967296;
+  }
+
+  private total(slot: number, i: number): number {
+    const acc = this.acc;
+    return (acc === null ? 0 : acc[i]!) + this.read64(slot);
+  }
+
+  get bytesWritten(): number {
+    return this.total(CTR_BYTES_WRITTEN, 0);
+  }
+  get bytesRead(): number {
+    return this.total(CTR_BYTES_READ, 1);
+  }
+  get sendCalls(): number {
+    return this.total(CTR_SEND_CALLS, 2);
+  }
+  get recvCalls(): number {
+    return this.total(CTR_RECV_CALLS, 3);
+  }
+
+  _reclaimClose(): void {
+    this.owner[kClose](null);
+  }
+
+  _layerClose(): Promise<void> {
+    return this.owner[kLayerClose]();
+  }
+
+  _onDgram(slab: Buffer, offset: number, length: number): void {
+    this.owner[kMessage](slab, offset, length);
+  }
+
+  _onError(status: number): void {
+    this.owner[kRecvError](status);
+  }
+
+  _onConnect(): void {}
+  _onData(): void {}
+  _onEof(): void {}
+  _onDrain(): void {}
+  _onShutdown(): void {}
+}
+
+// Internal entry points the handle calls; symbols keep them off the dgram-shaped public surface.
+const kClose = Symbol('sockguard.udp.close');
+const kLayerClose = Symbol('sockguard.udp.layerClose');
+const kMessage = Symbol('sockguard.udp.message');
+const kRecvError = Symbol('sockguard.udp.recvError');
+const kRetry = Symbol('sockguard.udp.retry');
+
+const udpSockoptHooks: SockoptHooks<UdpHandle> = {
+  soError(h) {
+    if (h.id < 0) return 0;
+    const r = getLoop().nat.socket_so_error(h.id);
+    return r < 0 ? -r : 0;
+  },
+  getNative(h, level, name) {
+    if (h.id < 0) throw systemError('EBADF', { syscall: 'getsockopt' });
+    const v = getLoop().nat.socket_getsockopt(h.id, level, name);
+    // SO_LINGER answers -1 for "off"; every other negative value is an errno.
+    if (v < 0 && !(level === C.SOL_SOCKET && name === C.SO_LINGER && v === -1)) throw statusError(v, { syscall: 'getsockopt' });
+    return v;
+  },
+  setNative(h, level, name, value) {
+    if (h.id < 0) throw systemError('EBADF', { syscall: 'setsockopt' });
+    const r = getLoop().nat.socket_setsockopt(h.id, level, name, value);
+    if (r < 0) throw statusError(r, { syscall: 'setsockopt' });
+  },
+};
+
+/**
+ * A dgram.Socket-compatible UDP socket on sockguard's native core. Create it with `layer.createSocket()`.
+ *
+ * Events: `'message'` (msg, rinfo), `'listening'`, `'connect'`, `'error'`, `'close'`.
+ */
+export class UdpSocket extends EventEmitter {
+  /** 'udp4' or 'udp6'. */
+  readonly type: 'udp4' | 'udp6';
+  readonly #port: LayerPort;
+  readonly #family: 4 | 6;
+  readonly #h: UdpHandle;
+  #state = S_UNBOUND;
+  #connect = C_NONE;
+  #unref = false;
+  /** Sends waiting their turn, oldest first, from index #head. */
+  #queue: PendingSend[] = [];
+  #head = 0;
+  #retry: NodeJS.Timeout | undefined = undefined;
+  #sizes: [recv: number | undefined, send: number | undefined];
+  #onAbort: (() => void) | undefined = undefined;
+  #signal: AbortSignal | undefined;
+  /** The last decoded sender, so a steady peer costs no string building per datagram. */
+  #lastFamily = 0;
+  #lastWords = new Uint32Array(4);
+  #lastAddress = '';
+
+  /**
+   * @param port the layer's interface for UDP sockets
+   * @param options `{ type }` and dgram's buffer-size and signal options
+   * @param listener added as a `'message'` listener
+   */
+  constructor(port: LayerPort, options: UdpSocketOptions, listener?: MessageListener) {
+    super();
+    if (options === null || typeof options !== 'object') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "options" argument must be of type object or a string');
+    }
+    const type = options.type as unknown;
+    if (type !== 'udp4' && type !== 'udp6') {
+      // SPEC L2: UDP and TCP over IPv4/IPv6 only. A Unix datagram socket is another family; anything else is
+      // another protocol.
+      const code = type === 'unix_dgram' ? 'EAFNOSUPPORT' : 'EPROTONOSUPPORT';
+      throw systemError(code, { syscall: 'socket', detail: `unsupported socket type ${String(type)}` });
+    }
+    this.type = type;
+    this.#family = type === 'udp6' ? 6 : 4;
+    this.#sizes = [bufferSize(options.recvBufferSize, 'recvBufferSize'), bufferSize(options.sendBufferSize, 'sendBufferSize')];
+    if (listener !== undefined) {
+      if (typeof listener !== 'function') throw invalidArg('listener', 'function', listener);
+      this.on('message', listener);
+    }
+    this.#port = port;
+    this.#h = new UdpHandle(this);
+    const quota = port.quota;
+    if (quota.enabled) {
+      const over = quota.check('creates');
+      if (over !== null) {
+        port.ledger.overQuota++;
+        throw over;
+      }
+    }
+    port.admit(this.#h);
+    if (quota.enabled) quota.charge('creates');
+    const signal = options.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        process.nextTick(() => this.close());
+      } else {
+        this.#signal = signal;
+        this.#onAbort = () => this.close();
+        signal.addEventListener('abort', this.#onAbort, { once: true });
+      }
+    }
+  }
+
+  // --- dgram API
+
+  /**
+   * Binds like dgram's bind(), but only to the any-address and port 0 (SPEC L3): anything else is an EACCES
+   * `'error'`. `'listening'` follows a successful bind; `callback` is a `'listening'` listener.
+   */
+  bind(port?: number | UdpBindOptions | (() => void), address?: string | (() => void), callback?: () => void): this;
+  bind(...args: unknown[]): this {
+    this.#operation('bind');
+    if (this.#state !== S_UNBOUND) throw codedError(Error, 'ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound');
+    let port: unknown;
+    let address: unknown;
+    let fd: unknown;
+    let cb: unknown = args[args.length - 1];
+    if (typeof cb !== 'function') cb = undefined;
+    const first = args[0];
+    if (first !== null && typeof first === 'object') {
+      ({ port, address, fd } = first as UdpBindOptions);
+    } else {
+      port = typeof first === 'function' ? undefined : first;
+      address = typeof args[1] === 'function' ? undefined : args[1];
+    }
+    if (address !== undefined && address !== null && typeof address !== 'string') throw invalidArg('address', 'string', address);
+    if (port !== undefined && port !== null && (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535)) {
+      throw badPort(port);
+    }
+    if (cb !== undefined) this.once('listening', cb as () => void);
+    let refused: Error | undefined;
+    if (fd !== undefined && fd !== null) {
+      refused = systemError('EACCES', { syscall: 'bind', detail: 'binding to an existing descriptor is not allowed' });
+    } else if (address !== undefined && address !== null && !isAnyAddress(address)) {
+      refused = systemError('EACCES', { syscall: 'bind', address, port: port ?? 0, detail: 'binding to a specific address is not allowed' });
+    } else if (port !== undefined && port !== null && port !== 0) {
+      refused = systemError('EACCES', {
+        syscall: 'bind',
+        address: (address as string | undefined) || this.#anyAddress(),
+        port,
+        detail: 'binding to a specific port is not allowed',
+      });
+    }
+    if (refused === undefined && this.#port.quota.enabled) {
+      try {
+        this.#port.quota.charge('binds');
+      } catch (err) {
+        this.#port.ledger.overQuota++;
+        refused = err as Error;
+      }
+    }
+    if (refused !== undefined) {
+      // Like dgram's bind failures: asynchronous, as an 'error', and the socket stays unbound.
+      if (cb !== undefined) this.removeListener('listening', cb as () => void);
+      process.nextTick(emitErrorNT, this, refused);
+      return this;
+    }
+    const err = this.#open();
+    if (err !== null) process.nextTick(emitErrorNT, this, err);
+    return this;
+  }
+
+  /**
+   * Associates the socket with one peer, vetted by the policy like a TCP connect. `'connect'` follows;
+   * `callback` is a `'connect'` listener, or receives the error instead of an `'error'` event.
+   * Throws EISCONN when already connected (or connecting).
+   */
+  connect(port: number, address?: string | (() => void), callback?: (err?: Error) => void): void;
+  connect(port: number, ...rest: unknown[]): void {
+    this.#operation('connect');
+    let address = rest[0];
+    let cb = rest[1];
+    if (typeof address === 'function') {
+      cb = address;
+      address = undefined;
+    }
+    if (cb !== undefined && typeof cb !== 'function') throw invalidArg('callback', 'function', cb);
+    if (address !== undefined && address !== null && typeof address !== 'string') throw invalidArg('address', 'string', address);
+    const p = validatePort(port);
+    if (this.#connect !== C_NONE) throw systemError('EISCONN', { syscall: 'connect', address: this.#h.remoteAddress, port: this.#h.remotePort || undefined });
+    const callback = cb as ((err?: Error) => void) | undefined;
+    if (callback !== undefined) this.once('connect', callback);
+    this.#connect = C_CONNECTING;
+    const openErr = this.#state === S_UNBOUND ? this.#open() : null;
+    if (openErr !== null) {
+      process.nextTick(() => this.#connectDone(openErr, null, p, callback));
+      return;
+    }
+    const host = (address as string | undefined) || this.#loopbackAddress();
+    let vetted: Candidate | Promise<Candidate>;
+    try {
+      vetted = this.#port.vet(host, p, this.#family, 'connect');
+    } catch (err) {
+      process.nextTick(() => this.#connectDone(err as Error, null, p, callback));
+      return;
+    }
+    if (vetted instanceof Promise) {
+      vetted.then(
+        (c) => this.#connectDone(null, c, p, callback),
+        (err: Error) => this.#connectDone(err, null, p, callback),
+      );
+    } else {
+      // A literal is vetted at once; the outcome is still reported after the caller could add listeners.
+      const c = vetted;
+      process.nextTick(() => this.#connectDone(null, c, p, callback));
+    }
+  }
+
+  #connectDone(error: Error | null, dest: Candidate | null, port: number, callback: ((err?: Error) => void) | undefined): void {
+    if (this.#state === S_CLOSED || this.#connect !== C_CONNECTING) return;
+    let err = error;
+    if (err === null) err = this.#familyMismatch(dest!, port, 'connect');
+    if (err === null && this.#port.quota.enabled) {
+      try {
+        this.#port.quota.charge('connects');
+      } catch (e) {
+        this.#port.ledger.overQuota++;
+        err = e as Error;
+      }
+    }
+    if (err === null) {
+      const r = getLoop().nat.udp_connect(this.#h.id, dest!.family, dest!.address, port);
+      if (r < 0) err = statusError(r, { syscall: 'connect', address: dest!.address, port });
+    }
+    if (err !== null) {
+      this.#connect = C_NONE;
+      // Sends queued for the connection that never came fail with the same reason, in their callbacks only.
+      for (let i = this.#head; i < this.#queue.length; i++) {
+        const s = this.#queue[i]!;
+        if (s.dest === null && !s.ready && s.error === null) {
+          s.error = err;
+          s.ready = true;
+          s.quiet = true;
+        }
+      }
+      if (callback !== undefined) {
+        this.removeListener('connect', callback);
+        callback(err);
+      } else {
+        this.emit('error', err);
+      }
+      this.#drain();
+      return;
+    }
+    this.#connect = C_CONNECTED;
+    this.#h.remoteAddress = dest!.address;
+    this.#h.remotePort = port;
+    this.#port.ledger.connects++;
+    this.#port.touch(this.#h);
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const s = this.#queue[i]!;
+      if (s.dest === null && s.error === null) s.ready = true;
+    }
+    this.emit('connect');
+    this.#drain();
+  }
+
+  /**
+   * Dissolves the association made by connect(). The local port is kept: the native core has no
+   * connect(AF_UNSPEC), so the socket is reopened on the same port.
+   */
+  disconnect(): void {
+    this.#operation('disconnect');
+    if (this.#connect !== C_CONNECTED) {
+      throw codedError(Error, 'ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected');
+    }
+    const loop = getLoop();
+    const local = this.#localPort(loop);
+    this.#h.drop(loop);
+    let r = this.#h.open(loop, this.#family, local);
+    // Another socket may have taken the port in the instant it was free; any port beats no socket.
+    if (r < 0 && local !== 0) r = this.#h.open(loop, this.#family, 0);
+    this.#connect = C_NONE;
+    this.#h.remoteAddress = undefined;
+    this.#h.remotePort = 0;
+    if (r < 0) {
+      const err = statusError(r, { syscall: 'disconnect' });
+      this.#close(err);
+      throw err;
+    }
+  }
+
+  /**
+   * Sends one datagram, in every dgram form:
+   * `send(msg[, offset, length][, port][, address][, callback])` with a Buffer, TypedArray, DataView, string,
+   * or an array of those (sent as one datagram). On a connected socket, omit port and address.
+   *
+   * Each destination is vetted first: a denied one fails with EACCES (and `rule`) and nothing is sent.
+   * `callback(err, bytes)` runs asynchronously; without one, failures are `'error'` events. Sends leave in
+   * call order, also when one waits for a name to resolve.
+   */
+  send(msg: SendData, port?: number, address?: string, callback?: SendCallback): void;
+  send(msg: SendData, port?: number, callback?: SendCallback): void;
+  send(msg: SendData, callback?: SendCallback): void;
+  send(msg: SendData, offset: number, length: number, port?: number, address?: string, callback?: SendCallback): void;
+  send(msg: SendData, offset: number, length: number, port?: number, callback?: SendCallback): void;
+  send(msg: SendData, offset: number, length: number, callback?: SendCallback): void;
+  send(buffer: unknown, offset?: unknown, length?: unknown, port?: unknown, address?: unknown, callback?: unknown): void {
+    // Argument shuffling exactly as dgram's send().
+    let list: Buffer[] | null;
+    const connected = this.#connect !== C_NONE;
+    if (!connected) {
+      if (address || (port && typeof port !== 'function')) {
+        buffer = sliceBuffer(buffer, offset, length);
+      } else {
+        callback = port;
+        port = offset;
+        address = length;
+      }
+    } else {
+      if (typeof length === 'number') {
+        buffer = sliceBuffer(buffer, offset, length);
+        if (typeof port === 'function') {
+          callback = port;
+          port = null;
+        }
+      } else {
+        callback = offset;
+      }
+      if (port || address) {
+        throw systemError('EISCONN', { syscall: 'send', detail: 'the socket is connected: omit port and address' });
+      }
+    }
+    if (Array.isArray(buffer)) {
+      list = bufferList(buffer);
+      if (list === null) throw invalidArg('buffer list arguments', 'Buffer, TypedArray, DataView or string', buffer);
+    } else if (typeof buffer === 'string') {
+      list = [Buffer.from(buffer)];
+    } else if (ArrayBuffer.isView(buffer)) {
+      list = [asBuffer(buffer)];
+    } else {
+      throw invalidArg('buffer', 'Buffer, TypedArray, DataView or string', buffer);
+    }
+    let p = 0;
+    if (!connected) p = validatePort(port);
+    if (typeof address === 'function') {
+      callback = address;
+      address = undefined;
+    } else if (address !== undefined && address !== null && typeof address !== 'string') {
+      throw invalidArg('address', 'string', address);
+    }
+    const cb = typeof callback === 'function' ? (callback as SendCallback) : undefined;
+
+    if (this.#state === S_CLOSED || this.#h.reclaimed) {
+      const err = systemError('EPIPE', { syscall: 'send' });
+      // With a callback the failure goes there, as a failed TCP write does; without one it is thrown, as dgram
+      // throws on a closed socket (no 'error' events after 'close').
+      if (cb === undefined) throw err;
+      process.nextTick(cb, err);
+      return;
+    }
+    this.#port.touch(this.#h);
+    if (list.length === 0) list.push(Buffer.alloc(0));
+    let bytes = 0;
+    for (const b of list) bytes += b.length;
+    const s: PendingSend = { data: list, bytes, dest: null, port: p, error: null, ready: false, charged: false, retries: 0, cb, quiet: false };
+
+    if (this.#state === S_UNBOUND) {
+      const err = this.#open();
+      if (err !== null) {
+        s.error = err;
+        s.ready = true;
+      }
+    }
+    if (s.error === null) {
+      if (connected) {
+        s.ready = this.#connect === C_CONNECTED;
+      } else {
+        const host = (address as string | undefined) || this.#loopbackAddress();
+        let vetted: Candidate | Promise<Candidate> | undefined;
+        try {
+          vetted = this.#port.vet(host, p, this.#family, 'send');
+        } catch (err) {
+          s.error = err as Error;
+          s.ready = true;
+        }
+        if (vetted instanceof Promise) {
+          vetted.then(
+            (c) => {
+              s.dest = c;
+              s.ready = true;
+              this.#drain();
+            },
+            (err: Error) => {
+              s.error = err;
+              s.ready = true;
+              this.#drain();
+            },
+          );
+        } else if (vetted !== undefined) {
+          s.dest = vetted;
+          s.ready = true;
+        }
+      }
+    }
+    // Nothing ahead of it: send now. Otherwise (or when the kernel had no room) it waits its turn.
+    if (!s.ready || this.#head !== this.#queue.length || !this.#dispatch(s)) this.#queue.push(s);
+  }
+
+  /** Sends every ready send at the head of the queue, in order; stops at the first that is still waiting. */
+  #drain(): void {
+    const q = this.#queue;
+    while (this.#head < q.length && this.#retry === undefined && this.#state !== S_CLOSED) {
+      const s = q[this.#head]!;
+      if (!s.ready) return;
+      q[this.#head++] = undefined as unknown as PendingSend;
+      if (!this.#dispatch(s)) {
+        q[--this.#head] = s;
+        return;
+      }
+    }
+    if (this.#head === q.length) {
+      q.length = 0;
+      this.#head = 0;
+    }
+  }
+
+  /** Sends (or fails) one ready send. False when the kernel had no room: it stays first in line for a retry. */
+  #dispatch(s: PendingSend): boolean {
+    let err = s.error;
+    const dest = s.dest;
+    if (err === null && dest !== null) err = this.#familyMismatch(dest, s.port, 'send');
+    if (err === null && !s.charged && this.#port.quota.enabled) {
+      try {
+        this.#port.quota.chargeSend(s.bytes);
+      } catch (e) {
+        this.#port.ledger.overQuota++;
+        err = e as Error;
+      }
+    }
+    if (err !== null) {
+      this.#report(s, err);
+      return true;
+    }
+    s.charged = true;
+    const data = s.data.length === 1 ? s.data[0]! : Buffer.concat(s.data, s.bytes);
+    const nat = getLoop().nat;
+    const r = dest === null ? nat.udp_send(this.#h.id, data, null, 0, 0) : nat.udp_send(this.#h.id, data, dest.address, s.port, dest.family);
+    if (r >= 0) {
+      this.#port.touch(this.#h);
+      if (s.cb !== undefined) process.nextTick(s.cb, null, r);
+      return true;
+    }
+    if ((r === -EAGAIN || r === -ENOBUFS) && s.retries++ < MAX_SEND_RETRIES) {
+      // UDP sockets have no writability wait in the core: the send buffer drains on its own, so try again
+      // shortly, keeping this datagram (and everything after it) in order.
+      this.#retry = setTimeout(retrySend, 1, this);
+      if (this.#unref) this.#retry.unref();
+      return false;
+    }
+    this.#report(s, statusError(r, { syscall: 'send', address: dest?.address ?? this.#h.remoteAddress, port: dest === null ? this.#h.remotePort : s.port }));
+    return true;
+  }
+
+  /** @internal timer callback of a send retry */
+  [kRetry](): void {
+    this.#retry = undefined;
+    this.#drain();
+  }
+
+  #report(s: PendingSend, err: Error): void {
+    if (s.cb !== undefined) process.nextTick(s.cb, err);
+    else if (!s.quiet) process.nextTick(emitErrorNT, this, err);
+  }
+
+  #familyMismatch(dest: Candidate, port: number, syscall: string): Error | null {
+    if (dest.family === this.#family) return null;
+    // As dgram: a destination of the other family is EINVAL, whatever the policy thinks of it.
+    return systemError('EINVAL', { syscall, address: dest.address, port });
+  }
+
+  /**
+   * Closes the socket; `'close'` follows asynchronously and `callback` is a `'close'` listener. Closing a
+   * closed (or reclaimed) socket does nothing but call `callback`.
+   */
+  close(callback?: () => void): this {
+    if (callback !== undefined && typeof callback !== 'function') throw invalidArg('callback', 'function', callback);
+    if (this.#state === S_CLOSED) {
+      if (callback !== undefined) process.nextTick(callback);
+      return this;
+    }
+    if (callback !== undefined) this.once('close', callback);
+    this.#close(null);
+    return this;
+  }
+
+  /** The local address: `{ address, family, port }`. Throws EBADF before the socket is bound, as dgram does. */
+  address(): AddressInfo {
+    this.#operation('getsockname');
+    const loop = getLoop();
+    const r = this.#state === S_BOUND ? loop.nat.socket_name(this.#h.id, false) : -osConstants.errno.EBADF;
+    if (typeof r === 'number') throw statusError(r, { syscall: 'getsockname' });
+    return { address: r[1], family: r[0] === 6 ? 'IPv6' : 'IPv4', port: r[2] };
+  }
+
+  /** The connected peer: `{ address, family, port }`. Throws ERR_SOCKET_DGRAM_NOT_CONNECTED otherwise. */
+  remoteAddress(): AddressInfo {
+    this.#operation('getpeername');
+    const h = this.#h;
+    if (this.#connect !== C_CONNECTED || h.remoteAddress === undefined) {
+      throw codedError(Error, 'ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected');
+    }
+    return { address: h.remoteAddress, family: h.remoteAddress.includes(':') ? 'IPv6' : 'IPv4', port: h.remotePort };
+  }
+
+  /**
+   * Reads a socket option (SPEC §3): App Engine's mock values in emulate mode, real ones with
+   * `sockopts: 'native'`; with `buflen`, the little-endian bytes. Unsupported options throw EACCES.
+   */
+  getsockopt(level: number, name: number, buflen?: number): number | Buffer {
+    this.#operation('getsockopt');
+    return getsockopt(this.#port.sockopts, udpSockoptHooks, this.#h, level, name, buflen);
+  }
+
+  /** Sets a socket option: validated, then ignored in emulate mode. Unsupported options throw EACCES. */
+  setsockopt(level: number, name: number, value: SockoptValue): void {
+    this.#operation('setsockopt');
+    setsockopt(this.#port.sockopts, udpSockoptHooks, this.#h, level, name, value);
+  }
+
+  /** SO_RCVBUF through the option table (emulated unless `sockopts: 'native'`). */
+  setRecvBufferSize(size: number): void {
+    this.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, bufferSize(size, 'size')!);
+  }
+
+  /** SO_SNDBUF through the option table (emulated unless `sockopts: 'native'`). */
+  setSendBufferSize(size: number): void {
+    this.setsockopt(C.SOL_SOCKET, C.SO_SNDBUF, bufferSize(size, 'size')!);
+  }
+
+  /** SO_RCVBUF: 2097152 in emulate mode, the kernel's value in native mode. */
+  getRecvBufferSize(): number {
+    return this.getsockopt(C.SOL_SOCKET, C.SO_RCVBUF) as number;
+  }
+
+  /** SO_SNDBUF: 2097152 in emulate mode, the kernel's value in native mode. */
+  getSendBufferSize(): number {
+    return this.getsockopt(C.SOL_SOCKET, C.SO_SNDBUF) as number;
+  }
+
+  /** Bytes of the sends still waiting (for a resolution, a connect or kernel buffer space). */
+  getSendQueueSize(): number {
+    let n = 0;
+    for (let i = this.#head; i < this.#queue.length; i++) n += this.#queue[i]!.bytes;
+    return n;
+  }
+
+  /** Number of sends still waiting. */
+  getSendQueueCount(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  /** IP_TTL is not one of the service's options (SPEC §3): EACCES once the argument is valid. */
+  setTTL(ttl: number): number {
+    this.#operation('setTTL');
+    if (typeof ttl !== 'number') throw invalidArg('ttl', 'number', ttl);
+    throw systemError('EACCES', { syscall: 'setTTL', detail: 'IP_TTL is not a supported option' });
+  }
+
+  /** Broadcast destinations are denied by policy: turning broadcast on is EACCES, turning it off a no-op. */
+  setBroadcast(flag: boolean): void {
+    this.#operation('setBroadcast');
+    if (flag) throw systemError('EACCES', { syscall: 'setBroadcast', detail: 'broadcast is not allowed' });
+  }
+
+  /** Multicast is denied by policy: EACCES. */
+  setMulticastTTL(ttl: number): number {
+    throw this.#multicast('setMulticastTTL');
+  }
+  /** Multicast is denied by policy: EACCES. */
+  setMulticastLoopback(flag: boolean): boolean {
+    throw this.#multicast('setMulticastLoopback');
+  }
+  /** Multicast is denied by policy: EACCES. */
+  setMulticastInterface(multicastInterface: string): void {
+    throw this.#multicast('setMulticastInterface');
+  }
+  /** Multicast is denied by policy: EACCES. */
+  addMembership(multicastAddress: string, multicastInterface?: string): void {
+    throw this.#multicast('addMembership');
+  }
+  /** Multicast is denied by policy: EACCES. */
+  dropMembership(multicastAddress: string, multicastInterface?: string): void {
+    throw this.#multicast('dropMembership');
+  }
+  /** Multicast is denied by policy: EACCES. */
+  addSourceSpecificMembership(sourceAddress: string, groupAddress: string, multicastInterface?: string): void {
+    throw this.#multicast('addSourceSpecificMembership');
+  }
+  /** Multicast is denied by policy: EACCES. */
+  dropSourceSpecificMembership(sourceAddress: string, groupAddress: string, multicastInterface?: string): void {
+    throw this.#multicast('dropSourceSpecificMembership');
+  }
+
+  #multicast(syscall: string): Error {
+    this.#operation(syscall);
+    return systemError('EACCES', { syscall, detail: 'multicast is not allowed' });
+  }
+
+  /** Keeps the process alive while the socket is open (the default). */
+  ref(): this {
+    if (!this.#unref) return this;
+    this.#unref = false;
+    if (this.#state === S_BOUND) getLoop().ref();
+    this.#retry?.ref();
+    return this;
+  }
+
+  /** Lets the process exit while the socket is open. */
+  unref(): this {
+    if (this.#unref) return this;
+    this.#unref = true;
+    if (this.#state === S_BOUND) getLoop().unref();
+    this.#retry?.unref();
+    return this;
+  }
+
+  /** True once the layer closed this socket for inactivity. */
+  get reclaimed(): boolean {
+    return this.#h.reclaimed;
+  }
+
+  /** Bytes the kernel accepted for sending. */
+  get bytesWritten(): number {
+    return this.#h.bytesWritten;
+  }
+
+  /** Bytes received. */
+  get bytesRead(): number {
+    return this.#h.bytesRead;
+  }
+
+  /** Datagrams sent (send syscalls that succeeded). */
+  get sendCalls(): number {
+    return this.#h.sendCalls;
+  }
+
+  /** Datagrams received. */
+  get recvCalls(): number {
+    return this.#h.recvCalls;
+  }
+
+  // --- internals
+
+  /** Every operation: EPIPE on a closed or reclaimed socket, else refresh the reclaim deadline. */
+  #operation(syscall: string): void {
+    if (this.#state === S_CLOSED || this.#h.reclaimed) throw systemError('EPIPE', { syscall });
+    this.#port.touch(this.#h);
+  }
+
+  /** Opens the native socket bound to the any-address, port 0, and announces 'listening' (also when implicit). */
+  #open(): Error | null {
+    const loop = getLoop();
+    if (dgramHeader < 0) dgramHeader = loop.nat.layout().dgramHeader;
+    const r = this.#h.open(loop, this.#family, 0);
+    if (r < 0) return statusError(r, { syscall: 'bind', address: this.#anyAddress(), port: 0 });
+    this.#state = S_BOUND;
+    if (!this.#unref) loop.ref();
+    const [recv, send] = this.#sizes;
+    try {
+      if (recv !== undefined) this.setRecvBufferSize(recv);
+      if (send !== undefined) this.setSendBufferSize(send);
+    } catch (err) {
+      return err as Error;
+    }
+    process.nextTick(emitListeningNT, this);
+    return null;
+  }
+
+  #localPort(loop: Loop): number {
+    const r = loop.nat.socket_name(this.#h.id, false);
+    return typeof r === 'number' ? 0 : r[2];
+  }
+
+  #anyAddress(): string {
+    return this.#family === 6 ? '::' : '0.0.0.0';
+  }
+
+  /** dgram's default destination when none is given. */
+  #loopbackAddress(): string {
+    return this.#family === 6 ? '::1' : '127.0.0.1';
+  }
+
+  /** Closes for any reason: `err` is emitted as 'error' before 'close' (null: no 'error'). */
+  #close(err: Error | null): void {
+    if (this.#state === S_CLOSED) return;
+    const wasBound = this.#state === S_BOUND;
+    this.#state = S_CLOSED;
+    this.#connect = C_NONE;
+    if (this.#retry !== undefined) {
+      clearTimeout(this.#retry);
+      this.#retry = undefined;
+    }
+    const q = this.#queue;
+    if (this.#head < q.length) {
+      const epipe = systemError('EPIPE', { syscall: 'send' });
+      for (let i = this.#head; i < q.length; i++) {
+        const cb = q[i]!.cb;
+        if (cb !== undefined) process.nextTick(cb, epipe);
+      }
+    }
+    this.#queue = [];
+    this.#head = 0;
+    if (this.#signal !== undefined) {
+      this.#signal.removeEventListener('abort', this.#onAbort!);
+      this.#signal = undefined;
+    }
+    const loop = getLoop();
+    this.#h.drop(loop);
+    if (wasBound && !this.#unref) loop.unref();
+    // After the final counters are kept, so the ledger folds them exactly once.
+    this.#port.release(this.#h);
+    process.nextTick(emitCloseNT, this, err);
+  }
+
+  /** @internal idle reclaim and over-quota receives */
+  [kClose](err: Error | null): void {
+    this.#close(err);
+  }
+
+  /** @internal layer.close() */
+  [kLayerClose](): Promise<void> {
+    if (this.#state === S_CLOSED) return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.once('close', () => resolve()));
+    this.#close(null);
+    return done;
+  }
+
+  /** @internal a datagram arrived; `offset` is its address header in the loop's slab, the payload follows. */
+  [kMessage](slab: Buffer, offset: number, length: number): void {
+    const port = this.#port;
+    if (port.quota.enabled) {
+      // Received bytes are billed whatever happens; past the limit the socket fails with the quota error.
+      const over = port.quota.recordReceive(length);
+      if (over !== null) {
+        port.ledger.overQuota++;
+        this.#close(over);
+        return;
+      }
+    }
+    port.touch(this.#h);
+    const start = offset + dgramHeader;
+    const msg = Buffer.allocUnsafe(length);
+    slab.copy(msg, 0, start, start + length);
+    const family = slab[offset]!;
+    const rport = LITTLE_ENDIAN ? slab.readUInt16LE(offset + 2) : slab.readUInt16BE(offset + 2);
+    const rinfo: RemoteInfo = {
+      address: this.#sender(slab, offset + 4, family),
+      family: family === 6 ? 'IPv6' : 'IPv4',
+      port: rport,
+      size: length,
+    };
+    this.emit('message', msg, rinfo);
+  }
+
+  #sender(slab: Buffer, at: number, family: number): string {
+    const w = this.#lastWords;
+    const w0 = slab.readUInt32BE(at);
+    if (family === 4) {
+      if (this.#lastFamily !== 4 || w[0] !== w0) {
+        this.#lastFamily = 4;
+        w[0] = w0;
+        this.#lastAddress = formatV4(w0);
+      }
+      return this.#lastAddress;
+    }
+    const w1 = slab.readUInt32BE(at + 4);
+    const w2 = slab.readUInt32BE(at + 8);
+    const w3 = slab.readUInt32BE(at + 12);
+    if (this.#lastFamily !== 6 || w[0] !== w0 || w[1] !== w1 || w[2] !== w2 || w[3] !== w3) {
+      this.#lastFamily = 6;
+      w[0] = w0;
+      w[1] = w1;
+      w[2] = w2;
+      w[3] = w3;
+      this.#lastAddress = formatV6(w0, w1, w2, w3);
+    }
+    return this.#lastAddress;
+  }
+
+  /**
+   * @internal an error from the receive path. On Linux only a connected socket sees one: the ICMP answer to an
+   * earlier datagram (port unreachable → ECONNREFUSED). As with dgram it is an 'error' with syscall 'recvmsg'
+   * and the socket stays open.
+   */
+  [kRecvError](status: number): void {
+    if (this.#state === S_CLOSED) return;
+    const h = this.#h;
+    this.emit('error', statusError(status, { syscall: 'recvmsg', address: h.remoteAddress, port: h.remotePort || undefined }));
+  }
+}
+
+function retrySend(socket: UdpSocket): void {
+  socket[kRetry]();
+}
+
+function emitErrorNT(socket: UdpSocket, err: Error): void {
+  if (!socket.reclaimed) socket.emit('error', err);
+}
+
+function emitListeningNT(socket: UdpSocket): void {
+  socket.emit('listening');
+}
+
+function emitCloseNT(socket: UdpSocket, err: Error | null): void {
+  if (err !== null) socket.emit('error', err);
+  socket.emit('close');
+}
+
+function isAnyAddress(a: string): boolean {
+  return a === '' || a === '0.0.0.0' || a === '::' || a === '0:0:0:0:0:0:0:0';
+}
+
+function invalidArg(name: string, type: string, value: unknown): TypeError {
+  const got = value === null ? 'null' : typeof value === 'object' ? `an instance of ${(value as object).constructor?.name ?? 'Object'}` : `type ${typeof value}`;
+  return codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be of type ${type}. Received ${got}`);
+}
+
+function badPort(port: unknown): RangeError {
+  return codedError(RangeError, 'ERR_SOCKET_BAD_PORT', `Port should be > 0 and < 65536. Received ${String(port)}.`);
+}
+
+/** dgram's validatePort(port, 'Port', false): an integer (or numeric string) from 1 to 65535. */
+function validatePort(port: unknown): number {
+  const n = typeof port === 'string' && port.trim() !== '' ? Number(port) : port;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) throw badPort(port);
+  return n;
+}
+
+function bufferSize(size: unknown, name: string): number | undefined {
+  if (size === undefined) return undefined;
+  if (typeof size !== 'number') throw invalidArg(name, 'number', size);
+  if (!Number.isInteger(size) || size <= 0 || size > 0x7fffffff) {
+    throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be a positive int32. Received ${size}`);
+  }
+  return size;
+}
+
+function asBuffer(view: ArrayBufferView): Buffer {
+  return Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+}
+
+function sliceBuffer(buffer: unknown, offset: unknown, length: unknown): Buffer {
+  let b: Buffer;
+  if (typeof buffer === 'string') b = Buffer.from(buffer);
+  else if (ArrayBuffer.isView(buffer)) b = asBuffer(buffer);
+  else throw invalidArg('buffer', 'Buffer, TypedArray, DataView or string', buffer);
+  const off = (offset as number) >>> 0;
+  const len = (length as number) >>> 0;
+  if (off > b.length) throw codedError(RangeError, 'ERR_BUFFER_OUT_OF_BOUNDS', '"offset" is outside of buffer bounds');
+  if (off + len > b.length) throw codedError(RangeError, 'ERR_BUFFER_OUT_OF_BOUNDS', '"length" is outside of buffer bounds');
+  return b.subarray(off, off + len);
+}
+
+function bufferList(items: readonly unknown[]): Buffer[] | null {
+  const out: Buffer[] = new Array<Buffer>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const it = items[i];
+    if (typeof it === 'string') out[i] = Buffer.from(it);
+    else if (ArrayBuffer.isView(it)) out[i] = asBuffer(it);
+    else return null;
+  }
+  return out;
 }
