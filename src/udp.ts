@@ -505,6 +505,15 @@ export class UdpSocket extends EventEmitter {
   send(msg: SendData, offset: number, length: number, port?: number, callback?: SendCallback): void;
   send(msg: SendData, offset: number, length: number, callback?: SendCallback): void;
   send(buffer: unknown, offset?: unknown, length?: unknown, port?: unknown, address?: unknown, callback?: unknown): void {
+    if (this.#state === S_CLOSED || this.#h.reclaimed) {
+      const err = systemError('EPIPE', { syscall: 'send' });
+      // With a callback the failure goes there, as a failed TCP write does; without one it is thrown, as dgram
+      // throws on a closed socket (no 'error' events after 'close').
+      const cb = lastFunction(offset, length, port, address, callback) as SendCallback | undefined;
+      if (cb === undefined) throw err;
+      process.nextTick(cb, err);
+      return;
+    }
     // Argument shuffling exactly as dgram's send().
     let list: Buffer[] | null;
     const connected = this.#connect !== C_NONE;
@@ -549,15 +558,6 @@ export class UdpSocket extends EventEmitter {
       throw invalidArg('address', 'string', address);
     }
     const cb = typeof callback === 'function' ? (callback as SendCallback) : undefined;
-
-    if (this.#state === S_CLOSED || this.#h.reclaimed) {
-      const err = systemError('EPIPE', { syscall: 'send' });
-      // With a callback the failure goes there, as a failed TCP write does; without one it is thrown, as dgram
-      // throws on a closed socket (no 'error' events after 'close').
-      if (cb === undefined) throw err;
-      process.nextTick(cb, err);
-      return;
-    }
     this.#port.touch(this.#h);
     if (list.length === 0) list.push(Buffer.alloc(0));
     let bytes = 0;
@@ -1043,6 +1043,11 @@ function bufferSize(size: unknown, name: string): number | undefined {
     throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be a positive int32. Received ${size}`);
   }
   return size;
+}
+
+function lastFunction(...args: unknown[]): unknown {
+  for (let i = args.length - 1; i >= 0; i--) if (typeof args[i] === 'function') return args[i];
+  return undefined;
 }
 
 function asBuffer(view: ArrayBufferView): Buffer {
