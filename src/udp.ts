@@ -389,8 +389,8 @@ export class UdpSocket extends EventEmitter {
     if (this.#connect !== C_NONE) throw systemError('EISCONN', { syscall: 'connect', address: this.#h.remoteAddress, port: this.#h.remotePort || undefined });
     const callback = cb as ((err?: Error) => void) | undefined;
     if (callback !== undefined) this.once('connect', callback);
-    this.#connect = C_CONNECTING;
     const openErr = this.#state === S_UNBOUND ? this.#open() : null;
+    this.#connect = C_CONNECTING;
     if (openErr !== null) {
       process.nextTick(() => this.#connectDone(openErr, null, p, callback));
       return;
