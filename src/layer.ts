@@ -164,7 +164,7 @@ export class SocketLayer {
       }
     };
     const touch = sweeper.enabled ? (entry: LayerEntry) => sweeper.refresh(entry) : () => {};
-    this.#observer = { activity: touch, closed: release, overQuota: () => void ledger.overQuota++ };
+    this.#observer = { activity: touch, closed: release, overQuota: () => void ledger.overQuota++, quota: this.quota, layer: this };
     const admit = (entry: LayerEntry) => {
       if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
       open.add(entry);
@@ -215,6 +215,7 @@ export class SocketLayer {
     const raw = new RawSocket(handlers, hwm);
     const { target, port, family, refused } = this.#validate(options);
     this.#admit(raw);
+    raw.markStarted();
     if (refused) raw.fail(refused);
     else this.#begin(raw, target, port, family, options.connectTimeout ?? 0, undefined, undefined);
     return raw;
@@ -227,7 +228,7 @@ export class SocketLayer {
     }
     const { target, port, family, refused } = this.#validate(options);
     const raw = socket[kRaw];
-    socket.connecting = true;
+    raw.markStarted();
     if (options.timeout !== undefined) socket.setTimeout(options.timeout);
     if (options.noDelay) socket.setNoDelay(true);
     if (options.keepAlive) socket.setKeepAlive(true, options.keepAliveInitialDelay ?? 0);
@@ -278,9 +279,13 @@ export class SocketLayer {
     return { target, port: port as number, family: family as 0 | 4 | 6, refused };
   }
 
+  /** @internal the observer every raw socket of this layer reports to */
+  get observer(): RawObserver {
+    return this.#observer;
+  }
+
   #admit(raw: RawSocket): void {
     raw.observer = this.#observer;
-    raw.quota = this.quota;
     this.port.admit(raw);
   }
 

@@ -48,9 +48,13 @@ export interface RawObserver {
   closed(raw: RawSocket): void;
   /** An operation was refused over quota (ledger count). */
   overQuota?(): void;
+  /** The layer's quota meter; the shared null meter costs one property read per operation. */
+  readonly quota: QuotaMeter;
+  /** The layer itself (for the Duplex: option mode, connect). */
+  readonly layer?: unknown;
 }
 
-const noopObserver: RawObserver = { activity() {}, closed() {} };
+const noopObserver: RawObserver = { activity() {}, closed() {}, quota: NO_QUOTA };
 const noHandlers: RawHandlers = {};
 
 const F_PAUSED = 1;
@@ -61,6 +65,9 @@ const F_ENDING = 16;
 const F_FINISHED = 32;
 const F_WANT_DRAIN = 64;
 const F_WAS_OPEN = 128;
+/** Flag bit free for the owner of the raw socket (the Duplex: a 'drain' is owed to a fast-path writer). */
+export const RAW_F_FAST_DRAIN = 256;
+const F_STARTED = 512;
 
 /** What only matters until the connection is up. */
 interface Connecting {
@@ -71,6 +78,8 @@ interface Connecting {
   /** Writes made before the connection is up; handed to the native queue at once on connect. */
   queue: Buffer[] | null;
   queued: number;
+  /** setNoDelay / setKeepAlive made before the connection was up: [noDelay, keepAlive, keepAliveDelayMs]. */
+  opts: [boolean | undefined, boolean | undefined, number] | undefined;
 }
 
 export class RawSocket implements LoopClient {
@@ -86,8 +95,6 @@ export class RawSocket implements LoopClient {
   remotePort = 0;
   readonly highWaterMark: number;
   observer: RawObserver = noopObserver;
-  /** The layer's quota meter; the shared null meter costs one property read per operation. */
-  quota: QuotaMeter = NO_QUOTA;
   /** Whoever presents this socket to the user (the Duplex), so the layer can close it as a whole. */
   owner: { destroy(err?: Error): void; readonly closed?: boolean; once?(ev: 'close', cb: () => void): unknown } | null = null;
   // Idle-reclaim list links (reclaim.ts): the socket is its own list node.
@@ -169,7 +176,7 @@ export class RawSocket implements LoopClient {
   }
 
   private pending(): Connecting {
-    return (this.conn ??= { candidates: [], attempt: 0, timer: undefined, lastError: null, queue: null, queued: 0 });
+    return (this.conn ??= { candidates: [], attempt: 0, timer: undefined, lastError: null, queue: null, queued: 0, opts: undefined });
   }
 
   /** Takes over an already connected descriptor (a parked connection) in this thread's loop. */
@@ -261,6 +268,11 @@ export class RawSocket implements LoopClient {
     if (c.timer) clearTimeout(c.timer);
     const nat = getLoop().nat;
     if (this.flags & F_PAUSED) nat.socket_read(this.id, false);
+    const opts = c.opts;
+    if (opts !== undefined) {
+      if (opts[0] !== undefined) nat.socket_setsockopt(this.id, 6, 1, opts[0] ? 1 : 0); // IPPROTO_TCP, TCP_NODELAY
+      if (opts[1] !== undefined) nat.socket_keepalive(this.id, opts[1], Math.floor(opts[2] / 1000));
+    }
     if (c.queue !== null) {
       const q = c.queue;
       const r = q.length === 1 ? nat.socket_write(this.id, q[0]!) : nat.socket_writev(this.id, q);
@@ -280,9 +292,9 @@ export class RawSocket implements LoopClient {
 
   /** @internal */
   _onData(slab: Buffer, offset: number, length: number): void {
-    if (this.quota.enabled) {
+    if (this.observer.quota.enabled) {
       // Bytes that arrived are billed whatever happens; past the limit the socket fails with the quota error.
-      const over = this.quota.recordReceive(length);
+      const over = this.observer.quota.recordReceive(length);
       if (over !== null) {
         this.observer.overQuota?.();
         this.destroy(over);
@@ -332,7 +344,7 @@ export class RawSocket implements LoopClient {
    * Throws EPIPE after end() or destroy(): bytes are never dropped silently.
    */
   write(data: ArrayBufferView): boolean {
-    if (this.quota.enabled) this.chargeSend(data.byteLength);
+    if (this.observer.quota.enabled) this.chargeSend(data.byteLength);
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
       const r = getLoop().nat.socket_write(this.id, data);
       if (r >= 0) {
@@ -360,7 +372,7 @@ export class RawSocket implements LoopClient {
 
   /** Queues several buffers at once (one native call). */
   writev(chunks: ArrayBufferView[]): boolean {
-    if (this.quota.enabled) {
+    if (this.observer.quota.enabled) {
       let n = 0;
       for (const c of chunks) n += c.byteLength;
       this.chargeSend(n);
@@ -377,21 +389,22 @@ export class RawSocket implements LoopClient {
       this.destroy(err);
       throw err;
     }
-    const quota = this.quota;
-    this.quota = NO_QUOTA;
+    // Charged above as one send: the per-chunk writes below must not charge again.
+    const observer = this.observer;
+    this.observer = { ...observer, quota: NO_QUOTA };
     try {
       let ok = true;
       for (const c of chunks) ok = this.write(c);
       return ok;
     } finally {
-      this.quota = quota;
+      this.observer = observer;
     }
   }
 
   private chargeSend(bytes: number): void {
     if (this.state === RawState.Closed || this.flags & F_ENDING) return; // the write fails with EPIPE, uncharged
     try {
-      this.quota.chargeSend(bytes);
+      this.observer.quota.chargeSend(bytes);
     } catch (err) {
       this.observer.overQuota?.();
       throw err;
@@ -477,6 +490,35 @@ export class RawSocket implements LoopClient {
     if (!(this.flags & F_PAUSED)) return;
     this.flags &= ~F_PAUSED;
     if (this.state === RawState.Open) getLoop().nat.socket_read(this.id, true);
+  }
+
+  /**
+   * TCP_NODELAY. The core turns it on for every socket (writes are coalesced natively, so Nagle only adds
+   * latency); turning it off is honoured. Applied once connected if called before.
+   */
+  setNoDelay(on: boolean): void {
+    if (this.state === RawState.Open) getLoop().nat.socket_setsockopt(this.id, 6, 1, on ? 1 : 0);
+    else if (this.state !== RawState.Closed) (this.pending().opts ??= [undefined, undefined, 0])[0] = on;
+  }
+
+  /** SO_KEEPALIVE with the idle time before the first probe. Applied once connected if called before. */
+  setKeepAlive(on: boolean, initialDelayMs: number): void {
+    if (this.state === RawState.Open) getLoop().nat.socket_keepalive(this.id, on, Math.floor(initialDelayMs / 1000));
+    else if (this.state !== RawState.Closed) {
+      const opts = (this.pending().opts ??= [undefined, undefined, 0]);
+      opts[1] = on;
+      opts[2] = initialDelayMs;
+    }
+  }
+
+  /** True from the moment a connection attempt starts until it succeeds or fails. */
+  get connecting(): boolean {
+    return this.state === RawState.Connecting || (this.state === RawState.Pending && (this.flags & F_STARTED) !== 0);
+  }
+
+  /** @internal the layer took this socket into a connection attempt */
+  markStarted(): void {
+    this.flags |= F_STARTED;
   }
 
   /** Lets the process exit while this socket is open (like net.Socket#unref). */

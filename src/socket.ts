@@ -5,9 +5,9 @@
 import { Duplex, type DuplexOptions } from 'node:stream';
 import { codedError, codes, statusError, systemError } from './errors.js';
 import { getsockopt, setsockopt, type SockoptHooks } from './sockopts.js';
-import { RawSocket, RawState } from './raw.js';
+import { RAW_F_FAST_DRAIN, RawSocket, RawState } from './raw.js';
 import type { SocketLayer } from './layer.js';
-import { kLayer, kRaw } from './symbols.js';
+import { kRaw } from './symbols.js';
 
 /** Options of `connect()`, as net.connect takes them, plus sockguard's. */
 export interface SocketConnectOptions {
@@ -58,15 +58,14 @@ type Callback = (err?: Error | null) => void;
 const kWriteCb = Symbol('sockguard.writeCb');
 const kFinalCb = Symbol('sockguard.finalCb');
 const kTimer = Symbol('sockguard.timer');
-const kOpts = Symbol('sockguard.opts');
-const kFastDrain = Symbol('sockguard.fastDrain');
 
 /**
  * The raw socket of a Duplex: delivers its events straight to the stream (no handlers object per socket).
  */
 class StreamRaw extends RawSocket {
-  constructor(readonly s: Socket) {
-    super();
+  /** The stream this raw socket serves (its owner): a prototype getter, so it costs no field. */
+  get s(): Socket {
+    return this.owner as unknown as Socket;
   }
 
   protected override emitConnect(err: Error | null): void {
@@ -93,8 +92,8 @@ class StreamRaw extends RawSocket {
       s[kWriteCb] = null;
       cb();
     }
-    if (s[kFastDrain]) {
-      s[kFastDrain] = false;
+    if (this.flags & RAW_F_FAST_DRAIN) {
+      this.flags &= ~RAW_F_FAST_DRAIN;
       if (!s.destroyed) s.emit('drain');
     }
   }
@@ -117,16 +116,9 @@ class StreamRaw extends RawSocket {
 
 export class Socket extends Duplex {
   /** @internal */ [kRaw]: RawSocket;
-  /** @internal */ [kLayer]: SocketLayer | undefined;
   /** @internal */ [kWriteCb]: Callback | null = null;
   /** @internal */ [kFinalCb]: Callback | null = null;
   /** @internal */ [kTimer]: NodeJS.Timeout | undefined = undefined;
-  /** @internal options given before the connection was up: [noDelay, keepAlive, keepAliveDelay] */
-  [kOpts]: [boolean | undefined, boolean | undefined, number] | undefined = undefined;
-  /** @internal a fast-path write returned false: 'drain' is owed */
-  [kFastDrain] = false;
-  /** True while the connection is being set up (resolution, policy, TCP handshake). */
-  connecting = false;
 
   constructor(options: SocketOptions = {}) {
     super({
@@ -138,9 +130,10 @@ export class Socket extends Duplex {
       autoDestroy: true,
       decodeStrings: true,
     });
-    this[kLayer] = options.layer;
-    this[kRaw] = new StreamRaw(this);
+    this[kRaw] = new StreamRaw();
     this[kRaw].owner = this;
+    // The layer is reached through its observer: one shared object instead of a field per socket.
+    if (options.layer) this[kRaw].observer = options.layer.observer;
   }
 
   /**
@@ -159,22 +152,19 @@ export class Socket extends Duplex {
       throw codedError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed');
     }
     if (typeof cb === 'function') this.once('connect', cb);
-    const layer = this[kLayer] ?? defaultLayerHook.get();
-    this[kLayer] = layer;
+    const layer = (this[kRaw].observer.layer as SocketLayer | undefined) ?? defaultLayerHook.get();
     layer._startConnect(this, options);
     return this;
   }
 
+  /** True while the connection is being set up (resolution, policy, TCP handshake). */
+  get connecting(): boolean {
+    return this[kRaw].connecting;
+  }
+
   /** @internal called by the layer once the connection is up */
   _connected(): void {
-    this.connecting = false;
-    const raw = this[kRaw];
-    const opts = this[kOpts];
-    if (opts !== undefined) {
-      this[kOpts] = undefined;
-      if (opts[0] !== undefined) applyNoDelay(raw, opts[0]);
-      if (opts[1] !== undefined) raw.native?.socket_keepalive(raw.nativeId, opts[1], Math.floor(opts[2] / 1000));
-    }
+
     this.emit('connect');
     this.emit('ready');
   }
@@ -214,7 +204,7 @@ export class Socket extends Duplex {
       const timer = this[kTimer];
       if (timer !== undefined) timer.refresh();
       if (typeof callback === 'function') process.nextTick(callback as Callback, null);
-      if (!ok) this[kFastDrain] = true;
+      if (!ok) raw.flags |= RAW_F_FAST_DRAIN;
       return ok;
     }
     return (super.write as (...a: unknown[]) => boolean)(chunk, encoding, cb);
@@ -236,7 +226,7 @@ export class Socket extends Duplex {
   }
 
   #sockoptMode(): 'emulate' | 'native' {
-    return this[kLayer]?.sockopts ?? 'emulate';
+    return (this[kRaw].observer.layer as SocketLayer | undefined)?.sockopts ?? 'emulate';
   }
 
   /** Every operation refreshes the reclaim deadline; on a reclaimed or closed socket it is EPIPE. */
@@ -293,7 +283,6 @@ export class Socket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: Callback): void {
-    this.connecting = false;
     const timer = this[kTimer];
     if (timer !== undefined) {
       clearTimeout(timer);
@@ -341,19 +330,12 @@ export class Socket extends Duplex {
   }
 
   setNoDelay(noDelay = true): this {
-    if (this[kRaw].state === RawState.Open) applyNoDelay(this[kRaw], !!noDelay);
-    else (this[kOpts] ??= [undefined, undefined, 0])[0] = !!noDelay;
+    this[kRaw].setNoDelay(!!noDelay);
     return this;
   }
 
   setKeepAlive(enable = false, initialDelay = 0): this {
-    const raw = this[kRaw];
-    if (raw.state === RawState.Open) raw.native?.socket_keepalive(raw.nativeId, !!enable, Math.floor(initialDelay / 1000));
-    else {
-      const opts = (this[kOpts] ??= [undefined, undefined, 0]);
-      opts[1] = !!enable;
-      opts[2] = initialDelay;
-    }
+    this[kRaw].setKeepAlive(!!enable, initialDelay);
     return this;
   }
 
@@ -467,10 +449,6 @@ const tcpSockoptHooks: SockoptHooks<RawSocket> = {
   },
 };
 
-function applyNoDelay(raw: RawSocket, on: boolean): void {
-  // IPPROTO_TCP / TCP_NODELAY
-  raw.native?.socket_setsockopt(raw.nativeId, 6, 1, on ? 1 : 0);
-}
 
 function emitTimeout(s: Socket): void {
   if (!s.destroyed) s.emit('timeout');

@@ -1,3 +1,2 @@
 /** Private state shared between modules, under symbols rather than underscore fields. */
 export const kRaw: unique symbol = Symbol('sockguard.raw');
-export const kLayer: unique symbol = Symbol('sockguard.layer');
