@@ -105,6 +105,12 @@ Napi::Value udp_addr_op(const Napi::CallbackInfo& info, bool connect) {
 Napi::Value udp_bind(const Napi::CallbackInfo& info) { return udp_addr_op(info, false); }
 Napi::Value udp_connect(const Napi::CallbackInfo& info) { return udp_addr_op(info, true); }
 
+// udp_disconnect(id): 0 | -errno
+Napi::Value udp_disconnect(const Napi::CallbackInfo& info) {
+  socket* s = get_socket(info);
+  return num(info.Env(), s ? sg::sys_disconnect(s->fd) : -EBADF);
+}
+
 // udp_send(id, data, ip | null, port, family): bytes sent | -errno
 Napi::Value udp_send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -293,6 +299,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   SG_EXPORT(udp_open);
   SG_EXPORT(udp_bind);
   SG_EXPORT(udp_connect);
+  SG_EXPORT(udp_disconnect);
   SG_EXPORT(udp_send);
   SG_EXPORT(socket_write);
   SG_EXPORT(socket_writev);

@@ -31,6 +31,8 @@ int sys_socket(int family, int type);
 // 0 when connected at once, -EINPROGRESS when pending, else -errno.
 int sys_connect(int fd, const struct sockaddr* sa, socklen_t len);
 int sys_bind(int fd, const struct sockaddr* sa, socklen_t len);
+// Dissolves a datagram socket's association (connect to AF_UNSPEC); keeps its local address.
+int sys_disconnect(int fd);
 // Bytes written (may be short), -EAGAIN when the socket buffer is full, else -errno. Never raises SIGPIPE.
 ssize_t sys_writev(int fd, const struct iovec* iov, int iovcnt);
 ssize_t sys_sendto(int fd, const void* buf, size_t len, const struct sockaddr* sa, socklen_t salen);

@@ -63,6 +63,16 @@ int sys_bind(int fd, const struct sockaddr* sa, socklen_t len) {
   return ::bind(fd, sa, len) < 0 ? neg_errno() : 0;
 }
 
+int sys_disconnect(int fd) {
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
+  ss.ss_family = AF_UNSPEC;
+  if (::connect(fd, reinterpret_cast<struct sockaddr*>(&ss), sizeof(struct sockaddr)) == 0) return 0;
+  // BSDs dissolve the association but still report EAFNOSUPPORT (libuv's uv__udp_disconnect accepts it too).
+  if (errno == EAFNOSUPPORT || errno == EINVAL) return 0;
+  return neg_errno();
+}
+
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
 #endif

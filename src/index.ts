@@ -7,6 +7,7 @@ import { Socket, defaultLayerHook, type SocketConnectOptions } from './socket.js
 export { SocketLayer, type SocketLayerOptions, type RawConnectOptions } from './layer.js';
 export { Socket, type SocketConnectOptions, type SocketOptions } from './socket.js';
 export { RawSocket, type RawHandlers } from './raw.js';
+export { UdpSocket, type UdpSocketOptions, type RemoteInfo, type UdpBindOptions, type SendCallback } from './udp.js';
 export { constants } from './sockopts.js';
 export { codes } from './errors.js';
 export type { Usage } from './ledger.js';
@@ -32,3 +33,8 @@ export function connect(...args: unknown[]): Socket {
 
 /** Alias of connect(), as in net. */
 export const createConnection = connect;
+
+/** Like dgram.createSocket, through the default layer. */
+export function createSocket(...args: Parameters<SocketLayer['createSocket']>): ReturnType<SocketLayer['createSocket']> {
+  return getDefaultLayer().createSocket(...args);
+}

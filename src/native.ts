@@ -28,6 +28,8 @@ export interface NativeBinding {
   udp_open(id: number, family: 4 | 6): number;
   udp_bind(id: number, family: 4 | 6, ip: string, port: number): number;
   udp_connect(id: number, family: 4 | 6, ip: string, port: number): number;
+  /** Dissolves a UDP socket's association; its local port stays. */
+  udp_disconnect(id: number): number;
   /** Sends one datagram; `ip` null on a connected socket. Bytes sent or -errno. */
   udp_send(id: number, data: ArrayBufferView, ip: string | null, port: number, family: number): number;
   /** Queues (or, when large, sends) bytes; returns bytes still pending natively or -errno. */

@@ -464,10 +464,7 @@ export class UdpSocket extends EventEmitter {
     this.#drain();
   }
 
-  /**
-   * Dissolves the association made by connect(). The local port is kept: the native core has no
-   * connect(AF_UNSPEC), so the socket is reopened on the same port.
-   */
+  /** Dissolves the association made by connect(); the local port, options and queued datagrams stay. */
   disconnect(): void {
     this.#operation('disconnect');
     if (this.#connect !== C_CONNECTED) {
@@ -475,10 +472,14 @@ export class UdpSocket extends EventEmitter {
     }
     const loop = getLoop();
     const local = this.#localPort(loop);
-    this.#h.drop(loop);
-    let r = this.#h.open(loop, this.#family, local);
-    // Another socket may have taken the port in the instant it was free; any port beats no socket.
-    if (r < 0 && local !== 0) r = this.#h.open(loop, this.#family, 0);
+    let r = loop.nat.udp_disconnect(this.#h.id);
+    // Linux forgets an automatically assigned port on disconnect; bind the same one again (same descriptor, so
+    // options and queued datagrams stay). Should another socket have taken it meanwhile, any port will do.
+    if (r >= 0 && local !== 0 && this.#localPort(loop) !== local) {
+      const any = this.#family === 6 ? '::' : '0.0.0.0';
+      r = loop.nat.udp_bind(this.#h.id, this.#family, any, local);
+      if (r < 0) r = loop.nat.udp_bind(this.#h.id, this.#family, any, 0);
+    }
     this.#connect = C_NONE;
     this.#h.remoteAddress = undefined;
     this.#h.remotePort = 0;
