@@ -134,9 +134,10 @@ Napi::Value socket_write(const Napi::CallbackInfo& info) {
   if (!s) return num(env, -EBADF);
   struct iovec v;
   size_t len;
-  if (!view_of(env, info[1], &v.iov_base, &len)) return num(env, -EINVAL);
+  napi_value holder = info[1];
+  if (!view_of(env, holder, &v.iov_base, &len)) return num(env, -EINVAL);
   v.iov_len = len;
-  return num(env, static_cast<double>(sg::sg_write(s, &v, 1, len)));
+  return num(env, static_cast<double>(sg::sg_write(s, &v, &holder, 1)));
 }
 
 // socket_writev(id, chunks: ArrayBufferView[]): bytes pending | -errno
@@ -147,25 +148,14 @@ Napi::Value socket_writev(const Napi::CallbackInfo& info) {
   Napi::Array arr = info[1].As<Napi::Array>();
   uint32_t n = arr.Length();
   std::vector<struct iovec> v(n);
-  size_t total = 0;
+  std::vector<napi_value> holders(n);
   for (uint32_t i = 0; i < n; i++) {
     size_t len;
-    napi_value el;
-    if (napi_get_element(env, arr, i, &el) != napi_ok || !view_of(env, el, &v[i].iov_base, &len)) return num(env, -EINVAL);
+    if (napi_get_element(env, arr, i, &holders[i]) != napi_ok || !view_of(env, holders[i], &v[i].iov_base, &len))
+      return num(env, -EINVAL);
     v[i].iov_len = len;
-    total += len;
   }
-  // Larger batches go in slices: sg_write's direct path takes at most 1,022 vectors.
-  int64_t r = 0;
-  for (uint32_t i = 0; i < n; i += 1000) {
-    uint32_t k = n - i < 1000 ? n - i : 1000;
-    size_t part = 0;
-    for (uint32_t j = 0; j < k; j++) part += v[i + j].iov_len;
-    r = sg::sg_write(s, v.data() + i, static_cast<int>(k), part);
-    if (r < 0) break;
-  }
-  (void)total;
-  return num(env, static_cast<double>(r));
+  return num(env, static_cast<double>(sg::sg_write(s, v.data(), holders.data(), static_cast<int>(n))));
 }
 
 // socket_shutdown(id): 1 done now | 0 after the queue drains (SHUTDOWN record) | -errno
@@ -194,7 +184,7 @@ Napi::Value socket_close(const Napi::CallbackInfo& info) {
 Napi::Value socket_detach(const Napi::CallbackInfo& info) {
   socket* s = get_socket(info);
   if (!s) return num(info.Env(), -EBADF);
-  if (s->wlen != s->woff) return num(info.Env(), -EBUSY);
+  if (sg::sg_pending(s) != 0) return num(info.Env(), -EBUSY);
   return num(info.Env(), sg::sg_detach(s));
 }
 

@@ -106,14 +106,21 @@ static void flush_dirty(loop* lp) {
   if (lp->dirty.empty()) lp->dirty.swap(ids);
 }
 
+static void on_idle(uv_idle_t* h);
+
 // Flush what JS queued, deliver what flushing produced (drain, shutdown, errors), and repeat a bounded number of
-// times for writes made in response; whatever is left goes with the next prepare/check.
+// times for writes made in response. Whatever is left continues in the next loop iteration, and the idle handle
+// makes sure that iteration does not block in poll first (a writer woken by 'drain' would otherwise stall until
+// some unrelated event).
 static void settle(loop* lp) {
   for (int i = 0; i < 4; i++) {
     flush_dirty(lp);
     if (lp->rec_n == 0) break;
     sg_loop_dispatch(lp);
   }
+  if (lp->closing) return;
+  if (!lp->dirty.empty() || lp->rec_n > 0) uv_idle_start(&lp->idle, on_idle);
+  else uv_idle_stop(&lp->idle);
 }
 
 static void on_poll(uv_poll_t* h, int status, int events) {
@@ -145,6 +152,12 @@ static void on_turn(uv_handle_t* h) {
 }
 
 static void on_prepare(uv_prepare_t* h) { on_turn(reinterpret_cast<uv_handle_t*>(h)); }
+static void on_idle(uv_idle_t* h) {
+  loop* lp = from_handle(reinterpret_cast<uv_handle_t*>(h));
+  if (lp->closing) return;
+  sg_loop_dispatch(lp);
+  settle(lp);
+}
 static void on_check(uv_check_t* h) { on_turn(reinterpret_cast<uv_handle_t*>(h)); }
 
 static void on_handle_closed(uv_handle_t* h) {
@@ -176,6 +189,7 @@ static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void* arg) {
   uv_close(reinterpret_cast<uv_handle_t*>(&lp->poll), on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&lp->prepare), on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&lp->check), on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&lp->idle), on_handle_closed);
 }
 
 loop* sg_loop_get(napi_env env) {
@@ -239,7 +253,10 @@ int sg_loop_create(napi_env env, napi_value slab_ab, napi_value rec_ta, napi_val
   lp->prepare.data = lp;
   uv_check_init(uv, &lp->check);
   lp->check.data = lp;
-  lp->open_handles = 3;
+  uv_idle_init(uv, &lp->idle);
+  lp->idle.data = lp;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&lp->idle));
+  lp->open_handles = 4;
   uv_poll_start(&lp->poll, UV_READABLE, on_poll);
   // Only a ref'd socket keeps the process alive, exactly as with net: these handles never do on their own.
   uv_unref(reinterpret_cast<uv_handle_t*>(&lp->poll));

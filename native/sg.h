@@ -145,6 +145,15 @@ enum : uint32_t {
 
 struct loop;
 
+// One piece of a socket's write queue: own bytes copied into wbuf (ptr == nullptr, at wbuf + off), or a large
+// caller buffer held by reference (ref) until the kernel has taken it.
+struct wseg {
+  const char* ptr;
+  uint32_t len;
+  uint32_t off;
+  napi_ref ref;
+};
+
 struct socket {
   int fd;
   uint32_t id;
@@ -154,11 +163,16 @@ struct socket {
   uint32_t hwm;       // write queue high-water mark
   uint64_t* ctr;      // SG_CTR_SLOTS counters
   loop* lp;
-  // Write queue: bytes [woff, wlen) of wbuf are pending. Small writes are copied here and leave together.
-  char* wbuf;
+  // Write queue: segments [shead, stail) of segs, `pend` bytes in all. Small writes are copied into wbuf and
+  // leave together; large ones are held, not copied, and leave in the same sendmsg.
+  wseg* segs;
+  uint32_t scap;
+  uint32_t shead;
+  uint32_t stail;
   uint32_t wcap;
-  uint32_t woff;
   uint32_t wlen;
+  uint32_t pend;
+  char* wbuf;
 };
 
 static_assert(sizeof(socket) <= 128, "native socket must stay small");
@@ -170,8 +184,11 @@ socket* sg_udp_open(loop* lp, uint32_t id, int family, int* err);
 // Adopts an already connected fd (a parked connection) into this loop.
 socket* sg_adopt(loop* lp, uint32_t id, int fd, uint32_t hwm, int* err);
 
-// Queues bytes (copied) or, for large writes, sends at once. Returns bytes still pending (>= 0) or -errno.
-int64_t sg_write(socket* s, const struct iovec* iov, int iovcnt, size_t total);
+// Queues bytes: copied when small, held by reference to holders[i] (the JS buffer) when large. They leave
+// with the loop's flush at the end of the turn. Returns bytes pending (>= 0) or -errno.
+int64_t sg_write(socket* s, const struct iovec* iov, const napi_value* holders, int iovcnt);
+// Bytes queued and not yet taken by the kernel.
+uint32_t sg_pending(const socket* s);
 ssize_t sg_udp_send(socket* s, const void* buf, size_t len, const char* ip, int port, int family);
 // Flushes the queue; safe to call on any socket. Appends ERROR/DRAIN/SHUTDOWN records as needed.
 void sg_flush(socket* s);
@@ -196,6 +213,8 @@ struct loop {
   uv_poll_t poll;
   uv_prepare_t prepare;
   uv_check_t check;
+  // Active only while flushing left work for later: keeps libuv from blocking in poll meanwhile.
+  uv_idle_t idle;
   int open_handles;
   bool closing;
   bool in_dispatch;

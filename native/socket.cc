@@ -10,10 +10,12 @@
 
 namespace sg {
 
-// Writes of at least this size skip the copy: they go to the kernel at once, behind whatever is queued, and
-// only the part the kernel did not take is copied. Smaller writes are copied and leave together at the end of
-// the loop turn, which is what makes many small writes cheap.
-constexpr size_t kDirectWrite = 16 * 1024;
+// Writes of at least this size are not copied: the queue holds a reference to the caller's buffer until the
+// kernel has taken it. Smaller writes are copied. Either way everything queued in one loop turn leaves in one
+// sendmsg: many small writes become one syscall, and large ones leave in large batches (bulk throughput on
+// loopback roughly doubles from 64 KiB to 1 MiB per send).
+constexpr size_t kHoldWrite = 16 * 1024;
+constexpr int kMaxIov = 1024;
 // Bound on bytes read from one socket in one readiness batch, so one busy socket cannot starve the rest
 // (libuv's "prevent loop starvation" in uv__read follows the same idea).
 constexpr size_t kReadBudget = 1024 * 1024;
@@ -22,7 +24,8 @@ constexpr uint32_t kKeepBuffer = 16 * 1024;
 constexpr uint32_t kMinBuffer = 4 * 1024;
 
 static inline uint64_t token_of(const socket* s) { return (static_cast<uint64_t>(s->gen) << 32) | s->id; }
-static inline uint32_t pending(const socket* s) { return s->wlen - s->woff; }
+static inline uint32_t pending(const socket* s) { return s->pend; }
+uint32_t sg_pending(const socket* s) { return s->pend; }
 
 static socket* make_socket(loop* lp, uint32_t id, int fd, uint32_t flags, uint32_t hwm) {
   auto* s = static_cast<socket*>(calloc(1, sizeof(socket)));
@@ -140,35 +143,121 @@ socket* sg_adopt(loop* lp, uint32_t id, int fd, uint32_t hwm, int* err) {
   return s;
 }
 
-static bool reserve(socket* s, uint32_t extra) {
-  uint32_t live = pending(s);
-  if (s->woff > 0 && (live == 0 || s->woff >= s->wcap / 2)) {
-    // Compact instead of growing when the consumed prefix is large.
-    if (live) memmove(s->wbuf, s->wbuf + s->woff, live);
-    s->woff = 0;
-    s->wlen = live;
+static bool push_seg(socket* s, const wseg& g) {
+  if (s->stail == s->scap) {
+    if (s->shead > 0) {
+      // Reuse the consumed prefix before growing.
+      memmove(s->segs, s->segs + s->shead, (s->stail - s->shead) * sizeof(wseg));
+      s->stail -= s->shead;
+      s->shead = 0;
+    } else {
+      uint32_t cap = s->scap ? s->scap * 2 : 8;
+      auto* ns = static_cast<wseg*>(realloc(s->segs, cap * sizeof(wseg)));
+      if (!ns) return false;
+      s->segs = ns;
+      s->scap = cap;
+    }
   }
-  uint64_t need = static_cast<uint64_t>(s->wlen) + extra;
-  if (need <= s->wcap) return true;
-  if (need > UINT32_MAX / 2) return false;
-  uint32_t cap = s->wcap ? s->wcap : kMinBuffer;
-  while (cap < need) cap *= 2;
-  char* nb = static_cast<char*>(realloc(s->wbuf, cap));
-  if (!nb) return false;
-  s->wbuf = nb;
-  s->wcap = cap;
+  s->segs[s->stail++] = g;
   return true;
 }
 
-static void release_if_idle(socket* s) {
-  if (pending(s) == 0) {
-    s->woff = s->wlen = 0;
-    if (s->wcap > kKeepBuffer || !(s->flags & SG_F_DIRTY)) {
-      free(s->wbuf);
-      s->wbuf = nullptr;
-      s->wcap = 0;
+static bool copy_in(socket* s, const char* p, uint32_t n) {
+  if (n == 0) return true;
+  uint64_t need = static_cast<uint64_t>(s->wlen) + n;
+  if (need > UINT32_MAX / 2) return false;
+  if (need > s->wcap) {
+    uint32_t cap = s->wcap ? s->wcap : kMinBuffer;
+    while (cap < need) cap *= 2;
+    // Own segments store offsets, so moving wbuf invalidates nothing.
+    char* nb = static_cast<char*>(realloc(s->wbuf, cap));
+    if (!nb) return false;
+    s->wbuf = nb;
+    s->wcap = cap;
+  }
+  memcpy(s->wbuf + s->wlen, p, n);
+  if (s->stail > s->shead) {
+    wseg& last = s->segs[s->stail - 1];
+    if (last.ptr == nullptr && last.off + last.len == s->wlen) {
+      last.len += n;
+      s->wlen += n;
+      s->pend += n;
+      return true;
     }
   }
+  if (!push_seg(s, wseg{nullptr, n, s->wlen, nullptr})) return false;
+  s->wlen += n;
+  s->pend += n;
+  return true;
+}
+
+static bool hold(socket* s, const char* p, uint32_t n, napi_value holder) {
+  napi_ref ref = nullptr;
+  if (napi_create_reference(s->lp->env, holder, 1, &ref) != napi_ok) return copy_in(s, p, n);
+  if (!push_seg(s, wseg{p, n, 0, ref})) {
+    napi_delete_reference(s->lp->env, ref);
+    return false;
+  }
+  s->pend += n;
+  return true;
+}
+
+static void release_seg(socket* s, wseg& g) {
+  if (g.ref) {
+    napi_delete_reference(s->lp->env, g.ref);
+    g.ref = nullptr;
+  }
+}
+
+// Empties the queue and gives back its memory, so idle sockets hold no buffers.
+static void queue_clear(socket* s) {
+  for (uint32_t i = s->shead; i < s->stail; i++) release_seg(s, s->segs[i]);
+  free(s->segs);
+  free(s->wbuf);
+  s->segs = nullptr;
+  s->wbuf = nullptr;
+  s->scap = s->shead = s->stail = 0;
+  s->wcap = s->wlen = s->pend = 0;
+}
+
+// One sendmsg of the head of the queue. Bytes the kernel took leave the queue. Returns them, or -errno.
+static ssize_t send_head(socket* s, size_t* offered) {
+  struct iovec v[kMaxIov];
+  int n = 0;
+  size_t total = 0;
+  for (uint32_t i = s->shead; i < s->stail && n < kMaxIov; i++) {
+    const wseg& g = s->segs[i];
+    v[n].iov_base = const_cast<char*>(g.ptr ? g.ptr : s->wbuf + g.off);
+    v[n].iov_len = g.len;
+    total += g.len;
+    n++;
+  }
+  *offered = total;
+  if (n == 0) return 0;
+  ssize_t w = sys_writev(s->fd, v, n);
+  if (w <= 0) return w;
+  s->ctr[SG_CTR_BYTES_WRITTEN] += static_cast<uint64_t>(w);
+  s->ctr[SG_CTR_SEND_CALLS]++;
+  size_t left = static_cast<size_t>(w);
+  s->pend -= static_cast<uint32_t>(w);
+  while (left > 0) {
+    wseg& g = s->segs[s->shead];
+    if (left >= g.len) {
+      left -= g.len;
+      release_seg(s, g);
+      s->shead++;
+    } else {
+      if (g.ptr) g.ptr += left;
+      else g.off += static_cast<uint32_t>(left);
+      g.len -= static_cast<uint32_t>(left);
+      left = 0;
+    }
+  }
+  if (s->shead == s->stail) {
+    s->shead = s->stail = 0;
+    s->wlen = 0;
+  }
+  return w;
 }
 
 static void fail(socket* s, int err, int32_t syscall) {
@@ -181,7 +270,7 @@ static void fail(socket* s, int err, int32_t syscall) {
 
 static void after_drain(socket* s) {
   s->ctr[SG_CTR_PENDING] = 0;
-  release_if_idle(s);
+  queue_clear(s);
   if (s->flags & SG_F_WAIT_OUT) {
     s->flags &= ~SG_F_WAIT_OUT;
     sg_update_interest(s);
@@ -198,83 +287,38 @@ static void after_drain(socket* s) {
   }
 }
 
-int64_t sg_write(socket* s, const struct iovec* iov, int iovcnt, size_t total) {
+int64_t sg_write(socket* s, const struct iovec* iov, const napi_value* holders, int iovcnt) {
   if (s->flags & SG_F_FAILED) return -EPIPE;
   if (s->flags & (SG_F_SHUT_PENDING | SG_F_SHUT_DONE)) return -EPIPE;
-  size_t sent = 0;
-  bool ready = (s->flags & SG_F_CONNECTED) && !(s->flags & SG_F_WAIT_OUT);
-  if (ready && total >= kDirectWrite && iovcnt < 1023) {
-    struct iovec v[1024];
-    int n = 0;
-    uint32_t queued = pending(s);
-    if (queued) v[n++] = {s->wbuf + s->woff, queued};
-    for (int i = 0; i < iovcnt; i++) v[n++] = iov[i];
-    ssize_t w = sys_writev(s->fd, v, n);
-    if (w < 0 && w != -EAGAIN) {
-      // Called from JS: the caller gets the error directly, so no record is added.
-      s->flags |= SG_F_FAILED;
-      s->flags &= ~(SG_F_WAIT_OUT | SG_F_WANT_DRAIN);
-      sg_update_interest(s);
-      return w;
-    }
-    if (w > 0) {
-      s->ctr[SG_CTR_BYTES_WRITTEN] += static_cast<uint64_t>(w);
-      s->ctr[SG_CTR_SEND_CALLS]++;
-      size_t from_queue = static_cast<size_t>(w) < queued ? static_cast<size_t>(w) : queued;
-      s->woff += static_cast<uint32_t>(from_queue);
-      sent = static_cast<size_t>(w) - from_queue;
-    }
-  }
-  if (sent < total) {
-    if (!reserve(s, static_cast<uint32_t>(total - sent))) return -ENOBUFS;
-    size_t skip = sent;
-    for (int i = 0; i < iovcnt; i++) {
-      size_t l = iov[i].iov_len;
-      if (skip >= l) {
-        skip -= l;
-        continue;
-      }
-      memcpy(s->wbuf + s->wlen, static_cast<const char*>(iov[i].iov_base) + skip, l - skip);
-      s->wlen += static_cast<uint32_t>(l - skip);
-      skip = 0;
-    }
+  for (int i = 0; i < iovcnt; i++) {
+    size_t l = iov[i].iov_len;
+    if (l > UINT32_MAX / 2 - s->pend) return -ENOBUFS;
+    const char* p = static_cast<const char*>(iov[i].iov_base);
+    bool ok = (holders && l >= kHoldWrite) ? hold(s, p, static_cast<uint32_t>(l), holders[i])
+                                            : copy_in(s, p, static_cast<uint32_t>(l));
+    if (!ok) return -ENOBUFS;
   }
   uint32_t left = pending(s);
   s->ctr[SG_CTR_PENDING] = left;
-  if (left == 0) {
-    release_if_idle(s);
-    return 0;
-  }
-  if (sent > 0 && ready) {
-    // The kernel took part of a direct write: its buffer is full, so wait for writability.
-    s->flags |= SG_F_WAIT_OUT;
-    sg_update_interest(s);
-  } else if ((s->flags & SG_F_CONNECTED) && !(s->flags & (SG_F_WAIT_OUT | SG_F_DIRTY))) {
-    sg_loop_mark_dirty(s->lp, s);
-  }
+  if (left == 0) return 0;
+  if ((s->flags & SG_F_CONNECTED) && !(s->flags & (SG_F_WAIT_OUT | SG_F_DIRTY))) sg_loop_mark_dirty(s->lp, s);
   if (left > s->hwm) s->flags |= SG_F_WANT_DRAIN;
   return left;
 }
 
 void sg_flush(socket* s) {
   if (!(s->flags & SG_F_CONNECTED) || (s->flags & SG_F_FAILED)) return;
+  // Bounded: at most a few batches of kMaxIov segments per turn; the rest waits for writability.
+  for (int round = 0; round < 8 && pending(s) > 0; round++) {
+    size_t offered = 0;
+    ssize_t w = send_head(s, &offered);
+    if (w < 0 && w != -EAGAIN) {
+      fail(s, static_cast<int>(w), SG_SYS_WRITE);
+      return;
+    }
+    if (w < 0 || static_cast<size_t>(w) < offered) break;
+  }
   uint32_t left = pending(s);
-  if (left == 0) {
-    after_drain(s);
-    return;
-  }
-  struct iovec v = {s->wbuf + s->woff, left};
-  ssize_t w = sys_writev(s->fd, &v, 1);
-  if (w < 0 && w != -EAGAIN) {
-    fail(s, static_cast<int>(w), SG_SYS_WRITE);
-    return;
-  }
-  if (w > 0) {
-    s->ctr[SG_CTR_BYTES_WRITTEN] += static_cast<uint64_t>(w);
-    s->ctr[SG_CTR_SEND_CALLS]++;
-    s->woff += static_cast<uint32_t>(w);
-  }
-  left = pending(s);
   s->ctr[SG_CTR_PENDING] = left;
   if (left == 0) {
     after_drain(s);
@@ -441,23 +485,19 @@ void sg_close(socket* s) {
   // Bytes already accepted by write() leave before the descriptor closes: with net they would usually have
   // been written synchronously, so `write(); destroy()` must not lose them here just because we coalesce.
   if ((s->flags & SG_F_CONNECTED) && !(s->flags & SG_F_FAILED) && pending(s) > 0) {
-    struct iovec v = {s->wbuf + s->woff, pending(s)};
-    ssize_t w = sys_writev(s->fd, &v, 1);
-    if (w > 0) {
-      s->ctr[SG_CTR_BYTES_WRITTEN] += static_cast<uint64_t>(w);
-      s->ctr[SG_CTR_SEND_CALLS]++;
-    }
+    size_t offered = 0;
+    send_head(s, &offered);
   }
   sg_loop_unregister(s->lp, s);
   sys_close(s->fd);
-  free(s->wbuf);
+  queue_clear(s);
   free(s);
 }
 
 int sg_detach(socket* s) {
   int fd = s->fd;
   sg_loop_unregister(s->lp, s);
-  free(s->wbuf);
+  queue_clear(s);
   free(s);
   return fd;
 }

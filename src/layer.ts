@@ -25,7 +25,7 @@ import {
   type Verdict,
 } from './policy/index.js';
 import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './quota.js';
-import { RawSocket, RawState, type Candidate, type RawHandlers, type RawObserver } from './raw.js';
+import { DEFAULT_HIGH_WATER_MARK, RawSocket, RawState, type Candidate, type RawHandlers, type RawObserver } from './raw.js';
 import { ReclaimSweeper, validateIdleTimeout, type ReclaimNode } from './reclaim.js';
 import { Socket, normalizeConnectArgs, type SocketConnectOptions } from './socket.js';
 import { kRaw } from './symbols.js';
@@ -51,7 +51,7 @@ export interface SocketLayerOptions {
   secret?: string | Buffer;
   /** Name resolver; its answers are vetted like any other. @default dns.lookup, both families */
   resolver?: Resolver;
-  /** Bytes queued natively per socket before write() returns false. @default 65536 */
+  /** Bytes queued natively per socket before write() returns false. @default 1048576 */
   highWaterMark?: number;
 }
 
@@ -137,7 +137,7 @@ export class SocketLayer {
       options.idleTimeoutMs ?? process.env.SOCKGUARD_IDLE_TIMEOUT_MS,
       options.idleTimeoutMs === undefined && process.env.SOCKGUARD_IDLE_TIMEOUT_MS ? 'SOCKGUARD_IDLE_TIMEOUT_MS' : 'idleTimeoutMs',
     );
-    const hwm = options.highWaterMark ?? 64 * 1024;
+    const hwm = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     if (!Number.isSafeInteger(hwm) || hwm < 1 || hwm > 0x40000000) {
       throw invalidOption('highWaterMark', 'must be an integer between 1 and 2^30');
     }

@@ -40,7 +40,7 @@ export const RawState = { Pending: 0, Connecting: 1, Open: 2, Closed: 3 } as con
 export type RawState = (typeof RawState)[keyof typeof RawState];
 
 /** Default bytes queued natively before write() asks the caller to wait for drain. */
-export const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
+export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
 
 /** Observer the layer installs to see activity and closes (reclaim refresh, ledger); one per layer, shared. */
 export interface RawObserver {
