@@ -233,9 +233,14 @@ export function renderSvg(run) {
       const x0 = x(Math.max(lo, Math.min(1, v)));
       const x1 = x(Math.min(hi, Math.max(1, v)));
       o.push(`<rect x="${x0.toFixed(1)}" y="${y}" width="${Math.max(1, x1 - x0).toFixed(1)}" height="${barH}" fill="${COLORS[a]}"><title>${esc(`${label(a)}: ${v.toFixed(3)}× net`)}</title></rect>`);
-      const tx = v >= 1 ? x1 + 4 : Math.max(x0 - 4, left + 30);
       const shown = v < 0.01 ? v.toPrecision(1) : v.toFixed(2);
-      o.push(`<text x="${tx.toFixed(1)}" y="${y + barH - 1}" font-size="10" text-anchor="${v >= 1 ? 'start' : 'end'}" fill="#333">${shown}×</text>`);
+      if (v < lo) {
+        // Clipped at the axis: label inside the bar, at its clipped end.
+        o.push(`<text x="${(left + 4).toFixed(1)}" y="${y + barH - 1}" font-size="10" fill="#fff">◀ ${shown}×</text>`);
+      } else {
+        const tx = v >= 1 ? x1 + 4 : x0 - 4;
+        o.push(`<text x="${tx.toFixed(1)}" y="${y + barH - 1}" font-size="10" text-anchor="${v >= 1 ? 'start' : 'end'}" fill="#333">${shown}×</text>`);
+      }
     });
   });
   o.push(`<line x1="${x(1).toFixed(1)}" y1="${top - 6}" x2="${x(1).toFixed(1)}" y2="${axisY}" stroke="#000" stroke-width="1.5"/>`);
