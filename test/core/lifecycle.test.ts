@@ -167,3 +167,49 @@ describe('process lifetime', () => {
     }
   });
 });
+
+describe('write pacing', () => {
+  test("a writer driven only by 'drain' keeps going with nothing else to wake the loop", async () => {
+    // The sink lives in another process: no other event in this one can mask a flush that waits for one.
+    const child = spawn(process.execPath, ['-e', "const s=require('net').createServer(c=>c.resume()).listen(0,'127.0.0.1',()=>console.log(s.address().port))"], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      const port = await new Promise<number>((resolve) => child.stdout!.once('data', (d) => resolve(Number(String(d)))));
+      const chunk = Buffer.alloc(65536, 7);
+      const total = 48 * 1024 * 1024;
+      let written = 0;
+      let drains = 0;
+      await new Promise<void>((resolve, reject) => {
+        const pump = () => {
+          while (written < total) {
+            written += chunk.length;
+            if (!raw.write(chunk)) return;
+          }
+          raw.end();
+        };
+        const raw = layer.connectRaw(
+          { host: '127.0.0.1', port, highWaterMark: 256 * 1024 },
+          {
+            onconnect: (err) => (err ? reject(err) : pump()),
+            ondrain: () => {
+              drains++;
+              pump();
+            },
+            onfinish: () => {
+              raw.destroy();
+              resolve();
+            },
+            onclose: (err) => err && reject(err),
+          },
+        );
+      });
+      expect(written).toBe(total);
+      expect(drains).toBeGreaterThan(10);
+    } finally {
+      child.kill();
+    }
+    // A liveness bound, not a speed check: this takes well under a second; a flush that waits for some other
+    // event to wake the loop stalls each of the ~190 drain cycles and cannot finish in time.
+  }, 8_000);
+});
