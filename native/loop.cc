@@ -20,18 +20,86 @@ uint64_t* sg_loop_counters(loop* lp, uint32_t id) {
   return lp->chunks[id / SG_CHUNK] + static_cast<size_t>(id % SG_CHUNK) * SG_CTR_SLOTS;
 }
 
+struct direct_watch {
+  uv_poll_t h;
+  loop* lp;
+  socket* s;
+};
+
+static inline uint64_t token_of(const socket* s) { return (static_cast<uint64_t>(s->gen) << 32) | s->id; }
+
+static void on_direct(uv_poll_t* h, int status, int events);
+static void settle(loop* lp);
+
+static void free_direct(uv_handle_t* h) { delete reinterpret_cast<direct_watch*>(h->data); }
+
+static int direct_start(direct_watch* dw, uint32_t interest) {
+  if (interest == 0) return uv_poll_stop(&dw->h);
+  int ev = 0;
+  if (interest & SG_IN) ev |= UV_READABLE | UV_DISCONNECT;
+  if (interest & SG_OUT) ev |= UV_WRITABLE;
+  return uv_poll_start(&dw->h, ev, on_direct);
+}
+
+// Moves the direct socket into the poll set (a second socket arrived, or the direct one leaves).
+static void demote(loop* lp, bool keep_watching) {
+  socket* s = lp->direct;
+  direct_watch* dw = lp->dw;
+  lp->direct = nullptr;
+  lp->dw = nullptr;
+  uv_poll_stop(&dw->h);
+  uv_close(reinterpret_cast<uv_handle_t*>(&dw->h), free_direct);
+  s->flags &= ~SG_F_DIRECT;
+  if (keep_watching && s->interest != 0 && sg_poll_add(lp->pfd, s->fd, s->interest, token_of(s)) < 0) s->interest = 0;
+}
+
+int sg_loop_watch(loop* lp, socket* s, uint32_t interest) {
+  int r;
+  if (s->flags & SG_F_DIRECT) r = direct_start(lp->dw, interest);
+  else if (s->interest == 0) r = interest ? sg_poll_add(lp->pfd, s->fd, interest, token_of(s)) : 0;
+  else if (interest == 0) r = sg_poll_del(lp->pfd, s->fd, s->interest);
+  else r = sg_poll_mod(lp->pfd, s->fd, s->interest, interest, token_of(s));
+  if (r == 0) s->interest = interest;
+  return r;
+}
+
 int sg_loop_register(loop* lp, socket* s, uint32_t interest) {
   s->gen = ++lp->next_gen;
-  int r = sg_poll_add(lp->pfd, s->fd, interest, (static_cast<uint64_t>(s->gen) << 32) | s->id);
+  s->interest = 0;
+  if (lp->direct) demote(lp, true);
+  int r;
+  if (lp->live == 0 && !lp->closing) {
+    auto* dw = new direct_watch();
+    dw->lp = lp;
+    dw->s = s;
+    dw->h.data = dw;
+    r = uv_poll_init_socket(lp->uv, &dw->h, s->fd);
+    if (r < 0) {
+      delete dw;
+    } else {
+      if (!lp->ref) uv_unref(reinterpret_cast<uv_handle_t*>(&dw->h));
+      lp->direct = s;
+      lp->dw = dw;
+      s->flags |= SG_F_DIRECT;
+      r = sg_loop_watch(lp, s, interest);
+      if (r < 0) demote(lp, false);
+    }
+    if (r < 0) r = sg_loop_watch(lp, s, interest);
+  } else {
+    r = sg_loop_watch(lp, s, interest);
+  }
   if (r < 0) return r;
-  s->interest = interest;
+  lp->live++;
   if (s->id >= lp->socks.size()) lp->socks.resize(static_cast<size_t>(s->id) + 1, nullptr);
   lp->socks[s->id] = s;
   return 0;
 }
 
 void sg_loop_unregister(loop* lp, socket* s) {
-  if (s->interest != UINT32_MAX) sg_poll_del(lp->pfd, s->fd, s->interest);
+  if (s->flags & SG_F_DIRECT) demote(lp, false);
+  else if (s->interest != 0) sg_poll_del(lp->pfd, s->fd, s->interest);
+  s->interest = 0;
+  lp->live--;
   if (s->id < lp->socks.size() && lp->socks[s->id] == s) lp->socks[s->id] = nullptr;
 }
 
@@ -146,6 +214,22 @@ static void on_poll(uv_poll_t* h, int status, int events) {
   settle(lp);
 }
 
+static void on_direct(uv_poll_t* h, int status, int events) {
+  direct_watch* dw = static_cast<direct_watch*>(h->data);
+  loop* lp = dw->lp;
+  if (lp->closing) return;
+  uint32_t f = 0;
+  if (status < 0) f |= SG_ERR | SG_IN;
+  if (events & UV_READABLE) f |= SG_IN;
+  if (events & UV_WRITABLE) f |= SG_OUT;
+  if (events & UV_DISCONNECT) f |= SG_HUP | SG_IN;
+  if (lp->rec_n + SG_REC_MARGIN > SG_REC_CAP || lp->slab_len - lp->slab_used < kSlabMargin) sg_loop_dispatch(lp);
+  // The socket may have been closed (and the watch demoted) by JS during that dispatch.
+  if (lp->dw == dw) sg_on_event(dw->s, f);
+  sg_loop_dispatch(lp);
+  settle(lp);
+}
+
 static void on_turn(uv_handle_t* h) {
   loop* lp = from_handle(h);
   if (!lp->closing) settle(lp);
@@ -203,6 +287,10 @@ void sg_loop_set_ref(loop* lp, bool ref) {
   lp->ref = ref;
   if (ref) uv_ref(reinterpret_cast<uv_handle_t*>(&lp->poll));
   else uv_unref(reinterpret_cast<uv_handle_t*>(&lp->poll));
+  if (lp->dw) {
+    if (ref) uv_ref(reinterpret_cast<uv_handle_t*>(&lp->dw->h));
+    else uv_unref(reinterpret_cast<uv_handle_t*>(&lp->dw->h));
+  }
 }
 
 }  // namespace sg

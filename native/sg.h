@@ -141,6 +141,7 @@ enum : uint32_t {
   SG_F_SHUT_DONE = 1u << 8,
   SG_F_EOF = 1u << 9,
   SG_F_FAILED = 1u << 10,      // an error was reported; no further I/O
+  SG_F_DIRECT = 1u << 11,      // watched by the loop's direct uv_poll_t instead of the poll set
 };
 
 struct loop;
@@ -159,7 +160,7 @@ struct socket {
   uint32_t id;
   uint32_t gen;
   uint32_t flags;
-  uint32_t interest;  // what the poll set currently watches (SG_IN|SG_OUT)
+  uint32_t interest;  // what is currently watched (SG_IN|SG_OUT); 0 = not watched at all
   uint32_t hwm;       // write queue high-water mark
   uint64_t* ctr;      // SG_CTR_SLOTS counters
   loop* lp;
@@ -228,6 +229,12 @@ struct loop {
   uint32_t rec_n;
 
   std::vector<socket*> socks;  // by id
+  uint32_t live;               // sockets registered
+  // While the loop has a single socket, libuv watches that socket's descriptor directly: a wake-up then costs
+  // no second epoll_wait on the poll set (a syscall per round trip is what separates a request/response client
+  // from net). The second socket moves it into the poll set.
+  socket* direct;
+  struct direct_watch* dw;
   std::vector<uint64_t*> chunks;
   std::vector<uint32_t> dirty;  // ids to flush at the end of this turn
   uint32_t next_gen;
@@ -251,6 +258,8 @@ uint64_t* sg_loop_counters(loop* lp, uint32_t id);
 // Inserts s into the table and the poll set.
 int sg_loop_register(loop* lp, socket* s, uint32_t interest);
 void sg_loop_unregister(loop* lp, socket* s);
+// Changes what is watched for s. 0 stops all reporting (a hang-up on an unwatched socket cannot spin the loop).
+int sg_loop_watch(loop* lp, socket* s, uint32_t interest);
 void sg_loop_mark_dirty(loop* lp, socket* s);
 // Appends a record. The loop keeps SG_REC_MARGIN records free before it hands an event to a socket, and never
 // dispatches from inside a socket operation, so a socket is never freed under its own feet.

@@ -23,7 +23,6 @@ constexpr size_t kReadBudget = 1024 * 1024;
 constexpr uint32_t kKeepBuffer = 16 * 1024;
 constexpr uint32_t kMinBuffer = 4 * 1024;
 
-static inline uint64_t token_of(const socket* s) { return (static_cast<uint64_t>(s->gen) << 32) | s->id; }
 static inline uint32_t pending(const socket* s) { return s->pend; }
 uint32_t sg_pending(const socket* s) { return s->pend; }
 
@@ -40,9 +39,6 @@ static socket* make_socket(loop* lp, uint32_t id, int fd, uint32_t flags, uint32
   return s;
 }
 
-// interest value of a socket that is not in the poll set (see the hang-up case in sg_on_event).
-constexpr uint32_t kUnwatched = UINT32_MAX;
-
 void sg_update_interest(socket* s) {
   uint32_t want = 0;
   if (s->flags & SG_F_FAILED) want = 0;
@@ -52,11 +48,7 @@ void sg_update_interest(socket* s) {
     if (s->flags & SG_F_WAIT_OUT) want |= SG_OUT;
   }
   if (want == s->interest) return;
-  if (s->interest == kUnwatched) {
-    if (want != 0 && sg_poll_add(s->lp->pfd, s->fd, want, token_of(s)) == 0) s->interest = want;
-    return;
-  }
-  if (sg_poll_mod(s->lp->pfd, s->fd, s->interest, want, token_of(s)) == 0) s->interest = want;
+  sg_loop_watch(s->lp, s, want);
 }
 
 socket* sg_tcp_connect(loop* lp, uint32_t id, int family, const char* ip, int port, uint32_t hwm, int* err) {
@@ -474,10 +466,7 @@ void sg_on_event(socket* s, uint32_t flags) {
   if ((flags & (SG_HUP | SG_ERR)) && !(s->interest & flags & (SG_IN | SG_OUT))) {
     // epoll reports hang-up and error whatever the interest; a paused or finished socket would spin on it.
     // Leave the set until JS resumes reading (or closes the socket).
-    if (s->interest != kUnwatched) {
-      sg_poll_del(s->lp->pfd, s->fd, s->interest);
-      s->interest = kUnwatched;
-    }
+    if (s->interest != 0) sg_loop_watch(s->lp, s, 0);
   }
 }
 

@@ -213,3 +213,26 @@ describe('write pacing', () => {
     // event to wake the loop stalls each of the ~190 drain cycles and cannot finish in time.
   }, 8_000);
 });
+
+describe('teardown of a lone socket', () => {
+  test('a worker whose only socket is open closes it when the worker is terminated', async () => {
+    const peer = await listen(() => {});
+    try {
+      const before = fdCount();
+      const code = `
+        import { workerData, parentPort } from 'node:worker_threads';
+        const { SocketLayer } = await import(workerData.dist);
+        const layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
+        layer.connect(workerData.port, '127.0.0.1').on('connect', () => parentPort.postMessage('up'));
+      `;
+      const w = new Worker(code, { eval: true, workerData: { dist, port: peer.port } });
+      await once(w, 'message');
+      await until(() => peer.connections.size === 1, 5000, 'accept');
+      await w.terminate();
+      await until(() => peer.connections.size === 0, 5000, 'the connection to close');
+      await until(() => fdCount() <= before, 5000, 'descriptors back to baseline');
+    } finally {
+      await peer.close();
+    }
+  });
+});

@@ -423,3 +423,50 @@ describe('resources', () => {
     await until(() => fdCount() <= baselineFds + 1, 5000, `fd count ${fdCount()} back to ${baselineFds + 1}`);
   });
 });
+
+describe('watch modes', () => {
+  // A lone socket is watched by libuv directly; the second one moves it into the poll set. Both paths must
+  // deliver everything, across every transition.
+  test('sockets keep moving data as the loop goes from one socket to several and back', async () => {
+    const own = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
+    const peer = await echoServer();
+    const roundTrip = async (s: Socket, text: string) => {
+      const got = once<Buffer>(s, 'data');
+      s.write(text);
+      expect(String(await got)).toBe(text);
+    };
+    try {
+      await until(() => layer.size === 0, 5000, 'other sockets of this file to close');
+      const a = own.connect(peer.port, '127.0.0.1');
+      await once(a, 'connect');
+      await roundTrip(a, 'a alone');
+      a.pause();
+      a.resume();
+      await roundTrip(a, 'a after pause');
+      const b = own.connect(peer.port, '127.0.0.1');
+      await once(b, 'connect');
+      await roundTrip(a, 'a with b');
+      await roundTrip(b, 'b with a');
+      b.destroy();
+      await once(b, 'close');
+      await roundTrip(a, 'a after b');
+      const closed = once(a, 'close');
+      a.end();
+      await closed;
+      const c = own.connect(peer.port, '127.0.0.1');
+      await once(c, 'connect');
+      await roundTrip(c, 'c alone again');
+      const data = payload(3_000_000);
+      const chunks: Buffer[] = [];
+      c.removeAllListeners('data');
+      c.on('data', (d: Buffer) => chunks.push(d));
+      const cClosed = once(c, 'close');
+      c.end(data);
+      await cClosed;
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(data));
+    } finally {
+      await own.close();
+      await peer.close();
+    }
+  });
+});
