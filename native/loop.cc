@@ -256,6 +256,8 @@ static void on_handle_closed(uv_handle_t* h) {
   napi_delete_reference(env, lp->resource_ref);
   for (napi_ref r : lp->chunk_refs) napi_delete_reference(env, r);
   napi_async_cleanup_hook_handle hook = lp->cleanup;
+  for (char* b : lp->spare_bufs) free(b);
+  for (wseg* g : lp->spare_segs) free(g);
   delete lp;
   napi_remove_async_cleanup_hook(hook);
 }

@@ -237,6 +237,10 @@ struct loop {
   struct direct_watch* dw;
   std::vector<uint64_t*> chunks;
   std::vector<uint32_t> dirty;  // ids to flush at the end of this turn
+  // Drained write queues hand their small buffers back here, so a busy socket does not malloc/free per turn and
+  // an idle one holds nothing.
+  std::vector<char*> spare_bufs;
+  std::vector<wseg*> spare_segs;
   uint32_t next_gen;
 
   napi_ref slab_ref;

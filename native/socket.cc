@@ -22,6 +22,8 @@ constexpr size_t kReadBudget = 1024 * 1024;
 // Write buffers above this size are released once drained, so idle sockets hold no large buffers.
 constexpr uint32_t kKeepBuffer = 16 * 1024;
 constexpr uint32_t kMinBuffer = 4 * 1024;
+constexpr uint32_t kSpareSegs = 8;
+constexpr size_t kSpareMax = 64;
 
 static inline uint32_t pending(const socket* s) { return s->pend; }
 uint32_t sg_pending(const socket* s) { return s->pend; }
@@ -143,7 +145,14 @@ static bool push_seg(socket* s, const wseg& g) {
       s->stail -= s->shead;
       s->shead = 0;
     } else {
-      uint32_t cap = s->scap ? s->scap * 2 : 8;
+      uint32_t cap = s->scap ? s->scap * 2 : kSpareSegs;
+      if (s->scap == 0 && !s->lp->spare_segs.empty()) {
+        s->segs = s->lp->spare_segs.back();
+        s->lp->spare_segs.pop_back();
+        s->scap = kSpareSegs;
+        s->segs[s->stail++] = g;
+        return true;
+      }
       auto* ns = static_cast<wseg*>(realloc(s->segs, cap * sizeof(wseg)));
       if (!ns) return false;
       s->segs = ns;
@@ -158,6 +167,11 @@ static bool copy_in(socket* s, const char* p, uint32_t n) {
   if (n == 0) return true;
   uint64_t need = static_cast<uint64_t>(s->wlen) + n;
   if (need > UINT32_MAX / 2) return false;
+  if (need > s->wcap && s->wcap == 0 && need <= kMinBuffer && !s->lp->spare_bufs.empty()) {
+    s->wbuf = s->lp->spare_bufs.back();
+    s->lp->spare_bufs.pop_back();
+    s->wcap = kMinBuffer;
+  }
   if (need > s->wcap) {
     uint32_t cap = s->wcap ? s->wcap : kMinBuffer;
     while (cap < need) cap *= 2;
@@ -204,8 +218,11 @@ static void release_seg(socket* s, wseg& g) {
 // Empties the queue and gives back its memory, so idle sockets hold no buffers.
 static void queue_clear(socket* s) {
   for (uint32_t i = s->shead; i < s->stail; i++) release_seg(s, s->segs[i]);
-  free(s->segs);
-  free(s->wbuf);
+  loop* lp = s->lp;
+  if (s->scap == kSpareSegs && lp->spare_segs.size() < kSpareMax && !lp->closing) lp->spare_segs.push_back(s->segs);
+  else free(s->segs);
+  if (s->wcap == kMinBuffer && lp->spare_bufs.size() < kSpareMax && !lp->closing) lp->spare_bufs.push_back(s->wbuf);
+  else free(s->wbuf);
   s->segs = nullptr;
   s->wbuf = nullptr;
   s->scap = s->shead = s->stail = 0;
