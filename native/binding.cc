@@ -23,6 +23,15 @@ inline socket* get_socket(const Napi::CallbackInfo& info, loop** out_lp = nullpt
   return sg::sg_loop_find(lp, info[0].As<Napi::Number>().Uint32Value());
 }
 
+// For operations whose effect depends on what is already queued (writes, shutdown, close, detach): staged
+// writes are older, so they enter the queues first.
+inline socket* get_socket_in_order(const Napi::CallbackInfo& info) {
+  loop* lp = get_loop(info.Env());
+  if (!lp) return nullptr;
+  sg::sg_loop_unstage(lp);
+  return sg::sg_loop_find(lp, info[0].As<Napi::Number>().Uint32Value());
+}
+
 // Bytes of a Buffer / Uint8Array / any ArrayBufferView.
 inline bool view_of(napi_env env, napi_value v, void** data, size_t* len) {
   napi_typedarray_type t;
@@ -36,12 +45,15 @@ inline bool view_of(napi_env env, napi_value v, void** data, size_t* len) {
   return napi_get_dataview_info(env, v, len, data, &ab, &off) == napi_ok;
 }
 
-// loop_init(slab: ArrayBuffer, records: Int32Array, dispatch: (count) => void): 0 | -errno
+// loop_init(slab: ArrayBuffer, records: Int32Array, dispatch: (count) => void, stage: ArrayBuffer,
+//           stageRecords: Int32Array): 0 | -errno
 Napi::Value loop_init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (get_loop(env)) return num(env, 0);
   loop* lp = nullptr;
-  return num(env, sg::sg_loop_create(env, info[0], info[1], info[2], &lp));
+  int r = sg::sg_loop_create(env, info[0], info[1], info[2], &lp);
+  if (r == 0 && info.Length() >= 5) r = sg::sg_loop_set_stage(env, lp, info[3], info[4]);
+  return num(env, r);
 }
 
 // loop_add_chunk(counters: ArrayBuffer): number of chunks | -errno
@@ -130,7 +142,7 @@ Napi::Value udp_send(const Napi::CallbackInfo& info) {
 // socket_write(id, data): bytes pending | -errno
 Napi::Value socket_write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  socket* s = get_socket(info);
+  socket* s = get_socket_in_order(info);
   if (!s) return num(env, -EBADF);
   struct iovec v;
   size_t len;
@@ -143,7 +155,7 @@ Napi::Value socket_write(const Napi::CallbackInfo& info) {
 // socket_writev(id, chunks: ArrayBufferView[]): bytes pending | -errno
 Napi::Value socket_writev(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  socket* s = get_socket(info);
+  socket* s = get_socket_in_order(info);
   if (!s) return num(env, -EBADF);
   Napi::Array arr = info[1].As<Napi::Array>();
   uint32_t n = arr.Length();
@@ -160,7 +172,7 @@ Napi::Value socket_writev(const Napi::CallbackInfo& info) {
 
 // socket_shutdown(id): 1 done now | 0 after the queue drains (SHUTDOWN record) | -errno
 Napi::Value socket_shutdown(const Napi::CallbackInfo& info) {
-  socket* s = get_socket(info);
+  socket* s = get_socket_in_order(info);
   return num(info.Env(), s ? sg::sg_shutdown(s) : -EBADF);
 }
 
@@ -174,7 +186,7 @@ Napi::Value socket_read(const Napi::CallbackInfo& info) {
 
 // socket_close(id): 0 | -EBADF
 Napi::Value socket_close(const Napi::CallbackInfo& info) {
-  socket* s = get_socket(info);
+  socket* s = get_socket_in_order(info);
   if (!s) return num(info.Env(), -EBADF);
   sg::sg_close(s);
   return num(info.Env(), 0);
@@ -182,7 +194,7 @@ Napi::Value socket_close(const Napi::CallbackInfo& info) {
 
 // socket_detach(id): fd | -errno. The socket leaves the loop; its descriptor stays open for the new owner.
 Napi::Value socket_detach(const Napi::CallbackInfo& info) {
-  socket* s = get_socket(info);
+  socket* s = get_socket_in_order(info);
   if (!s) return num(info.Env(), -EBADF);
   if (sg::sg_pending(s) != 0) return num(info.Env(), -EBUSY);
   return num(info.Env(), sg::sg_detach(s));

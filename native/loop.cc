@@ -180,14 +180,35 @@ static void on_idle(uv_idle_t* h);
 // times for writes made in response. Whatever is left continues in the next loop iteration, and the idle handle
 // makes sure that iteration does not block in poll first (a writer woken by 'drain' would otherwise stall until
 // some unrelated event).
+void sg_loop_unstage(loop* lp) {
+  int32_t* h = lp->stage_rec;
+  if (h == nullptr || h[0] == 0) return;
+  uint32_t n = static_cast<uint32_t>(h[0]);
+  if (n > lp->stage_cap) n = lp->stage_cap;
+  for (uint32_t i = 0; i < n; i++) {
+    const int32_t* r = h + SG_STAGE_HDR + 3 * i;
+    uint32_t off = static_cast<uint32_t>(r[1]), len = static_cast<uint32_t>(r[2]);
+    socket* s = sg_loop_find(lp, static_cast<uint32_t>(r[0]));
+    if (!s || off > lp->stage_len || len > lp->stage_len - off) continue;
+    uint64_t& staged = s->ctr[SG_CTR_STAGED];
+    staged = staged >= len ? staged - len : 0;
+    struct iovec v = {lp->stage + off, len};
+    // A socket that failed meanwhile drops them: its error is (or will be) reported on its own.
+    sg_write(s, &v, nullptr, 1);
+  }
+  h[0] = 0;
+  h[1] = 0;
+}
+
 static void settle(loop* lp) {
   for (int i = 0; i < 4; i++) {
+    sg_loop_unstage(lp);
     flush_dirty(lp);
     if (lp->rec_n == 0) break;
     sg_loop_dispatch(lp);
   }
   if (lp->closing) return;
-  if (!lp->dirty.empty() || lp->rec_n > 0) uv_idle_start(&lp->idle, on_idle);
+  if (!lp->dirty.empty() || lp->rec_n > 0 || (lp->stage_rec && lp->stage_rec[0] > 0)) uv_idle_start(&lp->idle, on_idle);
   else uv_idle_stop(&lp->idle);
 }
 
@@ -252,6 +273,8 @@ static void on_handle_closed(uv_handle_t* h) {
   napi_async_destroy(env, lp->async_ctx);
   napi_delete_reference(env, lp->fn_ref);
   napi_delete_reference(env, lp->slab_ref);
+  if (lp->stage_ref) napi_delete_reference(env, lp->stage_ref);
+  if (lp->stage_rec_ref) napi_delete_reference(env, lp->stage_rec_ref);
   napi_delete_reference(env, lp->rec_ref);
   napi_delete_reference(env, lp->resource_ref);
   for (napi_ref r : lp->chunk_refs) napi_delete_reference(env, r);
@@ -357,6 +380,28 @@ int sg_loop_create(napi_env env, napi_value slab_ab, napi_value rec_ta, napi_val
   napi_add_async_cleanup_hook(env, on_env_cleanup, lp, &lp->cleanup);
   napi_set_instance_data(env, lp, nullptr, nullptr);
   *out = lp;
+  return 0;
+}
+
+int sg_loop_set_stage(napi_env env, loop* lp, napi_value stage_ab, napi_value rec_ta) {
+  void* data = nullptr;
+  size_t len = 0;
+  if (napi_get_arraybuffer_info(env, stage_ab, &data, &len) != napi_ok) return -EINVAL;
+  napi_typedarray_type t;
+  size_t n = 0, off = 0;
+  void* rec = nullptr;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, rec_ta, &t, &n, &rec, &ab, &off) != napi_ok || t != napi_int32_array ||
+      n < SG_STAGE_HDR + 3)
+    return -EINVAL;
+  napi_create_reference(env, stage_ab, 1, &lp->stage_ref);
+  napi_create_reference(env, rec_ta, 1, &lp->stage_rec_ref);
+  lp->stage = static_cast<uint8_t*>(data);
+  lp->stage_len = static_cast<uint32_t>(len > UINT32_MAX ? UINT32_MAX : len);
+  lp->stage_rec = static_cast<int32_t*>(rec);
+  lp->stage_cap = static_cast<uint32_t>((n - SG_STAGE_HDR) / 3);
+  lp->stage_rec[0] = 0;
+  lp->stage_rec[1] = 0;
   return 0;
 }
 

@@ -122,9 +122,15 @@ enum : uint32_t {
   SG_CTR_SEND_CALLS = 2,     // write/send syscalls
   SG_CTR_RECV_CALLS = 3,     // read/recv syscalls that returned data
   SG_CTR_PENDING = 4,        // bytes queued natively, not yet accepted by the kernel
+  SG_CTR_STAGED = 5,         // bytes JS staged for this socket that the loop has not taken yet (JS adds)
   SG_CTR_SLOTS = 8,
 };
 constexpr uint32_t SG_CHUNK = 1024;
+
+// Small writes staged by JS without a native call (src/loop.ts `stage`): a shared byte slab and an Int32Array
+// [count, used, then count x (id, offset, length)]. The loop takes them, in order, into the sockets' queues
+// before every flush and before any native operation that depends on queue order.
+constexpr uint32_t SG_STAGE_HDR = 2;
 
 // ---------------------------------------------------------------------------------------------------------
 // sockets (socket.cc)
@@ -236,6 +242,10 @@ struct loop {
   socket* direct;
   struct direct_watch* dw;
   std::vector<uint64_t*> chunks;
+  uint8_t* stage;
+  uint32_t stage_len;
+  int32_t* stage_rec;
+  uint32_t stage_cap;  // records
   std::vector<uint32_t> dirty;  // ids to flush at the end of this turn
   // Drained write queues hand their small buffers back here, so a busy socket does not malloc/free per turn and
   // an idle one holds nothing.
@@ -244,6 +254,8 @@ struct loop {
   uint32_t next_gen;
 
   napi_ref slab_ref;
+  napi_ref stage_ref;
+  napi_ref stage_rec_ref;
   napi_ref rec_ref;
   napi_ref fn_ref;
   std::vector<napi_ref> chunk_refs;
@@ -254,6 +266,10 @@ struct loop {
 // Creates this environment's loop over a JS-owned slab (ArrayBuffer), record buffer (Int32Array of
 // SG_REC_CAP * 4) and dispatch function `fn(count)`. 0 or -errno.
 int sg_loop_create(napi_env env, napi_value slab_ab, napi_value rec_ta, napi_value fn, loop** out);
+// Attaches the JS write-staging buffers (ArrayBuffer, Int32Array). 0 or -errno.
+int sg_loop_set_stage(napi_env env, loop* lp, napi_value stage_ab, napi_value rec_ta);
+// Moves every staged write into its socket's queue (marking it dirty). Cheap when nothing is staged.
+void sg_loop_unstage(loop* lp);
 // Adds a counter chunk (ArrayBuffer of SG_CHUNK * SG_CTR_SLOTS uint64) for the next SG_CHUNK socket ids.
 int sg_loop_add_chunk(napi_env env, loop* lp, napi_value ab);
 loop* sg_loop_get(napi_env env);

@@ -20,6 +20,11 @@ import {
 } from './native.js';
 
 const SLAB_BYTES = 512 * 1024;
+/** Small writes are staged here without a native call; the loop takes them before every flush. */
+const STAGE_BYTES = 256 * 1024;
+const STAGE_RECORDS = 8192;
+/** Writes up to this size are staged; larger ones go to the native queue directly (and may be held, not copied). */
+export const STAGE_MAX = 4096;
 
 /** What a socket implements to receive its records. */
 export interface LoopClient {
@@ -36,6 +41,9 @@ export class Loop {
   readonly nat: NativeBinding;
   readonly slab: Buffer;
   readonly records: Int32Array;
+  /** Staged writes: bytes, and [count, used, (id, offset, length)...] (native/sg.h SG_STAGE_HDR). */
+  readonly stageBytes: Uint8Array;
+  readonly stageRecords: Int32Array;
   readonly chunk: number;
   readonly slots: number;
   /** Counter chunks as Uint32 views (uint64 counters read as two halves: exact, no BigInt). */
@@ -57,7 +65,10 @@ export class Loop {
     const ab = new ArrayBuffer(SLAB_BYTES);
     this.slab = Buffer.from(ab);
     this.records = new Int32Array(layout.recCap * 4);
-    const r = this.nat.loop_init(ab, this.records, (count) => this.dispatch(count));
+    const stage = new ArrayBuffer(STAGE_BYTES);
+    this.stageBytes = new Uint8Array(stage);
+    this.stageRecords = new Int32Array(2 + 3 * STAGE_RECORDS);
+    const r = this.nat.loop_init(ab, this.records, (count) => this.dispatch(count), stage, this.stageRecords);
     if (r < 0) throw new Error(`sockguard loop init failed (${r})`);
   }
 
@@ -80,6 +91,26 @@ export class Loop {
     this.clients[id] = undefined;
     if (this.dispatching) this.freeLater.push(id);
     else this.free.push(id);
+  }
+
+  /**
+   * Stages a small write for socket `id` without crossing into native code. False when the staging buffers are
+   * full: the caller then writes through the native call, which takes everything staged first, so order holds.
+   */
+  stage(id: number, data: Uint8Array): boolean {
+    const rec = this.stageRecords;
+    const n = rec[0]!;
+    const used = rec[1]!;
+    const len = data.byteLength;
+    if (n >= STAGE_RECORDS || used + len > STAGE_BYTES) return false;
+    this.stageBytes.set(data, used);
+    const p = 2 + n * 3;
+    rec[p] = id;
+    rec[p + 1] = used;
+    rec[p + 2] = len;
+    rec[0] = n + 1;
+    rec[1] = used + len;
+    return true;
   }
 
   ref(): void {

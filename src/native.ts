@@ -19,7 +19,13 @@ export interface NativeLayout {
 
 export interface NativeBinding {
   /** Creates this thread's loop over a JS-owned slab, a record buffer and the batch dispatcher. */
-  loop_init(slab: ArrayBuffer, records: Int32Array, dispatch: (count: number) => void): number;
+  loop_init(
+    slab: ArrayBuffer,
+    records: Int32Array,
+    dispatch: (count: number) => void,
+    stage: ArrayBuffer,
+    stageRecords: Int32Array,
+  ): number;
   /** Adds counters for the next `layout().chunk` socket ids; returns the number of chunks. */
   loop_add_chunk(counters: ArrayBuffer): number;
   /** Whether the loop keeps the process alive. */
@@ -68,6 +74,7 @@ export const CTR_BYTES_READ = 2;
 export const CTR_SEND_CALLS = 4;
 export const CTR_RECV_CALLS = 6;
 export const CTR_PENDING = 8;
+export const CTR_STAGED = 10;
 
 let binding: NativeBinding | undefined;
 let loadError: unknown;

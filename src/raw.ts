@@ -9,8 +9,8 @@
  * connecting lives in a side object that is dropped once the connection is up; booleans share one bit field.
  */
 import { statusError, systemError, type SockguardSystemError } from './errors.js';
-import { getLoop, type Loop, type LoopClient } from './loop.js';
-import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_PENDING, CTR_RECV_CALLS, CTR_SEND_CALLS, syscallNames } from './native.js';
+import { STAGE_MAX, getLoop, type Loop, type LoopClient } from './loop.js';
+import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_PENDING, CTR_RECV_CALLS, CTR_SEND_CALLS, CTR_STAGED, syscallNames } from './native.js';
 import { NO_QUOTA, type QuotaMeter } from './quota.js';
 import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from './reclaim.js';
 
@@ -346,7 +346,19 @@ export class RawSocket implements LoopClient {
   write(data: ArrayBufferView): boolean {
     if (this.observer.quota.enabled) this.chargeSend(data.byteLength);
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
-      const r = getLoop().nat.socket_write(this.id, data);
+      const len = data.byteLength;
+      const loop = getLoop();
+      // Small writes are staged in JS: no native call; the loop moves them into the queue before it flushes.
+      if (len <= STAGE_MAX && data instanceof Uint8Array && loop.stage(this.id, data)) {
+        const c = this.ctr!;
+        const i = this.base + CTR_STAGED;
+        c[i] = c[i]! + len;
+        this.observer.activity(this);
+        if (this.read64(CTR_PENDING) + c[i]! <= this.highWaterMark) return true;
+        this.flags |= F_WANT_DRAIN;
+        return false;
+      }
+      const r = loop.nat.socket_write(this.id, data);
       if (r >= 0) {
         this.observer.activity(this);
         if (r <= this.highWaterMark) return true;
@@ -569,7 +581,7 @@ export class RawSocket implements LoopClient {
   /** Bytes accepted by write() but not yet by the kernel. */
   get pendingBytes(): number {
     const queued = this.conn?.queued ?? 0;
-    return this.ctr === undefined ? queued : this.read64(CTR_PENDING) + queued;
+    return this.ctr === undefined ? queued : this.read64(CTR_PENDING) + this.read64(CTR_STAGED) + queued;
   }
 
   get finishedWriting(): boolean {

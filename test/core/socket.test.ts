@@ -89,6 +89,49 @@ describe('data integrity', () => {
   });
 });
 
+describe('write paths', () => {
+  test('small (staged), medium (copied) and large (held) writes interleaved keep their order, also on destroy', async () => {
+    const peer = await echoServer();
+    try {
+      const s = layer.connect({ port: peer.port, host: '127.0.0.1' });
+      await once(s, 'connect');
+      const parts: Buffer[] = [];
+      const sizes = [1, 5000, 100_000, 64, 4096, 4097, 16_384, 3, 300_000, 7];
+      for (let round = 0; round < 30; round++) {
+        for (const size of sizes) {
+          const b = payload(size);
+          parts.push(b);
+          s.write(b);
+        }
+      }
+      const chunks: Buffer[] = [];
+      s.on('data', (d: Buffer) => chunks.push(d));
+      const closed = once(s, 'close');
+      s.end();
+      await closed;
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(...parts));
+      // write() then destroy() at once: what was written still leaves, in order.
+      let got = Buffer.alloc(0);
+      const sink = await listen((c) => c.on('data', (d) => (got = Buffer.concat([got, d]))));
+      try {
+        const t = layer.connect(sink.port, '127.0.0.1');
+        await once(t, 'connect');
+        t.write('first,');
+        t.write(Buffer.alloc(20_000, 0x61));
+        t.write(',last');
+        t.destroy();
+        await until(() => got.length === 20_011, 5000, 'bytes written before destroy');
+        expect(got.subarray(0, 6).toString()).toBe('first,');
+        expect(got.subarray(-5).toString()).toBe(',last');
+      } finally {
+        await sink.close();
+      }
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
 describe('concurrency', () => {
   test('1,000 concurrent sockets each echo their own message', async () => {
     const peer = await echoServer();
