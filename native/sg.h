@@ -123,7 +123,7 @@ enum : uint32_t {
   SG_CTR_RECV_CALLS = 3,     // read/recv syscalls that returned data
   SG_CTR_PENDING = 4,        // bytes queued natively, not yet accepted by the kernel
   SG_CTR_STAGED = 5,         // bytes JS staged for this socket that the loop has not taken yet (JS adds)
-  SG_CTR_SLOTS = 8,
+  SG_CTR_SLOTS = 6,
 };
 constexpr uint32_t SG_CHUNK = 1024;
 

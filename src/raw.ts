@@ -56,6 +56,7 @@ export interface RawObserver {
 
 const noopObserver: RawObserver = { activity() {}, closed() {}, quota: NO_QUOTA };
 const noHandlers: RawHandlers = {};
+const noCandidates: Candidate[] = [];
 
 const F_PAUSED = 1;
 const F_EOF = 2;
@@ -176,7 +177,7 @@ export class RawSocket implements LoopClient {
   }
 
   private pending(): Connecting {
-    return (this.conn ??= { candidates: [], attempt: 0, timer: undefined, lastError: null, queue: null, queued: 0, opts: undefined });
+    return (this.conn ??= { candidates: noCandidates, attempt: 0, timer: undefined, lastError: null, queue: null, queued: 0, opts: undefined });
   }
 
   /** Takes over an already connected descriptor (a parked connection) in this thread's loop. */
