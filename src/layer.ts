@@ -121,6 +121,11 @@ export class SocketLayer {
   #closed = false;
   #closing: Promise<void> | undefined;
   #lookup: ReturnType<typeof createLookup> | undefined;
+  #lastPlan: Plan | undefined;
+  /** Last parse: hosts and ports repeat, and parsing allocates. Targets are never mutated. */
+  #lastHost: unknown;
+  #lastPort: unknown;
+  #lastTarget: Target | undefined;
 
   constructor(options: SocketLayerOptions = {}) {
     if (options === null || typeof options !== 'object') throw invalidOption('options', 'must be an object');
@@ -269,7 +274,15 @@ export class SocketLayer {
       throw invalidOption('family', `must be 0, 4 or 6. Received ${String(family)}`);
     }
     const port = typeof options.port === 'string' && /^\d+$/.test(options.port) ? Number(options.port) : options.port;
-    const target = this.policy.parse(options.host ?? 'localhost', port);
+    const host = options.host ?? 'localhost';
+    let target: Target;
+    if (this.#lastTarget !== undefined && host === this.#lastHost && port === this.#lastPort) target = this.#lastTarget;
+    else {
+      target = this.policy.parse(host, port);
+      this.#lastHost = host;
+      this.#lastPort = port;
+      this.#lastTarget = target;
+    }
     let refused: Error | undefined;
     if (options.localAddress !== undefined && !isAnyAddress(options.localAddress)) {
       refused = systemError('EACCES', { syscall: 'bind', address: String(options.localAddress), port: options.localPort, detail: 'binding to a specific address is not allowed' });
@@ -358,7 +371,13 @@ export class SocketLayer {
   #plan(target: Target, port: number, family: 0 | 4 | 6, resolver: Resolver | undefined): Plan | Promise<Plan> {
     if (target.kind === 'ip') {
       const d = this.policy.evaluate(target.address, target.family, port);
-      if (d.allowed) return { candidates: [{ address: target.address, family: target.family }] };
+      if (d.allowed) {
+        // Plans are never mutated, so the last literal's is reused: a client that keeps reconnecting to one
+        // address allocates nothing here (connect-time garbage is what grows the young generation, i.e. RSS).
+        const last = this.#lastPlan;
+        if (last !== undefined && last.candidates![0]!.address === target.address) return last;
+        return (this.#lastPlan = { candidates: [{ address: target.address, family: target.family }] });
+      }
       return { error: this.#denied(target.address, port, d.rule, d.reason, target.host) };
     }
     const base = resolver ?? this.#resolver;
