@@ -359,16 +359,7 @@ export class RawSocket implements LoopClient {
         this.flags |= F_WANT_DRAIN;
         return false;
       }
-      const r = loop.nat.socket_write(this.id, data);
-      if (r >= 0) {
-        this.observer.activity(this);
-        if (r <= this.highWaterMark) return true;
-        this.flags |= F_WANT_DRAIN;
-        return false;
-      }
-      const err = statusError(r, { syscall: 'write', address: this.remoteAddress, port: this.remotePort });
-      this.destroy(err);
-      throw err;
+      return this.queued(loop.nat.socket_write(this.id, data));
     }
     if (this.state === RawState.Closed || this.flags & F_ENDING) {
       throw systemError('EPIPE', { syscall: 'write', address: this.remoteAddress, port: this.remotePort || undefined });
@@ -391,16 +382,7 @@ export class RawSocket implements LoopClient {
       this.chargeSend(n);
     }
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
-      const r = getLoop().nat.socket_writev(this.id, chunks);
-      if (r >= 0) {
-        this.observer.activity(this);
-        if (r <= this.highWaterMark) return true;
-        this.flags |= F_WANT_DRAIN;
-        return false;
-      }
-      const err = statusError(r, { syscall: 'write', address: this.remoteAddress, port: this.remotePort });
-      this.destroy(err);
-      throw err;
+      return this.queued(getLoop().nat.socket_writev(this.id, chunks));
     }
     // Charged above as one send: the per-chunk writes below must not charge again.
     const observer = this.observer;
@@ -412,6 +394,19 @@ export class RawSocket implements LoopClient {
     } finally {
       this.observer = observer;
     }
+  }
+
+  /** Result of a native write: true while the queue is within the high-water mark; an error destroys and throws. */
+  private queued(r: number): boolean {
+    if (r >= 0) {
+      this.observer.activity(this);
+      if (r <= this.highWaterMark) return true;
+      this.flags |= F_WANT_DRAIN;
+      return false;
+    }
+    const err = statusError(r, { syscall: 'write', address: this.remoteAddress, port: this.remotePort });
+    this.destroy(err);
+    throw err;
   }
 
   private chargeSend(bytes: number): void {

@@ -238,25 +238,20 @@ export class Socket extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, cb: Callback): void {
-    let ok: boolean;
-    try {
-      ok = this[kRaw].write(chunk);
-    } catch (err) {
-      cb(err as Error);
-      return;
-    }
-    const timer = this[kTimer];
-    if (timer !== undefined) timer.refresh();
-    if (ok) cb();
-    else this[kWriteCb] = cb;
+    this.#handOver(chunk, null, cb);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, cb: Callback): void {
     const bufs = new Array<Buffer>(chunks.length);
     for (let i = 0; i < chunks.length; i++) bufs[i] = chunks[i]!.chunk;
+    this.#handOver(null, bufs, cb);
+  }
+
+  /** The stream path into the raw socket: the callback waits for 'drain' when the native queue is full. */
+  #handOver(one: Buffer | null, many: Buffer[] | null, cb: Callback): void {
     let ok: boolean;
     try {
-      ok = this[kRaw].writev(bufs);
+      ok = one !== null ? this[kRaw].write(one) : this[kRaw].writev(many!);
     } catch (err) {
       cb(err as Error);
       return;
