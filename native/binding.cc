@@ -32,6 +32,14 @@ inline socket* get_socket_in_order(const Napi::CallbackInfo& info) {
   return sg::sg_loop_find(lp, info[0].As<Napi::Number>().Uint32Value());
 }
 
+// The loop and the free socket id (argument 0) for an operation that creates a socket: 0 or -errno.
+inline int new_slot(const Napi::CallbackInfo& info, loop** lp, uint32_t* id) {
+  *lp = get_loop(info.Env());
+  if (!*lp) return -EBADF;
+  *id = info[0].As<Napi::Number>().Uint32Value();
+  return sg::sg_loop_find(*lp, *id) ? -EEXIST : 0;
+}
+
 // Bytes of a Buffer / Uint8Array / any ArrayBufferView.
 inline bool view_of(napi_env env, napi_value v, void** data, size_t* len) {
   napi_typedarray_type t;
@@ -74,10 +82,10 @@ Napi::Value loop_ref(const Napi::CallbackInfo& info) {
 // tcp_connect(id, family, ip, port, highWaterMark): 0 | -errno
 Napi::Value tcp_connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  loop* lp = get_loop(env);
-  if (!lp) return num(env, -EBADF);
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
-  if (sg::sg_loop_find(lp, id)) return num(env, -EEXIST);
+  loop* lp;
+  uint32_t id;
+  int r = new_slot(info, &lp, &id);
+  if (r < 0) return num(env, r);
   int family = info[1].As<Napi::Number>().Int32Value();
   std::string ip = info[2].As<Napi::String>().Utf8Value();
   int port = info[3].As<Napi::Number>().Int32Value();
@@ -90,10 +98,10 @@ Napi::Value tcp_connect(const Napi::CallbackInfo& info) {
 // udp_open(id, family): 0 | -errno
 Napi::Value udp_open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  loop* lp = get_loop(env);
-  if (!lp) return num(env, -EBADF);
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
-  if (sg::sg_loop_find(lp, id)) return num(env, -EEXIST);
+  loop* lp;
+  uint32_t id;
+  int r = new_slot(info, &lp, &id);
+  if (r < 0) return num(env, r);
   int err = 0;
   socket* s = sg::sg_udp_open(lp, id, info[1].As<Napi::Number>().Int32Value(), &err);
   return num(env, s ? 0 : err);
@@ -203,10 +211,10 @@ Napi::Value socket_detach(const Napi::CallbackInfo& info) {
 // socket_adopt(id, fd, highWaterMark): 0 | -errno
 Napi::Value socket_adopt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  loop* lp = get_loop(env);
-  if (!lp) return num(env, -EBADF);
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
-  if (sg::sg_loop_find(lp, id)) return num(env, -EEXIST);
+  loop* lp;
+  uint32_t id;
+  int r = new_slot(info, &lp, &id);
+  if (r < 0) return num(env, r);
   int err = 0;
   socket* s = sg::sg_adopt(lp, id, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Uint32Value(), &err);
   return num(env, s ? 0 : err);

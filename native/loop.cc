@@ -322,16 +322,24 @@ void sg_loop_set_ref(loop* lp, bool ref) {
 
 namespace sg {
 
+// An Int32Array's data and element count; false for anything else.
+static bool int32_view(napi_env env, napi_value v, int32_t** data, size_t* count) {
+  napi_typedarray_type t;
+  size_t off = 0;
+  void* p = nullptr;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &t, count, &p, &ab, &off) != napi_ok || t != napi_int32_array) return false;
+  *data = static_cast<int32_t*>(p);
+  return true;
+}
+
 int sg_loop_create(napi_env env, napi_value slab_ab, napi_value rec_ta, napi_value fn, loop** out) {
   void* slab = nullptr;
   size_t slab_len = 0;
   if (napi_get_arraybuffer_info(env, slab_ab, &slab, &slab_len) != napi_ok) return -EINVAL;
-  napi_typedarray_type rt;
-  size_t rec_len = 0, rec_off = 0;
-  void* rec = nullptr;
-  napi_value rec_ab;
-  if (napi_get_typedarray_info(env, rec_ta, &rt, &rec_len, &rec, &rec_ab, &rec_off) != napi_ok) return -EINVAL;
-  if (rt != napi_int32_array || rec_len < SG_REC_CAP * 4 || slab_len < 2 * kSlabMargin) return -EINVAL;
+  int32_t* rec = nullptr;
+  size_t rec_len = 0;
+  if (!int32_view(env, rec_ta, &rec, &rec_len) || rec_len < SG_REC_CAP * 4 || slab_len < 2 * kSlabMargin) return -EINVAL;
 
   uv_loop_t* uv = nullptr;
   if (napi_get_uv_event_loop(env, &uv) != napi_ok || !uv) return -ENOTSUP;
@@ -344,7 +352,7 @@ int sg_loop_create(napi_env env, napi_value slab_ab, napi_value rec_ta, napi_val
   lp->pfd = pfd;
   lp->slab = static_cast<uint8_t*>(slab);
   lp->slab_len = static_cast<uint32_t>(slab_len > UINT32_MAX ? UINT32_MAX : slab_len);
-  lp->rec = static_cast<int32_t*>(rec);
+  lp->rec = rec;
   lp->dirty.reserve(64);
   napi_create_reference(env, slab_ab, 1, &lp->slab_ref);
   napi_create_reference(env, rec_ta, 1, &lp->rec_ref);
@@ -387,18 +395,14 @@ int sg_loop_set_stage(napi_env env, loop* lp, napi_value stage_ab, napi_value re
   void* data = nullptr;
   size_t len = 0;
   if (napi_get_arraybuffer_info(env, stage_ab, &data, &len) != napi_ok) return -EINVAL;
-  napi_typedarray_type t;
-  size_t n = 0, off = 0;
-  void* rec = nullptr;
-  napi_value ab;
-  if (napi_get_typedarray_info(env, rec_ta, &t, &n, &rec, &ab, &off) != napi_ok || t != napi_int32_array ||
-      n < SG_STAGE_HDR + 3)
-    return -EINVAL;
+  int32_t* rec = nullptr;
+  size_t n = 0;
+  if (!int32_view(env, rec_ta, &rec, &n) || n < SG_STAGE_HDR + 3) return -EINVAL;
   napi_create_reference(env, stage_ab, 1, &lp->stage_ref);
   napi_create_reference(env, rec_ta, 1, &lp->stage_rec_ref);
   lp->stage = static_cast<uint8_t*>(data);
   lp->stage_len = static_cast<uint32_t>(len > UINT32_MAX ? UINT32_MAX : len);
-  lp->stage_rec = static_cast<int32_t*>(rec);
+  lp->stage_rec = rec;
   lp->stage_cap = static_cast<uint32_t>((n - SG_STAGE_HDR) / 3);
   lp->stage_rec[0] = 0;
   lp->stage_rec[1] = 0;

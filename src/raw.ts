@@ -283,7 +283,7 @@ export class RawSocket implements LoopClient {
       }
       if (this.flags & F_WANT_DRAIN && r <= this.highWaterMark) {
         this.flags &= ~F_WANT_DRAIN;
-        process.nextTick(emitDrainNT, this);
+        process.nextTick(RawSocket._emit, this, 'drain', null);
       }
     }
     if (this.flags & F_ENDING) this.shutdown();
@@ -361,17 +361,7 @@ export class RawSocket implements LoopClient {
       }
       return this.queued(loop.nat.socket_write(this.id, data));
     }
-    if (this.state === RawState.Closed || this.flags & F_ENDING) {
-      throw systemError('EPIPE', { syscall: 'write', address: this.remoteAddress, port: this.remotePort || undefined });
-    }
-    // Before the connection is up the bytes wait here, so a failed attempt can move on to the next address.
-    const c = this.pending();
-    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    (c.queue ??= []).push(buf);
-    c.queued += buf.length;
-    if (c.queued <= this.highWaterMark) return true;
-    this.flags |= F_WANT_DRAIN;
-    return false;
+    return this.hold(data);
   }
 
   /** Queues several buffers at once (one native call). */
@@ -384,16 +374,26 @@ export class RawSocket implements LoopClient {
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
       return this.queued(getLoop().nat.socket_writev(this.id, chunks));
     }
-    // Charged above as one send: the per-chunk writes below must not charge again.
-    const observer = this.observer;
-    this.observer = { ...observer, quota: NO_QUOTA };
-    try {
-      let ok = true;
-      for (const c of chunks) ok = this.write(c);
-      return ok;
-    } finally {
-      this.observer = observer;
+    let ok = true;
+    for (const c of chunks) ok = this.hold(c);
+    return ok;
+  }
+
+  /**
+   * Before the connection is up, bytes wait in JS, so a failed attempt can move on to the next address with
+   * nothing lost. After end() or destroy() a write is EPIPE: bytes are never dropped silently.
+   */
+  private hold(data: ArrayBufferView): boolean {
+    if (this.state === RawState.Closed || this.flags & F_ENDING) {
+      throw systemError('EPIPE', { syscall: 'write', address: this.remoteAddress, port: this.remotePort || undefined });
     }
+    const c = this.pending();
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    (c.queue ??= []).push(buf);
+    c.queued += buf.length;
+    if (c.queued <= this.highWaterMark) return true;
+    this.flags |= F_WANT_DRAIN;
+    return false;
   }
 
   /** Result of a native write: true while the queue is within the high-water mark; an error destroys and throws. */
@@ -432,7 +432,7 @@ export class RawSocket implements LoopClient {
       this.destroy(statusError(r, { syscall: 'shutdown', address: this.remoteAddress, port: this.remotePort }));
     } else if (r === 1) {
       this.flags |= F_FINISHED;
-      process.nextTick(emitFinishNT, this);
+      process.nextTick(RawSocket._emit, this, 'finish', null);
     }
   }
 
@@ -447,7 +447,7 @@ export class RawSocket implements LoopClient {
     }
     this.dropNative();
     this.observer.closed(this);
-    process.nextTick(emitCloseNT, this, err);
+    process.nextTick(RawSocket._emit, this, 'close', err);
   }
 
   private dropNative(): void {
@@ -485,6 +485,8 @@ export class RawSocket implements LoopClient {
     this.id = -1;
     this.ctr = undefined;
     this.state = RawState.Closed;
+    // The layer folds the counters into its ledger: this object's share of the traffic ends here.
+    this.observer.closed(this);
     return fd;
   }
 
@@ -580,10 +582,6 @@ export class RawSocket implements LoopClient {
     return this.ctr === undefined ? queued : this.read64(CTR_PENDING) + this.read64(CTR_STAGED) + queued;
   }
 
-  get finishedWriting(): boolean {
-    return (this.flags & F_FINISHED) !== 0;
-  }
-
   /** Local or peer address of the live socket, or undefined. */
   name(peer: boolean): { address: string; family: 4 | 6; port: number } | undefined {
     if (this.id < 0) return undefined;
@@ -610,7 +608,7 @@ export class RawSocket implements LoopClient {
       this.conn = null;
     }
     this.observer.closed(this);
-    process.nextTick(emitConnectFailureNT, this, err);
+    process.nextTick(RawSocket._emit, this, 'fail', err);
   }
 
   /** @internal */
@@ -630,7 +628,7 @@ export class RawSocket implements LoopClient {
     );
   }
 
-  /** @internal deferred event delivery */
+  /** @internal deferred event delivery (the argument order of process.nextTick) */
   static _emit(raw: RawSocket, what: 'close' | 'fail' | 'drain' | 'finish', err: Error | null): void {
     switch (what) {
       case 'close':
@@ -656,22 +654,6 @@ function onConnectTimeout(raw: RawSocket): void {
 
 function failPending(raw: RawSocket): void {
   raw._failPending();
-}
-
-function emitConnectFailureNT(raw: RawSocket, err: Error): void {
-  RawSocket._emit(raw, 'fail', err);
-}
-
-function emitCloseNT(raw: RawSocket, err: Error | null): void {
-  RawSocket._emit(raw, 'close', err);
-}
-
-function emitDrainNT(raw: RawSocket): void {
-  RawSocket._emit(raw, 'drain', null);
-}
-
-function emitFinishNT(raw: RawSocket): void {
-  RawSocket._emit(raw, 'finish', null);
 }
 
 export type { SockguardSystemError };

@@ -2,7 +2,7 @@
  * Socket: a net.Socket-compatible Duplex over a RawSocket. Everything that makes it fast happens below it
  * (native write coalescing, batched reads); this file only speaks the stream protocol and net's surface.
  */
-import { Duplex, type DuplexOptions } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { codedError, codes, statusError, systemError } from './errors.js';
 import { getsockopt, setsockopt, type SockoptHooks } from './sockopts.js';
 import { RAW_F_FAST_DRAIN, RawSocket, RawState } from './raw.js';

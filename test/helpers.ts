@@ -5,8 +5,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import type { Socket } from '../src/socket.js';
+import { constants as C } from '../src/sockopts.js';
 
 export interface Peer {
   port: number;
@@ -142,4 +144,41 @@ sys.stdin.read()
       child.kill();
     },
   };
+}
+
+/**
+ * App Engine's eight supported options as SPEC.md §3 lists them: [level, name, get → number, bytes in hex].
+ * Written out here, not taken from src/, so a wrong table in the implementation fails the tests.
+ */
+export const SOCKOPT_MOCKS: ReadonlyArray<[number, number, number, string]> = [
+  [C.SOL_SOCKET, C.SO_KEEPALIVE, 0, '00000000'],
+  [C.SOL_SOCKET, C.SO_DEBUG, 128, '80000000'],
+  [C.SOL_TCP, C.TCP_NODELAY, 0, '00000000'],
+  [C.SOL_SOCKET, C.SO_LINGER, 0, '0000000000000000'],
+  [C.SOL_SOCKET, C.SO_OOBINLINE, 0, '00000000'],
+  [C.SOL_SOCKET, C.SO_SNDBUF, 2097152, '00002000'],
+  [C.SOL_SOCKET, C.SO_RCVBUF, 2097152, '00002000'],
+  [C.SOL_SOCKET, C.SO_REUSEADDR, 1, '01000000'],
+];
+
+/** The built package (npm run build:ts), for tests that need a fresh process or a worker thread. */
+export const distPath = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+
+/**
+ * Runs an ES module script in a fresh Node process with SG_DIST (the built package) and SG_PORT set, under the
+ * development policy; resolves with its exit code and run time. Killed after 10 s.
+ */
+export function runChild(script: string, port: number): Promise<{ code: number | null; ms: number }> {
+  const started = Date.now();
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, SG_DIST: distPath, SG_PORT: String(port), SOCKGUARD_POLICY: 'development' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const killer = setTimeout(() => child.kill(), 10_000);
+  return new Promise((resolve) => {
+    child.on('exit', (code) => {
+      clearTimeout(killer);
+      resolve({ code, ms: Date.now() - started });
+    });
+  });
 }

@@ -513,3 +513,40 @@ describe('watch modes', () => {
     }
   });
 });
+
+describe('detach and adopt', () => {
+  // The core's shape for descriptor hand-off: a live connection leaves the loop without closing and is taken
+  // over by another socket object, with nothing lost in between.
+  test('a detached connection keeps its peer and carries on in the socket that adopts it', async () => {
+    const peer = await echoServer();
+    const { RawSocket } = await import('../../src/raw.js');
+    try {
+      const got: string[] = [];
+      const first = layer.connectRaw({ host: '127.0.0.1', port: peer.port }, {
+        ondata: (b, o, l) => got.push(b.toString('utf8', o, o + l)),
+      });
+      await until(() => first.wasOpen, 5000, 'connect');
+      first.write(Buffer.from('before'));
+      await until(() => got.join('') === 'before', 5000, 'first echo');
+      const sent = first.bytesWritten;
+      const tracked = layer.size;
+      const fd = first.detachFd();
+      expect(fd).toBeGreaterThan(2);
+      // Closed locally, counters kept and handed to the ledger, the connection itself untouched.
+      expect(first.bytesWritten).toBe(sent);
+      expect(layer.size).toBe(tracked - 1);
+      expect(() => first.write(Buffer.from('x'))).toThrow(expect.objectContaining({ code: 'EPIPE' }));
+      let onClose!: () => void;
+      const closed = new Promise<void>((resolve) => (onClose = resolve));
+      const second = new RawSocket({ ondata: (b, o, l) => got.push(b.toString('utf8', o, o + l)), onclose: () => onClose() });
+      expect(second.adopt(fd, { address: '127.0.0.1', family: 4, port: peer.port })).toBe(0);
+      second.write(Buffer.from('-after'));
+      await until(() => got.join('') === 'before-after', 5000, 'echo through the adopted socket');
+      expect(peer.connections.size).toBe(1);
+      second.destroy();
+      await closed;
+    } finally {
+      await peer.close();
+    }
+  });
+});

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { SocketLayer, constants as C, type Socket } from '../../src/index.js';
-import { echoServer, errorOf, listen, once, payload, until, type Peer } from '../helpers.js';
+import { SOCKOPT_MOCKS, echoServer, errorOf, listen, once, payload, until, type Peer } from '../helpers.js';
 
 const opened: Array<SocketLayer | Peer> = [];
 afterEach(async () => {
@@ -27,16 +27,7 @@ async function connected(layer: SocketLayer, port: number): Promise<Socket> {
 }
 
 describe('socket options (emulate mode)', () => {
-  const supported: Array<[number, number, number, string]> = [
-    [C.SOL_SOCKET, C.SO_KEEPALIVE, 0, '00000000'],
-    [C.SOL_SOCKET, C.SO_DEBUG, 128, '80000000'],
-    [C.SOL_TCP, C.TCP_NODELAY, 0, '00000000'],
-    [C.SOL_SOCKET, C.SO_LINGER, 0, '0000000000000000'],
-    [C.SOL_SOCKET, C.SO_OOBINLINE, 0, '00000000'],
-    [C.SOL_SOCKET, C.SO_SNDBUF, 2097152, '00002000'],
-    [C.SOL_SOCKET, C.SO_RCVBUF, 2097152, '00002000'],
-    [C.SOL_SOCKET, C.SO_REUSEADDR, 1, '01000000'],
-  ];
+  const supported = SOCKOPT_MOCKS;
 
   test('the eight supported options answer App Engine mock values and bytes; sets are ignored', async () => {
     const peer = await peerOf(echoServer());

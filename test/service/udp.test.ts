@@ -1,14 +1,12 @@
 import { afterEach, describe, expect, test } from 'vitest';
-import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { SocketLayer, constants as C, type Resolver } from '../../src/index.js';
 import { getLoop } from '../../src/loop.js';
 import type { RemoteInfo, UdpSocket } from '../../src/udp.js';
-import { fdCount, payload, until } from '../helpers.js';
+import { SOCKOPT_MOCKS, distPath, fdCount, payload, runChild, until } from '../helpers.js';
 
 // Every packet in this file goes to loopback only.
 
@@ -451,16 +449,7 @@ describe('bind and connect rules', () => {
 describe('socket options', () => {
   test('emulate mode: the eight mock values and bytes, sets ignored, EACCES otherwise, SO_ERROR real', async () => {
     const s = track(layerOf().createSocket('udp4'));
-    const table: Array<[number, number, number, string]> = [
-      [C.SOL_SOCKET, C.SO_KEEPALIVE, 0, '00000000'],
-      [C.SOL_SOCKET, C.SO_DEBUG, 128, '80000000'],
-      [C.SOL_TCP, C.TCP_NODELAY, 0, '00000000'],
-      [C.SOL_SOCKET, C.SO_LINGER, 0, '0000000000000000'],
-      [C.SOL_SOCKET, C.SO_OOBINLINE, 0, '00000000'],
-      [C.SOL_SOCKET, C.SO_SNDBUF, 2097152, '00002000'],
-      [C.SOL_SOCKET, C.SO_RCVBUF, 2097152, '00002000'],
-      [C.SOL_SOCKET, C.SO_REUSEADDR, 1, '01000000'],
-    ];
+    const table = SOCKOPT_MOCKS;
     // Before and after the socket exists natively: the emulation does not need it.
     for (const bound of [false, true]) {
       if (bound) await new Promise<void>((resolve) => s.bind(() => resolve()));
@@ -579,24 +568,8 @@ describe('close and lifetime', () => {
     expect(fdCount()).toBe(before);
   });
 
-  const dist = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
-  function runChild(script: string, port: number): Promise<{ code: number | null; ms: number }> {
-    const started = Date.now();
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      env: { ...process.env, SG_DIST: dist, SG_PORT: String(port), SOCKGUARD_POLICY: 'development' },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    const killer = setTimeout(() => child.kill(), 10_000);
-    return new Promise((resolve) => {
-      child.on('exit', (code) => {
-        clearTimeout(killer);
-        resolve({ code, ms: Date.now() - started });
-      });
-    });
-  }
-
   // Runs against the built package (npm run build:ts), like the other process-lifetime tests.
-  test.runIf(existsSync(dist))("an unref()ed UDP socket lets the process exit; a ref()ed one keeps it alive", async () => {
+  test.runIf(existsSync(distPath))("an unref()ed UDP socket lets the process exit; a ref()ed one keeps it alive", async () => {
     const peer = await udpPeer('udp4');
     const unrefd = await runChild(
       `const { SocketLayer } = await import(process.env.SG_DIST);

@@ -4,7 +4,6 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   DEFAULT_IDLE_TIMEOUT_MS,
   initReclaimEntry,
-  kReclaimEpoch,
   ReclaimSweeper,
   validateIdleTimeout,
   type ReclaimEntry,
