@@ -2,15 +2,15 @@
  * sockguard: policy-enforced, metered, outbound-only sockets for Node.js on a native epoll/kqueue core.
  */
 import { SocketLayer } from './layer.js';
-import { Socket, defaultLayerHook, type SocketConnectOptions } from './socket.js';
+import { Socket, defaultLayerHook, type SocketConnectOptions } from './tcp/socket.js';
 
 export { SocketLayer, type SocketLayerOptions, type RawConnectOptions } from './layer.js';
-export { Socket, type SocketConnectOptions, type SocketOptions } from './socket.js';
-export { RawSocket, type RawHandlers } from './raw.js';
-export { UdpSocket, type UdpSocketOptions, type RemoteInfo, type UdpBindOptions, type SendCallback } from './udp.js';
-export { constants } from './sockopts.js';
+export { Socket, type SocketConnectOptions, type SocketOptions } from './tcp/socket.js';
+export { RawSocket, type RawHandlers } from './tcp/raw.js';
+export { UdpSocket, type UdpSocketOptions, type RemoteInfo, type UdpBindOptions, type SendCallback } from './udp/socket.js';
+export { constants } from './service/sockopts.js';
 export { codes } from './errors.js';
-export type { Usage } from './ledger.js';
+export type { Usage } from './service/ledger.js';
 export type { Verdict, Policy, Resolver } from './policy/index.js';
 
 let defaultLayer: SocketLayer | undefined;

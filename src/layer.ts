@@ -9,7 +9,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { isIP } from 'node:net';
 import { codedError, codes, deniedError, invalidOption, systemError } from './errors.js';
-import { Ledger, type MeteredSocket, type Usage } from './ledger.js';
+import { Ledger, type MeteredSocket, type Usage } from './service/ledger.js';
 import {
   createLookup,
   loadPolicy,
@@ -24,12 +24,12 @@ import {
   type Target,
   type Verdict,
 } from './policy/index.js';
-import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './quota.js';
-import { DEFAULT_HIGH_WATER_MARK, RawSocket, RawState, type Candidate, type RawHandlers, type RawObserver } from './raw.js';
-import { ReclaimSweeper, validateIdleTimeout, type ReclaimNode } from './reclaim.js';
-import { Socket, normalizeConnectArgs, type SocketConnectOptions } from './socket.js';
-import { kRaw } from './symbols.js';
-import { UdpSocket, type UdpSocketOptions } from './udp.js';
+import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './service/quota.js';
+import { DEFAULT_HIGH_WATER_MARK, RawSocket, RawState, type Candidate, type RawHandlers, type RawObserver } from './tcp/raw.js';
+import { ReclaimSweeper, validateIdleTimeout, type ReclaimNode } from './service/reclaim.js';
+import { Socket, normalizeConnectArgs, type SocketConnectOptions } from './tcp/socket.js';
+import { kRaw } from './tcp/symbols.js';
+import { UdpSocket, type UdpSocketOptions } from './udp/socket.js';
 
 export interface SocketLayerOptions {
   /** The application this layer meters and binds descriptors to. @default env SOCKGUARD_APP_ID, else 'default' */

@@ -7,8 +7,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
-import type { Socket } from '../src/socket.js';
-import { constants as C } from '../src/sockopts.js';
+import type { Socket } from '../src/tcp/socket.js';
+import { constants as C } from '../src/service/sockopts.js';
 
 export interface Peer {
   port: number;

@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { env, report, runTasks } from './harness.mjs';
 
 const N = 100_000;
-const mod = fileURLToPath(new URL('../../dist/reclaim.js', import.meta.url));
+const mod = fileURLToPath(new URL('../../dist/service/reclaim.js', import.meta.url));
 if (!existsSync(mod)) {
   report([]);
   process.exit(0);

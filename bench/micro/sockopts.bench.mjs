@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { report, runTasks } from './harness.mjs';
 
-const mod = fileURLToPath(new URL('../../dist/sockopts.js', import.meta.url));
+const mod = fileURLToPath(new URL('../../dist/service/sockopts.js', import.meta.url));
 if (!existsSync(mod)) {
   report([]);
   process.exit(0);

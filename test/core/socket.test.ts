@@ -519,7 +519,7 @@ describe('detach and adopt', () => {
   // over by another socket object, with nothing lost in between.
   test('a detached connection keeps its peer and carries on in the socket that adopts it', async () => {
     const peer = await echoServer();
-    const { RawSocket } = await import('../../src/raw.js');
+    const { RawSocket } = await import('../../src/tcp/raw.js');
     try {
       const got: string[] = [];
       const first = layer.connectRaw({ host: '127.0.0.1', port: peer.port }, {

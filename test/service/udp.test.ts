@@ -4,8 +4,8 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { SocketLayer, constants as C, type Resolver } from '../../src/index.js';
-import { getLoop } from '../../src/loop.js';
-import type { RemoteInfo, UdpSocket } from '../../src/udp.js';
+import { getLoop } from '../../src/core/loop.js';
+import type { RemoteInfo, UdpSocket } from '../../src/udp/socket.js';
 import { SOCKOPT_MOCKS, distPath, fdCount, payload, runChild, until } from '../helpers.js';
 
 // Every packet in this file goes to loopback only.

@@ -1,6 +1,6 @@
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Ledger, type MeteredSocket } from '../../src/ledger.js';
+import { Ledger, type MeteredSocket } from '../../src/service/ledger.js';
 
 class FakeSocket implements MeteredSocket {
   bytesWritten = 0;

@@ -8,7 +8,7 @@ import {
   validateQuotas,
   type QuotaMeter,
   type QuotaResource,
-} from '../../src/quota.js';
+} from '../../src/service/quota.js';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;

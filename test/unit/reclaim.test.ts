@@ -8,7 +8,7 @@ import {
   validateIdleTimeout,
   type ReclaimEntry,
   type ReclaimOptions,
-} from '../../src/reclaim.js';
+} from '../../src/service/reclaim.js';
 
 type Entry = ReclaimEntry & { id: number };
 

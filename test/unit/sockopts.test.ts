@@ -6,7 +6,7 @@ import {
   setsockopt,
   validateSockoptMode,
   type SockoptHooks,
-} from '../../src/sockopts.js';
+} from '../../src/service/sockopts.js';
 
 interface FakeSocket {
   pendingError: number;

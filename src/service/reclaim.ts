@@ -29,7 +29,7 @@
  * socket.
  */
 import { performance } from 'node:perf_hooks';
-import { invalidOption } from './errors.js';
+import { invalidOption } from '../errors.js';
 
 export const kReclaimPrev: unique symbol = Symbol('sockguard.reclaim.prev');
 export const kReclaimNext: unique symbol = Symbol('sockguard.reclaim.next');

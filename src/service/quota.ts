@@ -19,7 +19,7 @@
  * When no quotas are configured, {@link createQuotaMeter} returns a shared null meter whose methods do nothing,
  * so the socket hot path pays one monomorphic call.
  */
-import { invalidOption, overQuota, type OverQuotaError } from './errors.js';
+import { invalidOption, overQuota, type OverQuotaError } from '../errors.js';
 
 export const QUOTA_RESOURCES = ['creates', 'connects', 'binds', 'sends', 'receives', 'bytesSent', 'bytesReceived'] as const;
 

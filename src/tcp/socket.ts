@@ -3,10 +3,10 @@
  * (native write coalescing, batched reads); this file only speaks the stream protocol and net's surface.
  */
 import { Duplex } from 'node:stream';
-import { codedError, codes, statusError, systemError } from './errors.js';
-import { getsockopt, setsockopt, type SockoptHooks } from './sockopts.js';
+import { codedError, codes, statusError, systemError } from '../errors.js';
+import { getsockopt, setsockopt, type SockoptHooks } from '../service/sockopts.js';
 import { RAW_F_FAST_DRAIN, RawSocket, RawState } from './raw.js';
-import type { SocketLayer } from './layer.js';
+import type { SocketLayer } from '../layer.js';
 import { kRaw } from './symbols.js';
 
 /** Options of `connect()`, as net.connect takes them, plus sockguard's. */

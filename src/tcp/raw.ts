@@ -8,11 +8,11 @@
  * Memory: an idle connected raw socket is one object of 17 fields. Everything that only matters while
  * connecting lives in a side object that is dropped once the connection is up; booleans share one bit field.
  */
-import { statusError, systemError, type SockguardSystemError } from './errors.js';
-import { STAGE_MAX, getLoop, type Loop, type LoopClient } from './loop.js';
-import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_PENDING, CTR_RECV_CALLS, CTR_SEND_CALLS, CTR_STAGED, syscallNames } from './native.js';
-import { NO_QUOTA, type QuotaMeter } from './quota.js';
-import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from './reclaim.js';
+import { statusError, systemError, type SockguardSystemError } from '../errors.js';
+import { STAGE_MAX, getLoop, type Loop, type LoopClient } from '../core/loop.js';
+import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_PENDING, CTR_RECV_CALLS, CTR_SEND_CALLS, CTR_STAGED, syscallNames } from '../core/native.js';
+import { NO_QUOTA, type QuotaMeter } from '../service/quota.js';
+import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from '../service/reclaim.js';
 
 /** Callbacks of a raw socket. `this` is the handlers object. */
 export interface RawHandlers {

@@ -6,7 +6,7 @@
  * not decide.
  */
 import { createRequire } from 'node:module';
-import { codes, codedError } from './errors.js';
+import { codes, codedError } from '../errors.js';
 
 export interface NativeLayout {
   recCap: number;
@@ -86,7 +86,7 @@ export function native(): NativeBinding {
   const require = createRequire(import.meta.url);
   const candidates = process.env.SOCKGUARD_NATIVE
     ? [process.env.SOCKGUARD_NATIVE]
-    : ['../build/Release/sockguard.node', '../build/Debug/sockguard.node'];
+    : ['../../build/Release/sockguard.node', '../../build/Debug/sockguard.node'];
   for (const path of candidates) {
     try {
       binding = require(path) as NativeBinding;

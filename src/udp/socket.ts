@@ -19,14 +19,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { constants as osConstants, endianness } from 'node:os';
-import { codedError, statusError, systemError } from './errors.js';
-import type { LayerEntry, LayerPort } from './layer.js';
-import { getLoop, type Loop, type LoopClient } from './loop.js';
-import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_RECV_CALLS, CTR_SEND_CALLS } from './native.js';
-import { formatV4, formatV6 } from './policy/literal.js';
-import type { Candidate } from './raw.js';
-import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from './reclaim.js';
-import { constants as C, getsockopt, setsockopt, type SockoptHooks, type SockoptValue } from './sockopts.js';
+import { codedError, statusError, systemError } from '../errors.js';
+import type { LayerEntry, LayerPort } from '../layer.js';
+import { getLoop, type Loop, type LoopClient } from '../core/loop.js';
+import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_RECV_CALLS, CTR_SEND_CALLS } from '../core/native.js';
+import { formatV4, formatV6 } from '../policy/literal.js';
+import type { Candidate } from '../tcp/raw.js';
+import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from '../service/reclaim.js';
+import { constants as C, getsockopt, setsockopt, type SockoptHooks, type SockoptValue } from '../service/sockopts.js';
 
 /** `layer.createSocket()` options (a subset of dgram's). */
 export interface UdpSocketOptions {
