@@ -47,6 +47,12 @@ export interface SocketLayerOptions {
   sockopts?: 'emulate' | 'native';
   /** 'app-engine' or per-minute / per-day limits. @default undefined (no quotas) */
   quotas?: QuotasOption;
+  /**
+   * Wall-clock milliseconds since the UTC epoch that the quota windows read (they align to whole UTC minutes
+   * and days). Inject a fake clock to test quota windows without waiting for real minutes. Idle reclaim does
+   * not use it: it runs on a monotonic clock. @default Date.now
+   */
+  clock?: () => number;
   /** Key for descriptor tokens. @default env SOCKGUARD_SECRET, else random per process */
   secret?: string | Buffer;
   /** Name resolver; its answers are vetted like any other. @default dns.lookup, both families */
@@ -151,7 +157,8 @@ export class SocketLayer {
       throw invalidOption('resolver', 'must be a function (name) => Promise<Array<{ address, family }>>');
     }
     this.#resolver = options.resolver ?? systemResolver;
-    this.quota = createQuotaMeter(options.quotas);
+    if (options.clock !== undefined && typeof options.clock !== 'function') throw invalidOption('clock', 'must be a function () => number');
+    this.quota = createQuotaMeter(options.quotas, { clock: options.clock });
     this.secret = options.secret ?? process.env.SOCKGUARD_SECRET ?? undefined;
     this.ledger = new Ledger(appId, () => this.#open);
     this.sweeper = new ReclaimSweeper<LayerEntry>({
