@@ -120,3 +120,28 @@ export function overQuota(resource: string, window: 'minute' | 'day', limit: num
   err.limit = limit;
   return err;
 }
+
+/**
+ * A short description of any value for an error message. Never throws and never recurses: `String(value)`
+ * fails on null-prototype objects and symbols-as-objects, runs user `toString`/getters that may throw, and
+ * overflows the stack on deeply nested arrays, so a validation error would become an uncoded crash.
+ */
+export function describeValue(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
+    case 'number':
+    case 'boolean':
+    case 'undefined':
+      return String(value);
+    case 'bigint':
+      return `${value}n`;
+    case 'symbol':
+      return 'a symbol';
+    case 'function':
+      return 'a function';
+    default:
+      if (value === null) return 'null';
+      return Array.isArray(value) ? 'an array' : 'an object';
+  }
+}

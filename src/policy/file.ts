@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { codedError, codes } from '../errors.js';
+import { codedError, codes, describeValue } from '../errors.js';
 import { SPECIAL_V4, SPECIAL_V6, googlePrefixes, providerPrefixesOf } from './defaults.js';
 import { type PolicyConfig, defaultConfig } from './engine.js';
 import { childPath, JsonSyntaxError, lineColumn, parseJson } from './json.js';
@@ -64,7 +64,9 @@ function parentOf(p: string): string | undefined {
 function kindOf(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
+  if (typeof v === 'object') return 'an object';
+  // JSON.stringify throws on bigints and answers undefined for symbols and functions.
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? `${typeof v} ${JSON.stringify(v)}` : `${typeof v} ${describeValue(v)}`;
 }
 
 const TOP_KEYS = ['$schema', 'comment', 'version', 'mode', 'replace', 'deny', 'allow', 'deniedPorts', 'providers', 'exceptions'] as const;

@@ -39,6 +39,12 @@ export function childPath(parent: string, key: string | number): string {
   return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`;
 }
 
+/**
+ * Deepest nesting of arrays and objects accepted. A policy document needs five levels; the parser recurses
+ * once per level, so without a bound a file of a few hundred thousand brackets overflows the stack.
+ */
+export const MAX_DEPTH = 64;
+
 const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 
 /** Parses `text`; throws {@link JsonSyntaxError} with the offset of the first fault. */
@@ -93,10 +99,11 @@ export function parseJson(text: string): Located {
     return fail('unterminated string');
   };
 
-  const value = (path: string): unknown => {
+  const value = (path: string, depth: number): unknown => {
     ws();
     positions.set(path, i);
     const c = text[i];
+    if ((c === '{' || c === '[') && depth >= MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`);
     if (c === '{') {
       i++;
       const obj: Record<string, unknown> = {};
@@ -116,7 +123,7 @@ export function parseJson(text: string): Located {
         ws();
         if (text[i] !== ':') unexpected("':'");
         i++;
-        const v = value(childPath(path, key));
+        const v = value(childPath(path, key), depth + 1);
         // defineProperty, so a "__proto__" key stays an ordinary property.
         Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
         ws();
@@ -140,7 +147,7 @@ export function parseJson(text: string): Located {
         return arr;
       }
       for (;;) {
-        arr.push(value(childPath(path, arr.length)));
+        arr.push(value(childPath(path, arr.length), depth + 1));
         ws();
         if (text[i] === ',') {
           i++;
@@ -173,7 +180,7 @@ export function parseJson(text: string): Located {
     return unexpected('a value');
   };
 
-  const result = value('$');
+  const result = value('$', 0);
   ws();
   if (i < n) fail(`unexpected ${JSON.stringify(text[i])} after the end of the JSON value`);
   return { value: result, positions };

@@ -5,7 +5,7 @@
  */
 import dns from 'node:dns';
 import { promisify } from 'node:util';
-import { codedError, codes, deniedError, systemError, type SockguardSystemError } from '../errors.js';
+import { codedError, codes, deniedError, describeValue, systemError, type SockguardSystemError } from '../errors.js';
 import { validatePort } from './engine.js';
 import * as lit from './literal.js';
 import type { Family, Policy, Target, Verdict } from './types.js';
@@ -69,7 +69,7 @@ export async function vetTarget(policy: Policy, target: Target, port: number, re
     const c = canonicalAnswer(raw);
     if (c === null) {
       // A resolver answer that is not an address can never be connected to: record it, fail closed.
-      v.denied.push({ address: String(raw), family: (a as { family?: unknown })?.family === 6 ? 6 : 4, rule: 'invalid-address', reason: 'resolver returned something that is not an IP address' });
+      v.denied.push({ address: typeof raw === 'string' ? raw : describeValue(raw), family: (a as { family?: unknown })?.family === 6 ? 6 : 4, rule: 'invalid-address', reason: 'resolver returned something that is not an IP address' });
       continue;
     }
     if (seen.has(c.address)) continue;
@@ -135,7 +135,7 @@ function lookupOptions(options: unknown): LookupRequest {
   if (family === 'IPv4') family = 4;
   else if (family === 'IPv6') family = 6;
   if (family !== 0 && family !== 4 && family !== 6) {
-    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The "family" option must be one of 0, 4, 6. Received ${String(family)}`);
+    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The "family" option must be one of 0, 4, 6. Received ${describeValue(family)}`);
   }
   req.family = family;
   return req;
