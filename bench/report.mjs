@@ -127,7 +127,7 @@ export function renderMarkdown(run) {
   }
 
   if (run.sockguard.ok) {
-    L.push('', '## Targets (PERFORMANCE.md §3)', '');
+    L.push('', '## Targets (docs/performance.md#targets)', '');
     L.push('| scenario | target | sockguard Duplex | sockguard raw |', '|---|---|---|---|');
     for (const s of run.scenarios) {
       for (const t of s.targets ?? []) {

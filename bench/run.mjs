@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Benchmark driver (PERFORMANCE.md §4). Every trial runs a fresh server and a fresh client process,
+// Benchmark driver (docs/performance.md#method). Every trial runs a fresh server and a fresh client process,
 // pinned to different CPUs, on a fresh 127.x.y.z address; arms are interleaved inside each
 // repetition so slow drift of the machine hits every arm alike. Ratios are taken per repetition.
 //
@@ -38,7 +38,7 @@ const config = {
   serverCpu: opt('--server-cpu', '0'),
   clientCpu: opt('--client-cpu', '1'),
   micro: !flag('--no-micro'),
-  // The bench's warm-ups (PERFORMANCE.md §4); the same in quick and full runs.
+  // The bench's warm-ups (docs/performance.md#method); the same in quick and full runs.
   warmupBytes: 64 * 1024 * 1024,
   warmupSeconds: 0.5,
   warmupRtts: 2000,
@@ -335,7 +335,7 @@ async function trial(arm, scenario) {
 
 // ---- operator policy for the connect-rate arms -------------------------------------------------
 
-// PERFORMANCE.md §3 measures connect rate with the policy on and an operator rule allowing the IP
+// docs/performance.md#targets measures connect rate with the policy on and an operator rule allowing the IP
 // literal. When the policy engine supports operator files, the bench writes one allowing exactly
 // the loopback range it uses; until then the sockguard arms run the 'development' policy.
 let operatorPolicy = null;

@@ -147,7 +147,7 @@ sys.stdin.read()
 }
 
 /**
- * App Engine's eight supported options as SPEC.md §3 lists them: [level, name, get → number, bytes in hex].
+ * App Engine's eight supported options as docs/service.md#socket-options lists them: [level, name, get → number, bytes in hex].
  * Written out here, not taken from src/, so a wrong table in the implementation fails the tests.
  */
 export const SOCKOPT_MOCKS: ReadonlyArray<[number, number, number, string]> = [

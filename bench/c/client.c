@@ -9,7 +9,7 @@
  *         warmupBytes warmupSeconds warmupRtts
  *
  * echo keeps `window` messages of `size` bytes outstanding per connection. refill=each (default)
- * sends, with one send per read, as many messages as just came back (PERFORMANCE.md's method; the
+ * sends, with one send per read, as many messages as just came back (docs/performance.md#method; the
  * window may split into several pieces in flight). refill=window sends the whole window with one
  * send and the next one once all of it came back, so every arm's batches have the same size.
  */

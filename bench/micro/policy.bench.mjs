@@ -1,4 +1,4 @@
-// Policy check cost (PERFORMANCE.md target: ≤ 1 µs median for an IP literal, parse + evaluate). Every task
+// Policy check cost (docs/performance.md#targets: ≤ 1 µs median for an IP literal, parse + evaluate). Every task
 // cycles through 64 distinct literals so no single string or table slot stays hot, and runs an inner loop,
 // since tinybench's own per-sample overhead (~50 ns) is of the same order as the work.
 //

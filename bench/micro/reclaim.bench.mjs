@@ -1,4 +1,4 @@
-// Idle-reclaim bookkeeping with 100,000 tracked sockets (PERFORMANCE.md §3: sweep ≤ 1 % of one
+// Idle-reclaim bookkeeping with 100,000 tracked sockets (docs/performance.md#targets: sweep ≤ 1 % of one
 // core, refresh O(1) without allocation). Drives the sweeper from the build with a fake clock, so
 // epochs advance only when the bench says so and no real timer sweep interferes.
 import { existsSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// Socket-option lookups (SPEC.md §3) as a socket's getsockopt/setsockopt reach them: the emulation table,
+// Socket-option lookups (docs/service.md#socket-options) as a socket's getsockopt/setsockopt reach them: the emulation table,
 // EACCES for unsupported options, and the byte form. Target: a number lookup well under 100 ns.
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';

@@ -1,5 +1,5 @@
 /**
- * The built-in production tables (POLICY.md §2). The special-purpose table is fixed: operators can open parts of
+ * The built-in production tables (docs/policy.md#denied-ranges). The special-purpose table is fixed: operators can open parts of
  * it only with an explicit `openSpecialPurpose` allow entry, never replace it. Ports, provider lists and
  * exceptions are defaults that a policy file may extend or replace.
  */
@@ -74,7 +74,7 @@ export interface HostException {
 }
 export type Exception = AddressException | HostException;
 
-/** Google Public DNS on port 53 and Gmail's mail submission/retrieval hosts on their ports (SPEC.md L5). */
+/** Google Public DNS on port 53 and Gmail's mail submission/retrieval hosts on their ports (docs/policy.md#exceptions). */
 export const DEFAULT_EXCEPTIONS: readonly Exception[] = [
   { address: '8.8.8.8', ports: [53] },
   { address: '8.8.4.4', ports: [53] },

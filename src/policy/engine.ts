@@ -1,5 +1,5 @@
 /**
- * The policy engine: input validation, the compiled address tables and the evaluation order of POLICY.md §1.
+ * The policy engine: input validation, the compiled address tables and the evaluation order of docs/policy.md#evaluation-order.
  *
  * For one address the tiers are checked in this order, the first that denies wins:
  *   1. special-purpose table (opened only by an allow entry with `openSpecialPurpose`),
@@ -71,7 +71,7 @@ export function validatePort(port: unknown): number {
 const MAX_HOST = 300;
 
 /**
- * Validates and normalises a host + port (POLICY.md §1 steps 1–2) without any I/O. IP literals in every form
+ * Validates and normalises a host + port (docs/policy.md#evaluation-order, steps 1–2) without any I/O. IP literals in every form
  * `getaddrinfo` accepts become their canonical address; names are lower-cased with one trailing dot removed.
  */
 export function parseTarget(host: unknown, port: unknown): Target {

@@ -1,5 +1,5 @@
 /**
- * sockguard's egress policy (POLICY.md): validation and normalisation of destinations, the production deny
+ * sockguard's egress policy (docs/policy.md): validation and normalisation of destinations, the production deny
  * tables, development mode, operator policy files, and resolution under the policy.
  */
 import { codedError, codes } from '../errors.js';

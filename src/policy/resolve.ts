@@ -1,5 +1,5 @@
 /**
- * Resolution under the policy (SPEC.md §6): names are resolved once, by sockguard, every answer is evaluated,
+ * Resolution under the policy (docs/service.md#resolution): names are resolved once, by sockguard, every answer is evaluated,
  * and only evaluated addresses are handed on. Nothing here resolves twice, so a DNS server that answers
  * differently on each query (rebinding) cannot change what was checked.
  */

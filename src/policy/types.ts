@@ -28,7 +28,7 @@ export interface Policy {
   evaluate(address: string, family: Family, port: number, name?: string): Decision;
 }
 
-/** What `layer.check()` resolves to (API.md). */
+/** What `layer.check()` resolves to (docs/api.md#layercheck). */
 export type Verdict =
   | { allowed: true; address: string; family: Family; port: number }
   | { allowed: false; rule: string; reason: string; address?: string; port: number };

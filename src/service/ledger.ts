@@ -1,5 +1,5 @@
 /**
- * The per-layer usage ledger behind `layer.usage()` (SPEC.md §1 L10). Socket traffic in both directions is
+ * The per-layer usage ledger behind `layer.usage()` (docs/service.md#usage-ledger). Socket traffic in both directions is
  * billed as outgoing bandwidth, so `billedBytes = bytesSent + bytesReceived`.
  *
  * Exactness: a socket's traffic is counted in exactly one place at any moment. While it is open, its own

@@ -1,5 +1,5 @@
 /**
- * Per-layer quotas (SPEC.md §1): per-minute and per-day limits on socket creates, connects, binds, send and
+ * Per-layer quotas (docs/service.md#quotas): per-minute and per-day limits on socket creates, connects, binds, send and
  * receive calls, and bytes each way. Off by default; `'app-engine'` is App Engine's published safety limits.
  *
  * Windows are fixed and aligned to the wall clock in UTC: a minute window starts at each whole minute, a day
@@ -46,7 +46,7 @@ const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
 /**
- * App Engine's socket quotas (SPEC.md §1). Byte limits use binary units: 20 GB = 20 × 2^30 bytes per day and
+ * App Engine's socket quotas (docs/service.md#quotas). Byte limits use binary units: 20 GB = 20 × 2^30 bytes per day and
  * 113 MB = 113 × 2^20 bytes per minute. Every per-minute count limit is exactly the daily one divided by 180
  * (864,000 / 180 = 4,800; 663,552,000 / 180 = 3,686,400), and only binary units make the published byte pair
  * follow the same rule (20 × 2^30 / 180 = 113.8 × 2^20, whereas 20 × 10^9 / 180 = 111 × 10^6).

@@ -1,5 +1,5 @@
 /**
- * Idle reclaim (SPEC.md §4): one coarse, unref'd timer per layer decides which sockets have been idle for
+ * Idle reclaim (docs/service.md#idle-reclaim): one coarse, unref'd timer per layer decides which sockets have been idle for
  * `idleTimeoutMs`, with no per-socket timers and an O(1), allocation-free refresh on every operation.
  *
  * Accuracy contract. Time is split into epochs that end at sweeps; the sweep reads the clock once. A refresh

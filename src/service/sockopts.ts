@@ -1,5 +1,5 @@
 /**
- * Socket options as App Engine's socket service exposed them (SPEC.md §3), shared by the TCP `Socket` and the
+ * Socket options as App Engine's socket service exposed them (docs/service.md#socket-options), shared by the TCP `Socket` and the
  * UDP socket.
  *
  * Exactly eight options are supported. In `'emulate'` mode (the default) `getsockopt` answers from the mock

@@ -9,13 +9,13 @@
  * property of its entries.
  *
  * Where this deliberately differs from dgram:
- * - bind() accepts only the any-address and port 0 (SPEC L3); anything else is an EACCES 'error'.
- * - Operations on a closed or reclaimed socket fail with EPIPE (SPEC §2) instead of
+ * - bind() accepts only the any-address and port 0 (docs/service.md#binding); anything else is an EACCES 'error'.
+ * - Operations on a closed or reclaimed socket fail with EPIPE (docs/service.md#errors) instead of
  *   ERR_SOCKET_DGRAM_NOT_RUNNING; close() on a closed socket is a no-op.
  * - Sends still waiting (on a name resolution or a connect) when the socket closes get EPIPE in their callback;
  *   dgram drops them without a word.
  * - Broadcast and multicast are denied by policy, so setBroadcast(true) and every multicast method throw EACCES.
- *   setTTL() is EACCES too: IP_TTL is not among the service's options (SPEC §3).
+ *   setTTL() is EACCES too: IP_TTL is not among the service's options (docs/service.md#socket-options).
  */
 import { EventEmitter } from 'node:events';
 import { constants as osConstants, endianness } from 'node:os';
@@ -274,7 +274,7 @@ export class UdpSocket extends EventEmitter {
     }
     const type = options.type as unknown;
     if (type !== 'udp4' && type !== 'udp6') {
-      // SPEC L2: UDP and TCP over IPv4/IPv6 only. A Unix datagram socket is another family; anything else is
+      // docs/service.md#tcp-and-udp: UDP and TCP over IPv4/IPv6 only. A Unix datagram socket is another family; anything else is
       // another protocol.
       const code = type === 'unix_dgram' ? 'EAFNOSUPPORT' : 'EPROTONOSUPPORT';
       throw systemError(code, { syscall: 'socket', detail: `unsupported socket type ${String(type)}` });
@@ -313,7 +313,7 @@ export class UdpSocket extends EventEmitter {
   // --- dgram API
 
   /**
-   * Binds like dgram's bind(), but only to the any-address and port 0 (SPEC L3): anything else is an EACCES
+   * Binds like dgram's bind(), but only to the any-address and port 0 (docs/service.md#binding): anything else is an EACCES
    * `'error'`. `'listening'` follows a successful bind; `callback` is a `'listening'` listener.
    */
   bind(port?: number | UdpBindOptions | (() => void), address?: string | (() => void), callback?: () => void): this;
@@ -714,7 +714,7 @@ export class UdpSocket extends EventEmitter {
   }
 
   /**
-   * Reads a socket option (SPEC §3): App Engine's mock values in emulate mode, real ones with
+   * Reads a socket option (docs/service.md#socket-options): App Engine's mock values in emulate mode, real ones with
    * `sockopts: 'native'`; with `buflen`, the little-endian bytes. Unsupported options throw EACCES.
    */
   getsockopt(level: number, name: number, buflen?: number): number | Buffer {
@@ -760,7 +760,7 @@ export class UdpSocket extends EventEmitter {
     return this.#queue.length - this.#head;
   }
 
-  /** IP_TTL is not one of the service's options (SPEC §3): EACCES once the argument is valid. */
+  /** IP_TTL is not one of the service's options (docs/service.md#socket-options): EACCES once the argument is valid. */
   setTTL(ttl: number): number {
     this.#operation('setTTL');
     if (typeof ttl !== 'number') throw invalidArg('ttl', 'number', ttl);

@@ -1,5 +1,5 @@
 /**
- * Adversarial cases for the production policy (POLICY.md §3): every spelling family, range boundaries on both
+ * Adversarial cases for the production policy (docs/policy.md#spellings): every spelling family, range boundaries on both
  * sides, the exceptions on right and wrong ports, and malformed input. Each row asserts the exact outcome:
  * 'allow', the denying rule, or the error code of the invalid-argument error.
  */

@@ -1,7 +1,7 @@
 /**
  * Property tests: every address of each denied range, in every spelling generated here, is denied with the
  * range's rule; random public addresses outside all tables are allowed. The expected rule comes from an oracle
- * written independently of the engine (the tables of POLICY.md §2 matched with ipaddr.js).
+ * written independently of the engine (the tables of docs/policy.md#denied-ranges matched with ipaddr.js).
  */
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';

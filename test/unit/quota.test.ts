@@ -30,7 +30,7 @@ function overQuotaOf(fn: () => unknown): unknown {
 }
 
 describe("'app-engine' preset", () => {
-  it('has SPEC.md §1 numbers, bytes in binary units', () => {
+  it('has the numbers of docs/service.md#quotas, bytes in binary units', () => {
     expect(APP_ENGINE_QUOTAS).toEqual({
       perDay: {
         creates: 864_000, connects: 864_000, binds: 864_000,

@@ -30,7 +30,7 @@ function fake(): FakeSocket {
 const get = (level: unknown, name: unknown, buflen?: unknown, s = fake()) => getsockopt('emulate', hooks, s, level, name, buflen);
 const set = (level: unknown, name: unknown, value: unknown, s = fake()) => setsockopt('emulate', hooks, s, level, name, value);
 
-// SPEC.md §3, row by row.
+// docs/service.md#socket-options, row by row.
 const TABLE: [string, number, number, number, number[]][] = [
   ['SO_KEEPALIVE', 1, 9, 0, [0, 0, 0, 0]],
   ['SO_DEBUG', 1, 1, 128, [0x80, 0, 0, 0]],
