@@ -29,12 +29,13 @@
  * - `buflen` not a non-negative integer → `TypeError`/`RangeError` as above.
  * - unsupported option → system error `EACCES`, `syscall` `'getsockopt'`/`'setsockopt'`.
  * - set value of a type the option cannot take → `TypeError` `ERR_INVALID_ARG_TYPE`; integer out of int32
- *   range → `RangeError` `ERR_OUT_OF_RANGE`; a buffer shorter than the option → system error `EINVAL`, as
+ *   range, or an SO_LINGER time outside 0..65535 → `RangeError` `ERR_OUT_OF_RANGE`; a buffer shorter than
+ *   the option → system error `EINVAL`, as
  *   Linux answers a short `optlen`.
  *
  * Lookups index a flat array by `(level << 5) | name`; nothing is allocated unless a `Buffer` is asked for.
  */
-import { codedError, codes, invalidOption, systemError } from '../errors.js';
+import { codedError, codes, describeValue, invalidOption, systemError } from '../errors.js';
 
 /** Linux numbering for the levels and option names sockguard knows. */
 export const constants = Object.freeze({
@@ -132,6 +133,8 @@ define(constants.SOL_SOCKET, constants.SO_REUSEADDR, Kind.Int, 1, 4);
 define(constants.SOL_SOCKET, constants.SO_ERROR, Kind.ReadOnlyError, 0, 4);
 
 const INT32_MIN = -0x80000000;
+/** Largest SO_LINGER time accepted, in seconds. */
+const MAX_LINGER = 65535;
 const INT32_MAX = 0x7fffffff;
 
 function lookup(level: number, name: number): OptionEntry | undefined {
@@ -158,11 +161,20 @@ function checkBuflen(value: unknown): asserts value is number {
   }
 }
 
+/** Node's "Received ..." wording. Never throws: the value may be a proxy or have hostile getters. */
 function describe(value: unknown): string {
   if (value === null) return 'null';
-  if (typeof value === 'object') return `an instance of ${(value as object).constructor?.name ?? 'Object'}`;
+  if (typeof value === 'object') {
+    let name: unknown;
+    try {
+      name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+    } catch {
+      name = undefined;
+    }
+    return `an instance of ${typeof name === 'string' && name !== '' ? name : 'Object'}`;
+  }
   if (typeof value === 'function') return 'function';
-  return `type ${typeof value} (${String(value)})`;
+  return `type ${typeof value} (${describeValue(value)})`;
 }
 
 function unsupported(syscall: 'getsockopt' | 'setsockopt', level: number, name: number): Error {
@@ -289,8 +301,10 @@ function lingerValue(value: unknown): number {
       `The "value" argument for SO_LINGER must be an object { onoff, linger } or a Buffer of 8 bytes. Received ${describe(value)}`,
     );
   }
-  if (seconds < 0) {
-    throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "value.linger" is out of range. It must be >= 0. Received ${seconds}`);
+  // l_linger is an int in the kernel but is stored in a 16-bit field on several systems, and no sane linger time
+  // needs more than 18 hours: bounding it keeps emulate and native mode in agreement on every platform.
+  if (seconds < 0 || seconds > MAX_LINGER) {
+    throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "value.linger" is out of range. It must be >= 0 and <= ${MAX_LINGER}. Received ${seconds}`);
   }
   return onoff !== 0 ? seconds : -1;
 }
