@@ -1,9 +1,17 @@
-// N-API glue: converts arguments and results, nothing else. Arguments are validated in TypeScript before they
-// cross (src/native.ts describes every export), so here a wrong type is a programming error and answers -EINVAL.
-// Every function returns a number: >= 0 on success, a negative errno on failure.
+// N-API glue: converts arguments and results, nothing else (src/core/native.ts describes every export).
+//
+// Every argument of every export is checked before anything happens: a value of the wrong type throws a
+// TypeError with code ERR_INVALID_ARG_TYPE, a number out of its range (or not an integer) a RangeError with
+// code ERR_OUT_OF_RANGE, and the function returns at once with the exception pending. Only JS input that is
+// well formed reaches the core; what the core answers comes back as a number: >= 0 on success, a negative
+// errno on failure. Nothing here allocates in a way that can throw or abort.
 #include <errno.h>
 #include <napi.h>
+#include <stdio.h>
 #include <string.h>
+
+#include <memory>
+#include <new>
 
 #include "sg.h"
 
@@ -12,111 +20,314 @@ namespace {
 using sg::loop;
 using sg::socket;
 
+constexpr const char* kInvalidArgType = "ERR_INVALID_ARG_TYPE";
+constexpr const char* kOutOfRange = "ERR_OUT_OF_RANGE";
+// Largest integer a double holds exactly: ranges above it cannot be checked, and none is needed.
+constexpr double kMaxUint32 = 4294967295.0;
+constexpr double kMinInt32 = -2147483648.0;
+constexpr double kMaxInt32 = 2147483647.0;
+constexpr double kMaxPort = 65535.0;
+
 inline Napi::Value num(Napi::Env env, double v) { return Napi::Number::New(env, v); }
 
-inline loop* get_loop(Napi::Env env) { return sg::sg_loop_get(env); }
+// A returned empty value leaves the pending exception to propagate.
+inline Napi::Value thrown() { return Napi::Value(); }
 
-inline socket* get_socket(const Napi::CallbackInfo& info, loop** out_lp = nullptr) {
-  loop* lp = get_loop(info.Env());
-  if (out_lp) *out_lp = lp;
-  if (!lp) return nullptr;
-  return sg::sg_loop_find(lp, info[0].As<Napi::Number>().Uint32Value());
+const char* type_name(napi_env env, napi_value v) {
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, v, &t);
+  switch (t) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "type boolean";
+    case napi_number: return "type number";
+    case napi_string: return "type string";
+    case napi_symbol: return "type symbol";
+    case napi_object: return "an object";
+    case napi_function: return "function";
+    case napi_external: return "an external";
+    case napi_bigint: return "type bigint";
+  }
+  return "an unknown value";
+}
+
+// Messages follow Node's own: `The "id" argument must be of type number. Received type string`. The received
+// value is described by its type only, so describing it never runs JS (no toString, no getters).
+bool type_error(napi_env env, const char* name, const char* expected, napi_value got) {
+  char msg[160];
+  snprintf(msg, sizeof(msg), "The \"%s\" argument must be %s. Received %s", name, expected, type_name(env, got));
+  napi_throw_type_error(env, kInvalidArgType, msg);
+  return false;
+}
+
+bool range_error(napi_env env, const char* name, const char* expected, double got) {
+  char msg[200];
+  snprintf(msg, sizeof(msg), "The value of \"%s\" is out of range. It must be %s. Received %.17g", name, expected, got);
+  napi_throw_range_error(env, kOutOfRange, msg);
+  return false;
+}
+
+// An integer number in [lo, hi]; `range` describes the range for the message.
+bool int_arg(napi_env env, napi_value v, const char* name, double lo, double hi, const char* range, double* out) {
+  napi_valuetype t = napi_undefined;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) return type_error(env, name, "of type number", v);
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  // NaN fails both comparisons; infinities fail the range.
+  if (!(d >= lo && d <= hi) || static_cast<double>(static_cast<int64_t>(d)) != d) return range_error(env, name, range, d);
+  *out = d;
+  return true;
+}
+
+bool u32_arg(napi_env env, napi_value v, const char* name, uint32_t* out) {
+  double d;
+  if (!int_arg(env, v, name, 0, kMaxUint32, "an integer >= 0 and <= 4294967295", &d)) return false;
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
+bool i32_arg(napi_env env, napi_value v, const char* name, int32_t* out) {
+  double d;
+  if (!int_arg(env, v, name, kMinInt32, kMaxInt32, "an integer >= -2147483648 and <= 2147483647", &d)) return false;
+  *out = static_cast<int32_t>(d);
+  return true;
+}
+
+bool port_arg(napi_env env, napi_value v, int* out) {
+  double d;
+  if (!int_arg(env, v, "port", 0, kMaxPort, "an integer >= 0 and <= 65535", &d)) return false;
+  *out = static_cast<int>(d);
+  return true;
+}
+
+bool fd_arg(napi_env env, napi_value v, int* out) {
+  double d;
+  if (!int_arg(env, v, "fd", 0, kMaxInt32, "an integer >= 0 and <= 2147483647", &d)) return false;
+  *out = static_cast<int>(d);
+  return true;
+}
+
+bool family_arg(napi_env env, napi_value v, int* out) {
+  double d;
+  if (!int_arg(env, v, "family", 4, 6, "4 or 6", &d)) return false;
+  if (d != 4 && d != 6) return range_error(env, "family", "4 or 6", d);
+  *out = static_cast<int>(d);
+  return true;
+}
+
+bool bool_arg(napi_env env, napi_value v, const char* name, bool* out) {
+  napi_valuetype t = napi_undefined;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_boolean) return type_error(env, name, "of type boolean", v);
+  napi_get_value_bool(env, v, out);
+  return true;
+}
+
+bool is_type(napi_env env, napi_value v, napi_valuetype want) {
+  napi_valuetype t = napi_undefined;
+  return napi_typeof(env, v, &t) == napi_ok && t == want;
+}
+
+// Address text: a string, copied into `buf` (SG_IP_MAX + 1 bytes). A longer string is no address of any family;
+// *fits says so and the caller answers -EINVAL, as the core does for any other text that is not a literal.
+bool ip_arg(napi_env env, napi_value v, char* buf, bool* fits) {
+  if (!is_type(env, v, napi_string)) return type_error(env, "ip", "of type string", v);
+  size_t len = 0;
+  napi_get_value_string_utf8(env, v, nullptr, 0, &len);
+  *fits = len <= sg::SG_IP_MAX;
+  buf[0] = 0;
+  if (*fits) napi_get_value_string_utf8(env, v, buf, sg::SG_IP_MAX + 1, &len);
+  // Text with an embedded NUL would be read shorter than it is.
+  if (*fits && strlen(buf) != len) *fits = false;
+  return true;
+}
+
+// Bytes of a Buffer / any TypedArray / DataView. A detached buffer answers no bytes.
+bool view_arg(napi_env env, napi_value v, const char* name, void** data, size_t* len) {
+  bool is = false;
+  napi_value ab;
+  size_t off = 0;
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+    napi_typedarray_type t;
+    size_t n = 0;
+    napi_get_typedarray_info(env, v, &t, &n, data, &ab, &off);
+    static const size_t widths[] = {1, 1, 1, 2, 2, 4, 4, 4, 8, 8, 8};
+    *len = n * (static_cast<size_t>(t) < sizeof(widths) / sizeof(widths[0]) ? widths[t] : 1);
+    if (*len == 0) *data = nullptr;
+    return true;
+  }
+  if (napi_is_dataview(env, v, &is) == napi_ok && is) {
+    napi_get_dataview_info(env, v, len, data, &ab, &off);
+    if (*len == 0) *data = nullptr;
+    return true;
+  }
+  return type_error(env, name, "an instance of Buffer, TypedArray, or DataView", v);
+}
+
+bool arraybuffer_arg(napi_env env, napi_value v, const char* name) {
+  bool is = false;
+  if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) return true;
+  return type_error(env, name, "an instance of ArrayBuffer", v);
+}
+
+// An Int32Array of at least `min` elements.
+bool int32array_arg(napi_env env, napi_value v, const char* name, size_t min) {
+  bool is = false;
+  napi_typedarray_type t = napi_int8_array;
+  size_t n = 0;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, v, &t, &n, nullptr, nullptr, nullptr) != napi_ok || t != napi_int32_array)
+    return type_error(env, name, "an instance of Int32Array", v);
+  if (n < min) {
+    char want[64];
+    snprintf(want, sizeof(want), "a length >= %zu", min);
+    return range_error(env, name, want, static_cast<double>(n));
+  }
+  return true;
+}
+
+size_t arraybuffer_len(napi_env env, napi_value v) {
+  void* data = nullptr;
+  size_t len = 0;
+  napi_get_arraybuffer_info(env, v, &data, &len);
+  return len;
+}
+
+inline loop* get_loop(napi_env env) { return sg::sg_loop_get(env); }
+
+inline socket* find(napi_env env, uint32_t id) {
+  loop* lp = get_loop(env);
+  return lp ? sg::sg_loop_find(lp, id) : nullptr;
 }
 
 // For operations whose effect depends on what is already queued (writes, shutdown, close, detach): staged
 // writes are older, so they enter the queues first.
-inline socket* get_socket_in_order(const Napi::CallbackInfo& info) {
-  loop* lp = get_loop(info.Env());
+inline socket* find_in_order(napi_env env, uint32_t id) {
+  loop* lp = get_loop(env);
   if (!lp) return nullptr;
   sg::sg_loop_unstage(lp);
-  return sg::sg_loop_find(lp, info[0].As<Napi::Number>().Uint32Value());
+  return sg::sg_loop_find(lp, id);
 }
 
-// The loop and the free socket id (argument 0) for an operation that creates a socket: 0 or -errno.
-inline int new_slot(const Napi::CallbackInfo& info, loop** lp, uint32_t* id) {
-  *lp = get_loop(info.Env());
-  if (!*lp) return -EBADF;
-  *id = info[0].As<Napi::Number>().Uint32Value();
-  return sg::sg_loop_find(*lp, *id) ? -EEXIST : 0;
+// The loop for an operation that creates socket `id`: 0, -EBADF (no loop) or -EEXIST (id taken); throws
+// (returns false) when no counter chunk covers the id yet.
+bool new_slot(napi_env env, uint32_t id, loop** lp, int* status) {
+  *lp = get_loop(env);
+  *status = 0;
+  if (!*lp) *status = -EBADF;
+  else if (!sg::sg_loop_id_ok(*lp, id)) return range_error(env, "id", "covered by a counter chunk (loop_add_chunk)", id);
+  else if (sg::sg_loop_find(*lp, id)) *status = -EEXIST;
+  return true;
 }
 
-// Bytes of a Buffer / Uint8Array / any ArrayBufferView.
-inline bool view_of(napi_env env, napi_value v, void** data, size_t* len) {
-  napi_typedarray_type t;
-  napi_value ab;
-  size_t off, n;
-  if (napi_get_typedarray_info(env, v, &t, &n, data, &ab, &off) == napi_ok) {
-    static const size_t widths[] = {1, 1, 1, 2, 2, 4, 4, 4, 8, 8, 8};
-    *len = n * (static_cast<size_t>(t) < sizeof(widths) / sizeof(widths[0]) ? widths[t] : 1);
-    return true;
-  }
-  return napi_get_dataview_info(env, v, len, data, &ab, &off) == napi_ok;
-}
+#define SG_ARGS(n)                 \
+  napi_env env = info.Env();       \
+  napi_value argv[n];              \
+  for (size_t i = 0; i < (n); i++) argv[i] = info[i];
 
 // loop_init(slab: ArrayBuffer, records: Int32Array, dispatch: (count) => void, stage: ArrayBuffer,
-//           stageRecords: Int32Array): 0 | -errno
+//           stageRecords: Int32Array, owner: object): 0 | -errno (-EEXIST: this thread has a loop)
 Napi::Value loop_init(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (get_loop(env)) return num(env, 0);
+  SG_ARGS(6);
+  if (!arraybuffer_arg(env, argv[0], "slab")) return thrown();
+  if (arraybuffer_len(env, argv[0]) < sg::SG_SLAB_MIN) {
+    range_error(env, "slab.byteLength", ">= layout().slabMin", static_cast<double>(arraybuffer_len(env, argv[0])));
+    return thrown();
+  }
+  if (!int32array_arg(env, argv[1], "records", sg::SG_REC_CAP * sg::SG_REC_INTS)) return thrown();
+  if (!is_type(env, argv[2], napi_function)) return type_error(env, "dispatch", "of type function", argv[2]), thrown();
+  if (!arraybuffer_arg(env, argv[3], "stage")) return thrown();
+  if (!int32array_arg(env, argv[4], "stageRecords", sg::SG_STAGE_HDR + sg::SG_STAGE_INTS)) return thrown();
+  if (!is_type(env, argv[5], napi_object)) return type_error(env, "owner", "of type object", argv[5]), thrown();
+  if (get_loop(env)) return num(env, -EEXIST);
+  sg::loop_init_args a{argv[0], argv[1], argv[2], argv[3], argv[4], argv[5]};
   loop* lp = nullptr;
-  int r = sg::sg_loop_create(env, info[0], info[1], info[2], &lp);
-  if (r == 0 && info.Length() >= 5) r = sg::sg_loop_set_stage(env, lp, info[3], info[4]);
-  return num(env, r);
+  return num(env, sg::sg_loop_create(env, &a, &lp));
+}
+
+// loop_owner(): the owner given to loop_init, or undefined before it (or after the loop's teardown)
+Napi::Value loop_owner(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  loop* lp = get_loop(env);
+  napi_value v = lp ? sg::sg_loop_owner(env, lp) : nullptr;
+  return v ? Napi::Value(env, v) : info.Env().Undefined();
 }
 
 // loop_add_chunk(counters: ArrayBuffer): number of chunks | -errno
 Napi::Value loop_add_chunk(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+  SG_ARGS(1);
+  if (!arraybuffer_arg(env, argv[0], "counters")) return thrown();
+  size_t len = arraybuffer_len(env, argv[0]);
+  if (len != static_cast<size_t>(sg::SG_CHUNK) * sg::SG_CTR_SLOTS * sizeof(uint64_t)) {
+    range_error(env, "counters.byteLength", "layout().chunk * layout().ctr.slots * 8", static_cast<double>(len));
+    return thrown();
+  }
   loop* lp = get_loop(env);
   if (!lp) return num(env, -EBADF);
-  return num(env, sg::sg_loop_add_chunk(env, lp, info[0]));
+  return num(env, sg::sg_loop_add_chunk(env, lp, argv[0]));
 }
 
-// loop_ref(on: boolean)
+// loop_ref(on: boolean): 0 | -EBADF
 Napi::Value loop_ref(const Napi::CallbackInfo& info) {
-  loop* lp = get_loop(info.Env());
-  if (lp) sg::sg_loop_set_ref(lp, info[0].ToBoolean().Value());
-  return info.Env().Undefined();
+  SG_ARGS(1);
+  bool on;
+  if (!bool_arg(env, argv[0], "on", &on)) return thrown();
+  loop* lp = get_loop(env);
+  if (!lp) return num(env, -EBADF);
+  sg::sg_loop_set_ref(lp, on);
+  return num(env, 0);
 }
 
 // tcp_connect(id, family, ip, port, highWaterMark): 0 | -errno
 Napi::Value tcp_connect(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+  SG_ARGS(5);
+  uint32_t id, hwm;
+  int family, port;
+  char ip[sg::SG_IP_MAX + 1];
+  bool fits;
+  if (!u32_arg(env, argv[0], "id", &id) || !family_arg(env, argv[1], &family) || !ip_arg(env, argv[2], ip, &fits) ||
+      !port_arg(env, argv[3], &port) || !u32_arg(env, argv[4], "highWaterMark", &hwm))
+    return thrown();
   loop* lp;
-  uint32_t id;
-  int r = new_slot(info, &lp, &id);
+  int r;
+  if (!new_slot(env, id, &lp, &r)) return thrown();
   if (r < 0) return num(env, r);
-  int family = info[1].As<Napi::Number>().Int32Value();
-  std::string ip = info[2].As<Napi::String>().Utf8Value();
-  int port = info[3].As<Napi::Number>().Int32Value();
-  uint32_t hwm = info[4].As<Napi::Number>().Uint32Value();
+  if (!fits) return num(env, -EINVAL);
   int err = 0;
-  socket* s = sg::sg_tcp_connect(lp, id, family, ip.c_str(), port, hwm, &err);
+  socket* s = sg::sg_tcp_connect(lp, id, family, ip, port, hwm, &err);
   return num(env, s ? 0 : err);
 }
 
 // udp_open(id, family): 0 | -errno
 Napi::Value udp_open(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  loop* lp;
+  SG_ARGS(2);
   uint32_t id;
-  int r = new_slot(info, &lp, &id);
+  int family;
+  if (!u32_arg(env, argv[0], "id", &id) || !family_arg(env, argv[1], &family)) return thrown();
+  loop* lp;
+  int r;
+  if (!new_slot(env, id, &lp, &r)) return thrown();
   if (r < 0) return num(env, r);
   int err = 0;
-  socket* s = sg::sg_udp_open(lp, id, info[1].As<Napi::Number>().Int32Value(), &err);
+  socket* s = sg::sg_udp_open(lp, id, family, &err);
   return num(env, s ? 0 : err);
 }
 
 // udp_bind(id, family, ip, port) / udp_connect(id, family, ip, port): 0 | -errno
 Napi::Value udp_addr_op(const Napi::CallbackInfo& info, bool connect) {
-  Napi::Env env = info.Env();
-  socket* s = get_socket(info);
+  SG_ARGS(4);
+  uint32_t id;
+  int family, port;
+  char ip[sg::SG_IP_MAX + 1];
+  bool fits;
+  if (!u32_arg(env, argv[0], "id", &id) || !family_arg(env, argv[1], &family) || !ip_arg(env, argv[2], ip, &fits) ||
+      !port_arg(env, argv[3], &port))
+    return thrown();
+  socket* s = find(env, id);
   if (!s) return num(env, -EBADF);
+  if (!fits) return num(env, -EINVAL);
   struct sockaddr_storage ss;
   socklen_t len;
-  std::string ip = info[2].As<Napi::String>().Utf8Value();
-  int r = sg::sys_make_addr(info[1].As<Napi::Number>().Int32Value(), ip.c_str(),
-                            info[3].As<Napi::Number>().Int32Value(), &ss, &len);
+  int r = sg::sys_make_addr(family, ip, port, &ss, &len);
   if (r < 0) return num(env, r);
   r = connect ? sg::sys_connect(s->fd, reinterpret_cast<struct sockaddr*>(&ss), len)
               : sg::sys_bind(s->fd, reinterpret_cast<struct sockaddr*>(&ss), len);
@@ -127,107 +338,160 @@ Napi::Value udp_connect(const Napi::CallbackInfo& info) { return udp_addr_op(inf
 
 // udp_disconnect(id): 0 | -errno
 Napi::Value udp_disconnect(const Napi::CallbackInfo& info) {
-  socket* s = get_socket(info);
-  return num(info.Env(), s ? sg::sys_disconnect(s->fd) : -EBADF);
+  SG_ARGS(1);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  socket* s = find(env, id);
+  return num(env, s ? sg::sys_disconnect(s->fd) : -EBADF);
 }
 
-// udp_send(id, data, ip | null, port, family): bytes sent | -errno
+// udp_send(id, data, ip | null, port, family): bytes sent | -errno. With ip null (a connected socket) port and
+// family are unused: they must still be integers, port in 0..65535 and family 0, 4 or 6.
 Napi::Value udp_send(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  socket* s = get_socket(info);
-  if (!s) return num(env, -EBADF);
+  SG_ARGS(5);
+  uint32_t id;
   void* data;
   size_t len;
-  if (!view_of(env, info[1], &data, &len)) return num(env, -EINVAL);
-  if (info[2].IsString()) {
-    std::string ip = info[2].As<Napi::String>().Utf8Value();
-    return num(env, static_cast<double>(sg::sg_udp_send(s, data, len, ip.c_str(), info[3].As<Napi::Number>().Int32Value(),
-                                                        info[4].As<Napi::Number>().Int32Value())));
+  if (!u32_arg(env, argv[0], "id", &id) || !view_arg(env, argv[1], "data", &data, &len)) return thrown();
+  bool to = !is_type(env, argv[2], napi_null);
+  char ip[sg::SG_IP_MAX + 1];
+  bool fits = true;
+  int port, family = 0;
+  if (to && !ip_arg(env, argv[2], ip, &fits)) return thrown();
+  if (!port_arg(env, argv[3], &port)) return thrown();
+  if (to) {
+    if (!family_arg(env, argv[4], &family)) return thrown();
+  } else {
+    double d;
+    if (!int_arg(env, argv[4], "family", 0, 6, "0, 4 or 6", &d)) return thrown();
+    if (d != 0 && d != 4 && d != 6) return range_error(env, "family", "0, 4 or 6", d), thrown();
   }
-  return num(env, static_cast<double>(sg::sg_udp_send(s, data, len, nullptr, 0, 0)));
+  socket* s = find(env, id);
+  if (!s) return num(env, -EBADF);
+  if (!fits) return num(env, -EINVAL);
+  return num(env, static_cast<double>(sg::sg_udp_send(s, data, len, to ? ip : nullptr, port, family)));
 }
 
 // socket_write(id, data): bytes pending | -errno
 Napi::Value socket_write(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  socket* s = get_socket_in_order(info);
-  if (!s) return num(env, -EBADF);
+  SG_ARGS(2);
+  uint32_t id;
   struct iovec v;
   size_t len;
-  napi_value holder = info[1];
-  if (!view_of(env, holder, &v.iov_base, &len)) return num(env, -EINVAL);
+  if (!u32_arg(env, argv[0], "id", &id) || !view_arg(env, argv[1], "data", &v.iov_base, &len)) return thrown();
   v.iov_len = len;
-  return num(env, static_cast<double>(sg::sg_write(s, &v, &holder, 1)));
+  socket* s = find_in_order(env, id);
+  if (!s) return num(env, -EBADF);
+  return num(env, static_cast<double>(sg::sg_write(s, &v, &argv[1], 1)));
 }
 
-// socket_writev(id, chunks: ArrayBufferView[]): bytes pending | -errno
+// socket_writev(id, chunks: ArrayBufferView[] (at most layout().writevMax)): bytes pending | -errno
 Napi::Value socket_writev(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  socket* s = get_socket_in_order(info);
-  if (!s) return num(env, -EBADF);
-  Napi::Array arr = info[1].As<Napi::Array>();
-  uint32_t n = arr.Length();
-  std::vector<struct iovec> v(n);
-  std::vector<napi_value> holders(n);
+  SG_ARGS(2);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  bool is = false;
+  if (napi_is_array(env, argv[1], &is) != napi_ok || !is) return type_error(env, "chunks", "an instance of Array", argv[1]), thrown();
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[1], &n);
+  if (n > sg::SG_WRITEV_MAX) {
+    char want[48];
+    snprintf(want, sizeof(want), "<= %u (layout().writevMax)", sg::SG_WRITEV_MAX);
+    return range_error(env, "chunks.length", want, n), thrown();
+  }
+  std::unique_ptr<napi_value[]> holders(new (std::nothrow) napi_value[n ? n : 1]);
+  std::unique_ptr<struct iovec[]> v(new (std::nothrow) struct iovec[n ? n : 1]);
+  if (!holders || !v) return num(env, -ENOMEM);
+  // Reading an element can run JS (a getter, a hole looked up on the prototype), which could close the socket or
+  // detach a buffer read earlier. So: all elements first, then their bytes (no JS runs from here on), then the
+  // socket.
+  for (uint32_t i = 0; i < n; i++) {
+    if (napi_get_element(env, argv[1], i, &holders[i]) != napi_ok) {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (!pending) napi_throw_type_error(env, kInvalidArgType, "The \"chunks\" argument could not be read");
+      return thrown();
+    }
+  }
   for (uint32_t i = 0; i < n; i++) {
     size_t len;
-    if (napi_get_element(env, arr, i, &holders[i]) != napi_ok || !view_of(env, holders[i], &v[i].iov_base, &len))
-      return num(env, -EINVAL);
+    if (!view_arg(env, holders[i], "chunks[i]", &v[i].iov_base, &len)) return thrown();
     v[i].iov_len = len;
   }
-  return num(env, static_cast<double>(sg::sg_write(s, v.data(), holders.data(), static_cast<int>(n))));
+  socket* s = find_in_order(env, id);
+  if (!s) return num(env, -EBADF);
+  return num(env, static_cast<double>(sg::sg_write(s, v.get(), holders.get(), static_cast<int>(n))));
 }
 
 // socket_shutdown(id): 1 done now | 0 after the queue drains (SHUTDOWN record) | -errno
 Napi::Value socket_shutdown(const Napi::CallbackInfo& info) {
-  socket* s = get_socket_in_order(info);
-  return num(info.Env(), s ? sg::sg_shutdown(s) : -EBADF);
+  SG_ARGS(1);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  socket* s = find_in_order(env, id);
+  return num(env, s ? sg::sg_shutdown(s) : -EBADF);
 }
 
-// socket_read(id, on): pause / resume reading
+// socket_read(id, on): pause / resume reading. 0 | -EBADF
 Napi::Value socket_read(const Napi::CallbackInfo& info) {
-  socket* s = get_socket(info);
-  if (!s) return num(info.Env(), -EBADF);
-  sg::sg_set_reading(s, info[1].ToBoolean().Value());
-  return num(info.Env(), 0);
+  SG_ARGS(2);
+  uint32_t id;
+  bool on;
+  if (!u32_arg(env, argv[0], "id", &id) || !bool_arg(env, argv[1], "on", &on)) return thrown();
+  socket* s = find(env, id);
+  if (!s) return num(env, -EBADF);
+  sg::sg_set_reading(s, on);
+  return num(env, 0);
 }
 
 // socket_close(id): 0 | -EBADF
 Napi::Value socket_close(const Napi::CallbackInfo& info) {
-  socket* s = get_socket_in_order(info);
-  if (!s) return num(info.Env(), -EBADF);
+  SG_ARGS(1);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  socket* s = find_in_order(env, id);
+  if (!s) return num(env, -EBADF);
   sg::sg_close(s);
-  return num(info.Env(), 0);
+  return num(env, 0);
 }
 
-// socket_detach(id): fd | -errno. The socket leaves the loop; its descriptor stays open for the new owner.
+// socket_detach(id): fd | -errno (-EBUSY: bytes still queued). The socket leaves the loop; its descriptor stays
+// open for the new owner.
 Napi::Value socket_detach(const Napi::CallbackInfo& info) {
-  socket* s = get_socket_in_order(info);
-  if (!s) return num(info.Env(), -EBADF);
-  if (sg::sg_pending(s) != 0) return num(info.Env(), -EBUSY);
-  return num(info.Env(), sg::sg_detach(s));
+  SG_ARGS(1);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  socket* s = find_in_order(env, id);
+  return num(env, s ? sg::sg_detach(s) : -EBADF);
 }
 
 // socket_adopt(id, fd, highWaterMark): 0 | -errno
 Napi::Value socket_adopt(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+  SG_ARGS(3);
+  uint32_t id, hwm;
+  int fd;
+  if (!u32_arg(env, argv[0], "id", &id) || !fd_arg(env, argv[1], &fd) || !u32_arg(env, argv[2], "highWaterMark", &hwm))
+    return thrown();
   loop* lp;
-  uint32_t id;
-  int r = new_slot(info, &lp, &id);
+  int r;
+  if (!new_slot(env, id, &lp, &r)) return thrown();
   if (r < 0) return num(env, r);
   int err = 0;
-  socket* s = sg::sg_adopt(lp, id, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Uint32Value(), &err);
+  socket* s = sg::sg_adopt(lp, id, fd, hwm, &err);
   return num(env, s ? 0 : err);
 }
 
 // socket_name(id, peer): [family, address, port] | -errno
 Napi::Value socket_name(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  socket* s = get_socket(info);
+  SG_ARGS(2);
+  uint32_t id;
+  bool peer;
+  if (!u32_arg(env, argv[0], "id", &id) || !bool_arg(env, argv[1], "peer", &peer)) return thrown();
+  socket* s = find(env, id);
   if (!s) return num(env, -EBADF);
   struct sockaddr_storage ss;
   socklen_t len;
-  int r = sg::sys_name(s->fd, info[1].ToBoolean().Value() ? 1 : 0, &ss, &len);
+  int r = sg::sys_name(s->fd, peer ? 1 : 0, &ss, &len);
   if (r < 0) return num(env, r);
   char ip[64];
   int port = 0;
@@ -242,67 +506,135 @@ Napi::Value socket_name(const Napi::CallbackInfo& info) {
 
 // socket_so_error(id): 0 | -errno pending on the socket
 Napi::Value socket_so_error(const Napi::CallbackInfo& info) {
-  socket* s = get_socket(info);
-  return num(info.Env(), s ? sg::sys_so_error(s->fd) : -EBADF);
+  SG_ARGS(1);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  socket* s = find(env, id);
+  return num(env, s ? sg::sys_so_error(s->fd) : -EBADF);
 }
 
-// socket_getsockopt(id, level, name): value | -errno. SO_LINGER answers the linger seconds when on, else -1
-// (so -1 is ambiguous with -EPERM only for SO_LINGER, which cannot fail that way on a live socket).
+// socket_getsockopt(id, level, name): value | -errno. SO_LINGER answers the seconds when on, else
+// layout().lingerOff (-1, which only SO_LINGER answers: it cannot fail with EPERM on a live socket).
 Napi::Value socket_getsockopt(const Napi::CallbackInfo& info) {
-  socket* s = get_socket(info);
-  if (!s) return num(info.Env(), -EBADF);
-  int level = info[1].As<Napi::Number>().Int32Value();
-  int name = info[2].As<Napi::Number>().Int32Value();
-  if (level == SOL_SOCKET && name == SO_LINGER) {
-    int on = 0, secs = 0;
-    int r = sg::sys_get_linger(s->fd, &on, &secs);
-    return num(info.Env(), r < 0 ? r : (on ? secs : -1));
-  }
+  SG_ARGS(3);
+  uint32_t id;
+  int32_t level, name;
+  if (!u32_arg(env, argv[0], "id", &id) || !i32_arg(env, argv[1], "level", &level) || !i32_arg(env, argv[2], "name", &name))
+    return thrown();
+  socket* s = find(env, id);
+  if (!s) return num(env, -EBADF);
   int v = 0;
-  int r = sg::sys_getsockopt_int(s->fd, level, name, &v);
-  return num(info.Env(), r < 0 ? r : v);
+  int r = sg::sg_getsockopt(s, level, name, &v);
+  return num(env, r < 0 ? r : v);
 }
 
-// socket_setsockopt(id, level, name, value): 0 | -errno. SO_LINGER: value < 0 turns lingering off.
+// socket_setsockopt(id, level, name, value): 0 | -errno. SO_LINGER takes layout().lingerOff or
+// 0..layout().lingerMax seconds.
 Napi::Value socket_setsockopt(const Napi::CallbackInfo& info) {
-  socket* s = get_socket(info);
-  if (!s) return num(info.Env(), -EBADF);
-  int level = info[1].As<Napi::Number>().Int32Value();
-  int name = info[2].As<Napi::Number>().Int32Value();
-  int value = info[3].As<Napi::Number>().Int32Value();
-  if (level == SOL_SOCKET && name == SO_LINGER)
-    return num(info.Env(), sg::sys_set_linger(s->fd, value >= 0 ? 1 : 0, value >= 0 ? value : 0));
-  return num(info.Env(), sg::sys_setsockopt_int(s->fd, level, name, value));
+  SG_ARGS(4);
+  uint32_t id;
+  int32_t level, name, value;
+  if (!u32_arg(env, argv[0], "id", &id) || !i32_arg(env, argv[1], "level", &level) || !i32_arg(env, argv[2], "name", &name) ||
+      !i32_arg(env, argv[3], "value", &value))
+    return thrown();
+  if (!sg::sg_sockopt_value_ok(level, name, value)) {
+    char want[96];
+    snprintf(want, sizeof(want), "%d (off) or an integer >= 0 and <= %d for SO_LINGER", sg::SG_LINGER_OFF, sg::SG_LINGER_MAX);
+    return range_error(env, "value", want, value), thrown();
+  }
+  socket* s = find(env, id);
+  if (!s) return num(env, -EBADF);
+  return num(env, sg::sg_setsockopt(s, level, name, value));
 }
 
-// socket_keepalive(id, on, idleSeconds): 0 | -errno
+// socket_keepalive(id, on, idleSeconds): 0 | -errno. idleSeconds <= 0 keeps the system's idle time.
 Napi::Value socket_keepalive(const Napi::CallbackInfo& info) {
-  socket* s = get_socket(info);
-  if (!s) return num(info.Env(), -EBADF);
-  return num(info.Env(), sg::sys_set_keepalive(s->fd, info[1].ToBoolean().Value() ? 1 : 0,
-                                               info[2].As<Napi::Number>().Int32Value()));
+  SG_ARGS(3);
+  uint32_t id;
+  bool on;
+  int32_t idle;
+  if (!u32_arg(env, argv[0], "id", &id) || !bool_arg(env, argv[1], "on", &on) || !i32_arg(env, argv[2], "idleSeconds", &idle))
+    return thrown();
+  socket* s = find(env, id);
+  if (!s) return num(env, -EBADF);
+  return num(env, sg::sys_set_keepalive(s->fd, on ? 1 : 0, idle));
 }
 
-// constants(): layout facts JS must agree with.
+#undef SG_ARGS
+
+void set(napi_env env, napi_value o, const char* key, double v) {
+  napi_value n;
+  napi_create_double(env, v, &n);
+  napi_set_named_property(env, o, key, n);
+}
+
+// layout(): everything JS must agree with the core on (native/sg.h is the only copy). Read once per thread by
+// src/core/native.ts.
 Napi::Value layout(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("recCap", num(env, sg::SG_REC_CAP));
-  o.Set("chunk", num(env, sg::SG_CHUNK));
-  o.Set("ctrSlots", num(env, sg::SG_CTR_SLOTS));
-  o.Set("dgramHeader", num(env, sg::SG_DGRAM_HDR));
-  o.Set("socketSize", num(env, sizeof(sg::socket)));
+  napi_env env = info.Env();
+  napi_value o, rec, sys, ctr, names, str;
+  napi_create_object(env, &o);
+  set(env, o, "version", sg::SG_LAYOUT_VERSION);
+  set(env, o, "recCap", sg::SG_REC_CAP);
+  set(env, o, "recInts", sg::SG_REC_INTS);
+  set(env, o, "chunk", sg::SG_CHUNK);
+  set(env, o, "ctrSlots", sg::SG_CTR_SLOTS);
+  set(env, o, "dgramHeader", sg::SG_DGRAM_HDR);
+  set(env, o, "slabMin", sg::SG_SLAB_MIN);
+  set(env, o, "stageHeader", sg::SG_STAGE_HDR);
+  set(env, o, "stageInts", sg::SG_STAGE_INTS);
+  set(env, o, "writevMax", sg::SG_WRITEV_MAX);
+  set(env, o, "ipMax", sg::SG_IP_MAX);
+  set(env, o, "lingerOff", sg::SG_LINGER_OFF);
+  set(env, o, "lingerMax", sg::SG_LINGER_MAX);
+  set(env, o, "socketSize", sizeof(sg::socket));
+
+  napi_create_object(env, &rec);
+  set(env, rec, "data", sg::SG_REC_DATA);
+  set(env, rec, "dgram", sg::SG_REC_DGRAM);
+  set(env, rec, "eof", sg::SG_REC_EOF);
+  set(env, rec, "error", sg::SG_REC_ERROR);
+  set(env, rec, "connect", sg::SG_REC_CONNECT);
+  set(env, rec, "drain", sg::SG_REC_DRAIN);
+  set(env, rec, "shutdown", sg::SG_REC_SHUTDOWN);
+  napi_set_named_property(env, o, "rec", rec);
+
+  napi_create_object(env, &sys);
+  set(env, sys, "read", sg::SG_SYS_READ);
+  set(env, sys, "write", sg::SG_SYS_WRITE);
+  set(env, sys, "connect", sg::SG_SYS_CONNECT);
+  set(env, sys, "shutdown", sg::SG_SYS_SHUTDOWN);
+  napi_set_named_property(env, o, "sys", sys);
+  constexpr size_t kNames = sizeof(sg::SG_SYS_NAMES) / sizeof(sg::SG_SYS_NAMES[0]);
+  napi_create_array_with_length(env, kNames, &names);
+  for (size_t i = 0; i < kNames; i++) {
+    napi_create_string_utf8(env, sg::SG_SYS_NAMES[i], NAPI_AUTO_LENGTH, &str);
+    napi_set_element(env, names, static_cast<uint32_t>(i), str);
+  }
+  napi_set_named_property(env, o, "syscallNames", names);
+
+  napi_create_object(env, &ctr);
+  set(env, ctr, "bytesWritten", sg::SG_CTR_BYTES_WRITTEN);
+  set(env, ctr, "bytesRead", sg::SG_CTR_BYTES_READ);
+  set(env, ctr, "sendCalls", sg::SG_CTR_SEND_CALLS);
+  set(env, ctr, "recvCalls", sg::SG_CTR_RECV_CALLS);
+  set(env, ctr, "pending", sg::SG_CTR_PENDING);
+  set(env, ctr, "staged", sg::SG_CTR_STAGED);
+  napi_set_named_property(env, o, "ctr", ctr);
+
 #if defined(__linux__)
-  o.Set("backend", Napi::String::New(env, "epoll"));
+  napi_create_string_utf8(env, "epoll", NAPI_AUTO_LENGTH, &str);
 #else
-  o.Set("backend", Napi::String::New(env, "kqueue"));
+  napi_create_string_utf8(env, "kqueue", NAPI_AUTO_LENGTH, &str);
 #endif
-  return o;
+  napi_set_named_property(env, o, "backend", str);
+  return Napi::Value(env, o);
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
 #define SG_EXPORT(name) exports.Set(#name, Napi::Function::New(env, name, #name))
   SG_EXPORT(loop_init);
+  SG_EXPORT(loop_owner);
   SG_EXPORT(loop_add_chunk);
   SG_EXPORT(loop_ref);
   SG_EXPORT(tcp_connect);

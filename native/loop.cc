@@ -6,15 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <new>
+
 namespace sg {
 
-constexpr uint32_t kSlabMargin = 64 * 1024;
+constexpr uint32_t kSlabMargin = SG_SLAB_MARGIN;
 constexpr int kWaitBatch = 256;
 constexpr int kMaxRounds = 16;
 
 static inline loop* from_handle(uv_handle_t* h) { return static_cast<loop*>(h->data); }
 
-socket* sg_loop_find(loop* lp, uint32_t id) { return id < lp->socks.size() ? lp->socks[id] : nullptr; }
+socket* sg_loop_find(loop* lp, uint32_t id) { return id < lp->nsocks ? lp->socks[id] : nullptr; }
+
+bool sg_loop_id_ok(const loop* lp, uint32_t id) { return id < lp->nsocks; }
 
 uint64_t* sg_loop_counters(loop* lp, uint32_t id) {
   return lp->chunks[id / SG_CHUNK] + static_cast<size_t>(id % SG_CHUNK) * SG_CTR_SLOTS;
@@ -69,14 +73,14 @@ int sg_loop_register(loop* lp, socket* s, uint32_t interest) {
   if (lp->direct) demote(lp, true);
   int r;
   if (lp->live == 0 && !lp->closing) {
-    auto* dw = new direct_watch();
-    dw->lp = lp;
-    dw->s = s;
-    dw->h.data = dw;
-    r = uv_poll_init_socket(lp->uv, &dw->h, s->fd);
+    auto* dw = new (std::nothrow) direct_watch();
+    r = dw ? uv_poll_init_socket(lp->uv, &dw->h, s->fd) : -ENOMEM;
     if (r < 0) {
       delete dw;
     } else {
+      dw->lp = lp;
+      dw->s = s;
+      dw->h.data = dw;
       if (!lp->ref) uv_unref(reinterpret_cast<uv_handle_t*>(&dw->h));
       lp->direct = s;
       lp->dw = dw;
@@ -90,7 +94,6 @@ int sg_loop_register(loop* lp, socket* s, uint32_t interest) {
   }
   if (r < 0) return r;
   lp->live++;
-  if (s->id >= lp->socks.size()) lp->socks.resize(static_cast<size_t>(s->id) + 1, nullptr);
   lp->socks[s->id] = s;
   return 0;
 }
@@ -100,7 +103,7 @@ void sg_loop_unregister(loop* lp, socket* s) {
   else if (s->interest != 0) sg_poll_del(lp->pfd, s->fd, s->interest);
   s->interest = 0;
   lp->live--;
-  if (s->id < lp->socks.size() && lp->socks[s->id] == s) lp->socks[s->id] = nullptr;
+  if (s->id < lp->nsocks && lp->socks[s->id] == s) lp->socks[s->id] = nullptr;
 }
 
 void sg_loop_mark_dirty(loop* lp, socket* s) {
@@ -109,8 +112,13 @@ void sg_loop_mark_dirty(loop* lp, socket* s) {
 }
 
 void sg_loop_record(loop* lp, uint32_t id, int32_t type, int32_t a, int32_t b) {
-  if (lp->rec_n >= SG_REC_CAP) abort();  // the margin rule makes this unreachable; losing a record is worse
-  int32_t* r = lp->rec + static_cast<size_t>(lp->rec_n) * 4;
+  if (lp->rec_n >= SG_REC_CAP) {
+    // The margin rule makes this unreachable (and no JS input can shrink the buffer: loop_init checks its
+    // size). Should the rule ever break, the record is counted as lost rather than taking the process down.
+    lp->rec_overflow++;
+    return;
+  }
+  int32_t* r = lp->rec + static_cast<size_t>(lp->rec_n) * SG_REC_INTS;
   r[0] = static_cast<int32_t>(id);
   r[1] = type;
   r[2] = a;
@@ -152,7 +160,10 @@ void sg_loop_dispatch(loop* lp) {
     }
   }
   // Records appended while JS ran (errors from synchronous calls never add any, but stay safe) move up front.
-  if (lp->rec_n > n) memmove(lp->rec, lp->rec + static_cast<size_t>(n) * 4, static_cast<size_t>(lp->rec_n - n) * 16);
+  if (lp->rec_n > n) {
+    memmove(lp->rec, lp->rec + static_cast<size_t>(n) * SG_REC_INTS,
+            static_cast<size_t>(lp->rec_n - n) * SG_REC_INTS * sizeof(int32_t));
+  }
   lp->rec_n -= n;
   lp->slab_used = 0;
   napi_close_handle_scope(env, scope);
@@ -186,7 +197,7 @@ void sg_loop_unstage(loop* lp) {
   uint32_t n = static_cast<uint32_t>(h[0]);
   if (n > lp->stage_cap) n = lp->stage_cap;
   for (uint32_t i = 0; i < n; i++) {
-    const int32_t* r = h + SG_STAGE_HDR + 3 * i;
+    const int32_t* r = h + SG_STAGE_HDR + SG_STAGE_INTS * i;
     uint32_t off = static_cast<uint32_t>(r[1]), len = static_cast<uint32_t>(r[2]);
     socket* s = sg_loop_find(lp, static_cast<uint32_t>(r[0]));
     if (!s || off > lp->stage_len || len > lp->stage_len - off) continue;
@@ -265,24 +276,33 @@ static void on_idle(uv_idle_t* h) {
 }
 static void on_check(uv_check_t* h) { on_turn(reinterpret_cast<uv_handle_t*>(h)); }
 
-static void on_handle_closed(uv_handle_t* h) {
-  loop* lp = from_handle(h);
-  if (--lp->open_handles > 0) return;
-  if (lp->pfd >= 0) sys_close(lp->pfd);
+// Releases everything a loop holds besides its uv handles: references, the async context, the poll descriptor
+// and memory. Safe on a partly created loop (unset members are null / -1).
+static void release(loop* lp) {
   napi_env env = lp->env;
-  napi_async_destroy(env, lp->async_ctx);
-  napi_delete_reference(env, lp->fn_ref);
-  napi_delete_reference(env, lp->slab_ref);
-  if (lp->stage_ref) napi_delete_reference(env, lp->stage_ref);
-  if (lp->stage_rec_ref) napi_delete_reference(env, lp->stage_rec_ref);
-  napi_delete_reference(env, lp->rec_ref);
-  napi_delete_reference(env, lp->resource_ref);
-  for (napi_ref r : lp->chunk_refs) napi_delete_reference(env, r);
-  napi_async_cleanup_hook_handle hook = lp->cleanup;
+  if (lp->pfd >= 0) sys_close(lp->pfd);
+  lp->pfd = -1;
+  if (lp->async_ctx) napi_async_destroy(env, lp->async_ctx);
+  napi_ref refs[] = {lp->fn_ref, lp->slab_ref, lp->stage_ref, lp->stage_rec_ref, lp->rec_ref, lp->resource_ref,
+                     lp->owner_ref};
+  for (napi_ref r : refs) {
+    if (r) napi_delete_reference(env, r);
+  }
+  for (uint32_t i = 0; i < lp->nchunks; i++) napi_delete_reference(env, lp->chunk_refs[i]);
+  free(lp->chunk_refs);
+  free(lp->chunks);
+  free(lp->socks);
   for (char* b : lp->spare_bufs) free(b);
   for (wseg* g : lp->spare_segs) free(g);
   delete lp;
-  napi_remove_async_cleanup_hook(hook);
+}
+
+static void on_handle_closed(uv_handle_t* h) {
+  loop* lp = from_handle(h);
+  if (--lp->open_handles > 0) return;
+  napi_async_cleanup_hook_handle hook = lp->cleanup;
+  release(lp);
+  if (hook) napi_remove_async_cleanup_hook(hook);
 }
 
 // Environment teardown (process exit, or a worker thread ending): every socket is closed so no descriptor
@@ -290,10 +310,11 @@ static void on_handle_closed(uv_handle_t* h) {
 static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void* arg) {
   loop* lp = static_cast<loop*>(arg);
   lp->closing = true;
-  for (socket* s : lp->socks) {
-    if (s) sg_close(s);
+  // Nothing may reach the loop through the environment from here on (it is freed once its handles close).
+  napi_set_instance_data(lp->env, nullptr, nullptr, nullptr);
+  for (uint32_t i = 0; i < lp->nsocks; i++) {
+    if (lp->socks[i]) sg_close(lp->socks[i]);
   }
-  lp->socks.clear();
   uv_poll_stop(&lp->poll);
   uv_close(reinterpret_cast<uv_handle_t*>(&lp->poll), on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&lp->prepare), on_handle_closed);
@@ -303,8 +324,14 @@ static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void* arg) {
 
 loop* sg_loop_get(napi_env env) {
   void* data = nullptr;
-  napi_get_instance_data(env, &data);
+  if (napi_get_instance_data(env, &data) != napi_ok) return nullptr;
   return static_cast<loop*>(data);
+}
+
+napi_value sg_loop_owner(napi_env env, loop* lp) {
+  napi_value v = nullptr;
+  if (!lp->owner_ref || napi_get_reference_value(env, lp->owner_ref, &v) != napi_ok) return nullptr;
+  return v;
 }
 
 void sg_loop_set_ref(loop* lp, bool ref) {
@@ -333,79 +360,116 @@ static bool int32_view(napi_env env, napi_value v, int32_t** data, size_t* count
   return true;
 }
 
-int sg_loop_create(napi_env env, napi_value slab_ab, napi_value rec_ta, napi_value fn, loop** out) {
+static int ref_of(napi_env env, napi_value v, napi_ref* out) {
+  return napi_create_reference(env, v, 1, out) == napi_ok ? 0 : -ENOMEM;
+}
+
+int sg_loop_create(napi_env env, const loop_init_args* a, loop** out) {
   void* slab = nullptr;
   size_t slab_len = 0;
-  if (napi_get_arraybuffer_info(env, slab_ab, &slab, &slab_len) != napi_ok) return -EINVAL;
+  if (napi_get_arraybuffer_info(env, a->slab_ab, &slab, &slab_len) != napi_ok || slab_len < SG_SLAB_MIN) return -EINVAL;
   int32_t* rec = nullptr;
   size_t rec_len = 0;
-  if (!int32_view(env, rec_ta, &rec, &rec_len) || rec_len < SG_REC_CAP * 4 || slab_len < 2 * kSlabMargin) return -EINVAL;
+  if (!int32_view(env, a->rec_ta, &rec, &rec_len) || rec_len < SG_REC_CAP * SG_REC_INTS) return -EINVAL;
+  void* stage = nullptr;
+  size_t stage_len = 0;
+  if (napi_get_arraybuffer_info(env, a->stage_ab, &stage, &stage_len) != napi_ok) return -EINVAL;
+  int32_t* stage_rec = nullptr;
+  size_t stage_n = 0;
+  if (!int32_view(env, a->stage_rec_ta, &stage_rec, &stage_n) || stage_n < SG_STAGE_HDR + SG_STAGE_INTS) return -EINVAL;
 
   uv_loop_t* uv = nullptr;
   if (napi_get_uv_event_loop(env, &uv) != napi_ok || !uv) return -ENOTSUP;
-  int pfd = sg_poll_create();
-  if (pfd < 0) return pfd;
 
-  auto* lp = new loop();
+  auto* lp = new (std::nothrow) loop();
+  if (!lp) return -ENOMEM;
   lp->env = env;
   lp->uv = uv;
-  lp->pfd = pfd;
+  lp->pfd = sg_poll_create();
+  if (lp->pfd < 0) {
+    int r = lp->pfd;
+    lp->pfd = -1;
+    release(lp);
+    return r;
+  }
   lp->slab = static_cast<uint8_t*>(slab);
   lp->slab_len = static_cast<uint32_t>(slab_len > UINT32_MAX ? UINT32_MAX : slab_len);
   lp->rec = rec;
-  lp->dirty.reserve(64);
-  napi_create_reference(env, slab_ab, 1, &lp->slab_ref);
-  napi_create_reference(env, rec_ta, 1, &lp->rec_ref);
-  napi_create_reference(env, fn, 1, &lp->fn_ref);
-  napi_value resource, name;
-  napi_create_object(env, &resource);
-  napi_create_reference(env, resource, 1, &lp->resource_ref);
-  napi_create_string_utf8(env, "SOCKGUARD_LOOP", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, resource, name, &lp->async_ctx);
+  lp->stage = static_cast<uint8_t*>(stage);
+  lp->stage_len = static_cast<uint32_t>(stage_len > UINT32_MAX ? UINT32_MAX : stage_len);
+  lp->stage_rec = stage_rec;
+  size_t cap = (stage_n - SG_STAGE_HDR) / SG_STAGE_INTS;
+  lp->stage_cap = static_cast<uint32_t>(cap > UINT32_MAX ? UINT32_MAX : cap);
 
-  int r = uv_poll_init(uv, &lp->poll, pfd);
+  napi_value resource = nullptr, name = nullptr;
+  int r = 0;
+  if (r == 0) r = ref_of(env, a->slab_ab, &lp->slab_ref);
+  if (r == 0) r = ref_of(env, a->rec_ta, &lp->rec_ref);
+  if (r == 0) r = ref_of(env, a->fn, &lp->fn_ref);
+  if (r == 0) r = ref_of(env, a->stage_ab, &lp->stage_ref);
+  if (r == 0) r = ref_of(env, a->stage_rec_ta, &lp->stage_rec_ref);
+  if (r == 0) r = ref_of(env, a->owner, &lp->owner_ref);
+  if (r == 0 && napi_create_object(env, &resource) != napi_ok) r = -ENOMEM;
+  if (r == 0) r = ref_of(env, resource, &lp->resource_ref);
+  if (r == 0 && napi_create_string_utf8(env, "SOCKGUARD_LOOP", NAPI_AUTO_LENGTH, &name) != napi_ok) r = -ENOMEM;
+  if (r == 0 && napi_async_init(env, resource, name, &lp->async_ctx) != napi_ok) {
+    lp->async_ctx = nullptr;
+    r = -ENOMEM;
+  }
   if (r < 0) {
-    sys_close(pfd);
-    delete lp;
+    release(lp);
     return r;
   }
-  lp->poll.data = lp;
-  uv_prepare_init(uv, &lp->prepare);
-  lp->prepare.data = lp;
-  uv_check_init(uv, &lp->check);
-  lp->check.data = lp;
-  uv_idle_init(uv, &lp->idle);
-  lp->idle.data = lp;
-  uv_unref(reinterpret_cast<uv_handle_t*>(&lp->idle));
-  lp->open_handles = 4;
-  uv_poll_start(&lp->poll, UV_READABLE, on_poll);
-  // Only a ref'd socket keeps the process alive, exactly as with net: these handles never do on their own.
-  uv_unref(reinterpret_cast<uv_handle_t*>(&lp->poll));
-  uv_prepare_start(&lp->prepare, on_prepare);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&lp->prepare));
-  uv_check_start(&lp->check, on_check);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&lp->check));
-  napi_add_async_cleanup_hook(env, on_env_cleanup, lp, &lp->cleanup);
-  napi_set_instance_data(env, lp, nullptr, nullptr);
-  *out = lp;
-  return 0;
-}
 
-int sg_loop_set_stage(napi_env env, loop* lp, napi_value stage_ab, napi_value rec_ta) {
-  void* data = nullptr;
-  size_t len = 0;
-  if (napi_get_arraybuffer_info(env, stage_ab, &data, &len) != napi_ok) return -EINVAL;
-  int32_t* rec = nullptr;
-  size_t n = 0;
-  if (!int32_view(env, rec_ta, &rec, &n) || n < SG_STAGE_HDR + 3) return -EINVAL;
-  napi_create_reference(env, stage_ab, 1, &lp->stage_ref);
-  napi_create_reference(env, rec_ta, 1, &lp->stage_rec_ref);
-  lp->stage = static_cast<uint8_t*>(data);
-  lp->stage_len = static_cast<uint32_t>(len > UINT32_MAX ? UINT32_MAX : len);
-  lp->stage_rec = rec;
-  lp->stage_cap = static_cast<uint32_t>((n - SG_STAGE_HDR) / 3);
+  // The handles: once one is initialised it can only be freed through uv_close, so a failure from here on
+  // closes the ones that exist and lets on_handle_closed release the rest.
+  uv_handle_t* handles[] = {reinterpret_cast<uv_handle_t*>(&lp->poll), reinterpret_cast<uv_handle_t*>(&lp->prepare),
+                            reinterpret_cast<uv_handle_t*>(&lp->check), reinterpret_cast<uv_handle_t*>(&lp->idle)};
+  int inited = 0;
+  r = uv_poll_init(uv, &lp->poll, lp->pfd);
+  if (r == 0) {
+    inited++;
+    r = uv_prepare_init(uv, &lp->prepare);
+  }
+  if (r == 0) {
+    inited++;
+    r = uv_check_init(uv, &lp->check);
+  }
+  if (r == 0) {
+    inited++;
+    r = uv_idle_init(uv, &lp->idle);
+  }
+  if (r == 0) inited++;
+  for (uv_handle_t* h : handles) h->data = lp;
+  if (r == 0) r = uv_poll_start(&lp->poll, UV_READABLE, on_poll);
+  if (r == 0) r = uv_prepare_start(&lp->prepare, on_prepare);
+  if (r == 0) r = uv_check_start(&lp->check, on_check);
+  if (r == 0 && napi_add_async_cleanup_hook(env, on_env_cleanup, lp, &lp->cleanup) != napi_ok) {
+    lp->cleanup = nullptr;
+    r = -ENOMEM;
+  }
+  if (r == 0 && napi_set_instance_data(env, lp, nullptr, nullptr) != napi_ok) r = -ENOMEM;
+  if (r < 0) {
+    lp->closing = true;
+    if (lp->cleanup) {
+      napi_remove_async_cleanup_hook(lp->cleanup);
+      lp->cleanup = nullptr;
+    }
+    if (inited == 0) {
+      release(lp);
+      return r;
+    }
+    // Handles close asynchronously; the loop is freed with the last one.
+    lp->open_handles = inited;
+    for (int i = 0; i < inited; i++) uv_close(handles[i], on_handle_closed);
+    return r;
+  }
+  lp->open_handles = 4;
+  // Only a ref'd socket keeps the process alive, exactly as with net: these handles never do on their own.
+  for (uv_handle_t* h : handles) uv_unref(h);
   lp->stage_rec[0] = 0;
   lp->stage_rec[1] = 0;
+  *out = lp;
   return 0;
 }
 
@@ -414,11 +478,35 @@ int sg_loop_add_chunk(napi_env env, loop* lp, napi_value ab) {
   size_t len = 0;
   if (napi_get_arraybuffer_info(env, ab, &data, &len) != napi_ok) return -EINVAL;
   if (len < SG_CHUNK * SG_CTR_SLOTS * sizeof(uint64_t) || (reinterpret_cast<uintptr_t>(data) & 7)) return -EINVAL;
-  napi_ref ref;
-  napi_create_reference(env, ab, 1, &ref);
-  lp->chunk_refs.push_back(ref);
-  lp->chunks.push_back(static_cast<uint64_t*>(data));
-  return static_cast<int>(lp->chunks.size());
+  if (lp->nsocks > UINT32_MAX - SG_CHUNK) return -ERANGE;
+  uint32_t n = lp->nchunks + 1;
+  // Each array is replaced only once every allocation has succeeded, so a failure leaves the loop as it was.
+  auto* chunks = static_cast<uint64_t**>(malloc(n * sizeof(uint64_t*)));
+  auto* refs = static_cast<napi_ref*>(malloc(n * sizeof(napi_ref)));
+  auto* socks = static_cast<socket**>(calloc(static_cast<size_t>(n) * SG_CHUNK, sizeof(socket*)));
+  napi_ref ref = nullptr;
+  if (!chunks || !refs || !socks || napi_create_reference(env, ab, 1, &ref) != napi_ok) {
+    free(chunks);
+    free(refs);
+    free(socks);
+    return -ENOMEM;
+  }
+  if (lp->nchunks) {
+    memcpy(chunks, lp->chunks, lp->nchunks * sizeof(uint64_t*));
+    memcpy(refs, lp->chunk_refs, lp->nchunks * sizeof(napi_ref));
+    memcpy(socks, lp->socks, lp->nsocks * sizeof(socket*));
+  }
+  chunks[lp->nchunks] = static_cast<uint64_t*>(data);
+  refs[lp->nchunks] = ref;
+  free(lp->chunks);
+  free(lp->chunk_refs);
+  free(lp->socks);
+  lp->chunks = chunks;
+  lp->chunk_refs = refs;
+  lp->socks = socks;
+  lp->nchunks = n;
+  lp->nsocks = n * SG_CHUNK;
+  return static_cast<int>(n);
 }
 
 }  // namespace sg

@@ -82,9 +82,16 @@ int sg_poll_del(int pfd, int fd, uint32_t old_interest);
 int sg_poll_wait(int pfd, poll_event* out, int max);
 
 // ---------------------------------------------------------------------------------------------------------
-// event records shared with JS (loop.cc writes, src/loop.ts reads)
+// Everything below that JS must agree with is exported by binding.cc's layout() and read from there by
+// src/core/native.ts: these definitions are the only copy.
 //
-// Int32Array of SG_REC_CAP records, 4 x int32 each: [id, type, a, b].
+// Bumped whenever a record, counter or staging layout changes (or what the JS Loop expects of the addon), so a
+// second copy of the JS side sharing this thread's loop can tell whether it speaks the same format.
+constexpr uint32_t SG_LAYOUT_VERSION = 2;
+
+// event records shared with JS (loop.cc writes, src/core/loop.ts reads)
+//
+// Int32Array of SG_REC_CAP records, SG_REC_INTS x int32 each: [id, type, a, b].
 //   DATA      a = slab offset, b = length
 //   DGRAM     a = slab offset of a 20-byte address header, b = payload length (payload follows the header)
 //             header: u8 family (4|6), u8 0, u16 port (host order), 16 bytes address (v4 uses the first 4)
@@ -110,9 +117,17 @@ enum : int32_t {
   SG_SYS_SHUTDOWN = 4,
 };
 
+// Syscall names for JS, indexed by SG_SYS_*.
+constexpr const char* SG_SYS_NAMES[] = {"", "read", "write", "connect", "shutdown"};
+
+constexpr uint32_t SG_REC_INTS = 4;
 constexpr uint32_t SG_REC_CAP = 4096;
+// Records kept free before a socket is handed an event; a socket appends at most a few per event.
 constexpr uint32_t SG_REC_MARGIN = 256;
 constexpr uint32_t SG_DGRAM_HDR = 20;
+// The receive slab must hold at least this much (two full reads of the loop's per-read minimum).
+constexpr uint32_t SG_SLAB_MARGIN = 64 * 1024;
+constexpr uint32_t SG_SLAB_MIN = 2 * SG_SLAB_MARGIN;
 
 // Per-socket counters: SG_CTR_SLOTS x uint64 in a JS-owned ArrayBuffer (chunk of SG_CHUNK sockets), so JS reads
 // them through a typed-array view without a native call.
@@ -127,10 +142,22 @@ enum : uint32_t {
 };
 constexpr uint32_t SG_CHUNK = 1024;
 
-// Small writes staged by JS without a native call (src/loop.ts `stage`): a shared byte slab and an Int32Array
-// [count, used, then count x (id, offset, length)]. The loop takes them, in order, into the sockets' queues
-// before every flush and before any native operation that depends on queue order.
+// Small writes staged by JS without a native call (src/core/loop.ts `stage`): a shared byte slab and an
+// Int32Array [count, used, then count x (id, offset, length)]. The loop takes them, in order, into the sockets'
+// queues before every flush and before any native operation that depends on queue order.
 constexpr uint32_t SG_STAGE_HDR = 2;
+constexpr uint32_t SG_STAGE_INTS = 3;
+
+// Limits of the JS boundary (binding.cc rejects anything beyond them before any effect).
+// Buffers in one socket_writev call: bounds the glue's iovec array (16 B each, so 1 MiB at most).
+constexpr uint32_t SG_WRITEV_MAX = 64 * 1024;
+// Longest address text accepted: an IPv6 literal (45) plus a zone id (IF_NAMESIZE 16) and change.
+constexpr uint32_t SG_IP_MAX = 63;
+// SO_LINGER crosses as one int: SG_LINGER_OFF turns lingering off, 0..SG_LINGER_MAX turns it on with that many
+// seconds. The bound keeps the value far from int overflow in the kernel's jiffies conversion; no real linger
+// time comes near it.
+constexpr int32_t SG_LINGER_OFF = -1;
+constexpr int32_t SG_LINGER_MAX = 65535;
 
 // ---------------------------------------------------------------------------------------------------------
 // sockets (socket.cc)
@@ -148,6 +175,7 @@ enum : uint32_t {
   SG_F_EOF = 1u << 9,
   SG_F_FAILED = 1u << 10,      // an error was reported; no further I/O
   SG_F_DIRECT = 1u << 11,      // watched by the loop's direct uv_poll_t instead of the poll set
+  SG_F_LINGER = 1u << 12,      // SO_LINGER may be on with a timeout: close() would block, so sg_close defuses it
 };
 
 struct loop;
@@ -184,6 +212,9 @@ struct socket {
 
 static_assert(sizeof(socket) <= 128, "native socket must stay small");
 
+// Whether `id` may name a new socket: it must be covered by a counter chunk. The glue checks it first.
+bool sg_loop_id_ok(const loop* lp, uint32_t id);
+
 // Creates a TCP socket and starts a non-blocking connect. Returns the socket, or nullptr with *err = -errno.
 socket* sg_tcp_connect(loop* lp, uint32_t id, int family, const char* ip, int port, uint32_t hwm, int* err);
 // Creates an unconnected UDP socket registered for reads.
@@ -202,11 +233,18 @@ void sg_flush(socket* s);
 // Half-close after the queue drains. Returns 1 when done at once, 0 when deferred (SHUTDOWN record follows).
 int sg_shutdown(socket* s);
 void sg_set_reading(socket* s, bool on);
+// Socket options as one int. SOL_SOCKET/SO_LINGER uses the SG_LINGER_* encoding both ways (get answers
+// SG_LINGER_OFF or the seconds); everything else is the kernel's int. 0 or -errno.
+int sg_setsockopt(socket* s, int level, int name, int value);
+// Whether `value` is acceptable for the option (the SO_LINGER encoding's range); the glue rejects the rest.
+bool sg_sockopt_value_ok(int level, int name, int value);
+int sg_getsockopt(socket* s, int level, int name, int* value);
 // Handles one readiness event for s.
 void sg_on_event(socket* s, uint32_t flags);
-// Closes the fd and frees s.
+// Closes the fd and frees s. Never blocks: a lingering close is turned into a background one first.
 void sg_close(socket* s);
-// Removes s from the loop without closing its fd; returns the fd. Pending bytes must be flushed first.
+// Removes s from the loop without closing its fd and frees s; returns the fd, or -EBUSY (s untouched) while
+// bytes are still queued natively.
 int sg_detach(socket* s);
 void sg_update_interest(socket* s);
 
@@ -234,14 +272,18 @@ struct loop {
   int32_t* rec;
   uint32_t rec_n;
 
-  std::vector<socket*> socks;  // by id
+  // By id; as many slots as the counter chunks cover (grown with them, so registering never allocates).
+  socket** socks;
+  uint32_t nsocks;
   uint32_t live;               // sockets registered
   // While the loop has a single socket, libuv watches that socket's descriptor directly: a wake-up then costs
   // no second epoll_wait on the poll set (a syscall per round trip is what separates a request/response client
   // from net). The second socket moves it into the poll set.
   socket* direct;
   struct direct_watch* dw;
-  std::vector<uint64_t*> chunks;
+  uint64_t** chunks;
+  napi_ref* chunk_refs;
+  uint32_t nchunks;
   uint8_t* stage;
   uint32_t stage_len;
   int32_t* stage_rec;
@@ -258,19 +300,32 @@ struct loop {
   napi_ref stage_rec_ref;
   napi_ref rec_ref;
   napi_ref fn_ref;
-  std::vector<napi_ref> chunk_refs;
+  napi_ref owner_ref;  // the JS Loop that owns this loop, handed to every other copy of the JS side
   napi_async_context async_ctx;
   napi_ref resource_ref;
+  // Records that found the buffer full. The margin rule keeps this at 0; it exists so that a broken rule shows
+  // up in a counter rather than as memory corruption or an abort.
+  uint32_t rec_overflow;
 };
 
-// Creates this environment's loop over a JS-owned slab (ArrayBuffer), record buffer (Int32Array of
-// SG_REC_CAP * 4) and dispatch function `fn(count)`. 0 or -errno.
-int sg_loop_create(napi_env env, napi_value slab_ab, napi_value rec_ta, napi_value fn, loop** out);
-// Attaches the JS write-staging buffers (ArrayBuffer, Int32Array). 0 or -errno.
-int sg_loop_set_stage(napi_env env, loop* lp, napi_value stage_ab, napi_value rec_ta);
+// The JS-owned memory and callbacks a loop runs on.
+struct loop_init_args {
+  napi_value slab_ab;       // ArrayBuffer of at least SG_SLAB_MIN bytes: the receive slab
+  napi_value rec_ta;        // Int32Array of at least SG_REC_CAP * SG_REC_INTS: the records
+  napi_value fn;            // dispatch(count)
+  napi_value stage_ab;      // ArrayBuffer: staged write bytes
+  napi_value stage_rec_ta;  // Int32Array of at least SG_STAGE_HDR + SG_STAGE_INTS: staged write records
+  napi_value owner;         // the JS object that owns the loop (answered by sg_loop_owner)
+};
+// Creates this environment's loop and makes it the environment's instance data. 0 or -errno; on failure
+// nothing is left behind (no reference, handle, descriptor or instance data).
+int sg_loop_create(napi_env env, const loop_init_args* a, loop** out);
+// The owner given to sg_loop_create, or nullptr.
+napi_value sg_loop_owner(napi_env env, loop* lp);
 // Moves every staged write into its socket's queue (marking it dirty). Cheap when nothing is staged.
 void sg_loop_unstage(loop* lp);
-// Adds a counter chunk (ArrayBuffer of SG_CHUNK * SG_CTR_SLOTS uint64) for the next SG_CHUNK socket ids.
+// Adds a counter chunk (8-byte aligned ArrayBuffer of SG_CHUNK * SG_CTR_SLOTS uint64) for the next SG_CHUNK
+// socket ids. The number of chunks, or -errno (nothing added).
 int sg_loop_add_chunk(napi_env env, loop* lp, napi_value ab);
 loop* sg_loop_get(napi_env env);
 socket* sg_loop_find(loop* lp, uint32_t id);

@@ -54,6 +54,10 @@ void sg_update_interest(socket* s) {
 }
 
 socket* sg_tcp_connect(loop* lp, uint32_t id, int family, const char* ip, int port, uint32_t hwm, int* err) {
+  if (!sg_loop_id_ok(lp, id)) {
+    *err = -ERANGE;
+    return nullptr;
+  }
   struct sockaddr_storage ss;
   socklen_t len;
   int r = sys_make_addr(family, ip, port, &ss, &len);
@@ -93,6 +97,14 @@ socket* sg_tcp_connect(loop* lp, uint32_t id, int family, const char* ip, int po
 }
 
 socket* sg_udp_open(loop* lp, uint32_t id, int family, int* err) {
+  if (!sg_loop_id_ok(lp, id)) {
+    *err = -ERANGE;
+    return nullptr;
+  }
+  if (family != 4 && family != 6) {
+    *err = -EAFNOSUPPORT;
+    return nullptr;
+  }
   int fd = sys_socket(family, SOCK_DGRAM);
   if (fd < 0) {
     *err = fd;
@@ -114,7 +126,14 @@ socket* sg_udp_open(loop* lp, uint32_t id, int family, int* err) {
   return s;
 }
 
+// Whether a linger setting would make close() wait (on, with a positive timeout).
+static inline bool lingers(int onoff, int seconds) { return onoff != 0 && seconds > 0; }
+
 socket* sg_adopt(loop* lp, uint32_t id, int fd, uint32_t hwm, int* err) {
+  if (!sg_loop_id_ok(lp, id)) {
+    *err = -ERANGE;
+    return nullptr;
+  }
   int type = 0, family = 0;
   int r = sys_describe(fd, &type, &family);
   if (r == 0) r = sys_set_nonblock(fd);
@@ -123,7 +142,10 @@ socket* sg_adopt(loop* lp, uint32_t id, int fd, uint32_t hwm, int* err) {
     return nullptr;
   }
   bool stream = type == SOCK_STREAM;
-  socket* s = make_socket(lp, id, fd, (stream ? SG_F_STREAM | SG_F_CONNECTED : 0) | SG_F_READING, hwm);
+  // The previous owner may have set SO_LINGER; closing must not block on its account either.
+  int onoff = 0, seconds = 0;
+  bool linger = sys_get_linger(fd, &onoff, &seconds) < 0 || lingers(onoff, seconds);
+  socket* s = make_socket(lp, id, fd, (stream ? SG_F_STREAM | SG_F_CONNECTED : 0) | SG_F_READING | (linger ? static_cast<uint32_t>(SG_F_LINGER) : 0u), hwm);
   if (!s) {
     *err = -ENOMEM;
     return nullptr;
@@ -487,6 +509,33 @@ void sg_on_event(socket* s, uint32_t flags) {
   }
 }
 
+bool sg_sockopt_value_ok(int level, int name, int value) {
+  if (level == SOL_SOCKET && name == SO_LINGER) return value == SG_LINGER_OFF || (value >= 0 && value <= SG_LINGER_MAX);
+  return true;
+}
+
+int sg_setsockopt(socket* s, int level, int name, int value) {
+  if (level == SOL_SOCKET && name == SO_LINGER) {
+    if (!sg_sockopt_value_ok(level, name, value)) return -EINVAL;
+    bool on = value != SG_LINGER_OFF;
+    int r = sys_set_linger(s->fd, on ? 1 : 0, on ? value : 0);
+    if (r == 0 && lingers(on, value)) s->flags |= SG_F_LINGER;
+    return r;
+  }
+  return sys_setsockopt_int(s->fd, level, name, value);
+}
+
+int sg_getsockopt(socket* s, int level, int name, int* value) {
+  if (level == SOL_SOCKET && name == SO_LINGER) {
+    int on = 0, secs = 0;
+    int r = sys_get_linger(s->fd, &on, &secs);
+    if (r < 0) return r;
+    *value = on ? secs : SG_LINGER_OFF;
+    return 0;
+  }
+  return sys_getsockopt_int(s->fd, level, name, value);
+}
+
 void sg_close(socket* s) {
   // Bytes already accepted by write() leave before the descriptor closes: with net they would usually have
   // been written synchronously, so `write(); destroy()` must not lose them here just because we coalesce.
@@ -495,12 +544,18 @@ void sg_close(socket* s) {
     send_head(s, &offered);
   }
   sg_loop_unregister(s->lp, s);
+  // With SO_LINGER on and a timeout, close() waits (up to that timeout) for unsent bytes to be acknowledged,
+  // non-blocking descriptor or not, and would stall the whole thread. Lingering off lets the kernel finish
+  // sending in the background instead; on with 0 (an abortive close) never waits and is left alone.
+  if (s->flags & SG_F_LINGER) sys_set_linger(s->fd, 0, 0);
   sys_close(s->fd);
   queue_clear(s);
   free(s);
 }
 
 int sg_detach(socket* s) {
+  // The new owner would receive a descriptor without the bytes that were accepted for it.
+  if (pending(s) != 0) return -EBUSY;
   int fd = s->fd;
   sg_loop_unregister(s->lp, s);
   queue_clear(s);

@@ -1,13 +1,18 @@
 /**
  * The per-thread side of the native loop: socket ids, counter memory, and the batch dispatcher.
  *
- * Module state is per thread (each worker thread loads its own copy), matching the native loop, which is per
- * N-API environment. Nothing is created until the first socket: importing sockguard opens nothing.
+ * One Loop per thread, matching the native loop, which is per N-API environment. The native loop keeps its JS
+ * owner, so a second copy of this module in the same thread (sockguard imported from two paths) shares the
+ * first copy's Loop instead of creating one whose buffers nothing writes. Nothing is created until the first
+ * socket: importing sockguard opens nothing.
  *
- * Wire format shared with native/loop.cc: `records` holds `count` records of 4 int32 `[id, type, a, b]`;
- * DATA/DGRAM payloads live in `slab` and are valid only during the dispatch call.
+ * Wire format shared with native/loop.cc (layout from `layout()`): `records` holds `count` records of
+ * `recInts` int32 `[id, type, a, b]`; DATA/DGRAM payloads live in `slab` and are valid only during the dispatch
+ * call.
  */
+import { codes, codedError, statusError } from '../errors.js';
 import {
+  LAYOUT,
   REC_CONNECT,
   REC_DATA,
   REC_DGRAM,
@@ -26,6 +31,13 @@ const STAGE_RECORDS = 8192;
 /** Writes up to this size are staged; larger ones go to the native queue directly (and may be held, not copied). */
 export const STAGE_MAX = 4096;
 
+/**
+ * What one copy of this module expects of a Loop made by another copy sharing the thread's native loop. Bump it
+ * whenever Loop's members or their meaning change.
+ */
+const LOOP_PROTOCOL = 1;
+const kProtocol = Symbol.for('sockguard.loop.protocol');
+
 /** What a socket implements to receive its records. */
 export interface LoopClient {
   _onConnect(status: number): void;
@@ -38,10 +50,11 @@ export interface LoopClient {
 }
 
 export class Loop {
+  readonly [kProtocol] = LOOP_PROTOCOL;
   readonly nat: NativeBinding;
   readonly slab: Buffer;
   readonly records: Int32Array;
-  /** Staged writes: bytes, and [count, used, (id, offset, length)...] (native/sg.h SG_STAGE_HDR). */
+  /** Staged writes: bytes, and [count, used, (id, offset, length)...] (layout stageHeader / stageInts). */
   readonly stageBytes: Uint8Array;
   readonly stageRecords: Int32Array;
   readonly chunk: number;
@@ -57,19 +70,20 @@ export class Loop {
   /** Exceptions thrown by handlers during a batch; rethrown after it so no other socket loses its records. */
   private thrown: unknown[] = [];
 
-  constructor() {
-    this.nat = native();
-    const layout = this.nat.layout();
+  /** Creates the thread's native loop; a failure (e.g. EMFILE) throws a system error and leaves nothing behind. */
+  constructor(nat: NativeBinding = native()) {
+    this.nat = nat;
+    const layout = LAYOUT;
     this.chunk = layout.chunk;
     this.slots = layout.ctrSlots;
-    const ab = new ArrayBuffer(SLAB_BYTES);
+    const ab = new ArrayBuffer(Math.max(SLAB_BYTES, layout.slabMin));
     this.slab = Buffer.from(ab);
-    this.records = new Int32Array(layout.recCap * 4);
+    this.records = new Int32Array(layout.recCap * layout.recInts);
     const stage = new ArrayBuffer(STAGE_BYTES);
     this.stageBytes = new Uint8Array(stage);
-    this.stageRecords = new Int32Array(2 + 3 * STAGE_RECORDS);
-    const r = this.nat.loop_init(ab, this.records, (count) => this.dispatch(count), stage, this.stageRecords);
-    if (r < 0) throw new Error(`sockguard loop init failed (${r})`);
+    this.stageRecords = new Int32Array(layout.stageHeader + layout.stageInts * STAGE_RECORDS);
+    const r = nat.loop_init(ab, this.records, (count) => this.dispatch(count), stage, this.stageRecords, this);
+    if (r < 0) throw statusError(r, { syscall: layout.backend === 'epoll' ? 'epoll_create' : 'kqueue' });
   }
 
   /** Reserves an id (and its counters) for a client. Ids of sockets closed during a batch are reused after it. */
@@ -79,7 +93,7 @@ export class Loop {
     while (this.counters.length <= chunkIndex) {
       const ab = new ArrayBuffer(this.chunk * this.slots * 8);
       const r = this.nat.loop_add_chunk(ab);
-      if (r < 0) throw new Error(`sockguard counter chunk failed (${r})`);
+      if (r < 0) throw statusError(r, { syscall: 'loop_add_chunk' });
       this.counters.push(new Uint32Array(ab));
     }
     this.clients[id] = client;
@@ -104,7 +118,7 @@ export class Loop {
     const len = data.byteLength;
     if (n >= STAGE_RECORDS || used + len > STAGE_BYTES) return false;
     this.stageBytes.set(data, used);
-    const p = 2 + n * 3;
+    const p = LAYOUT.stageHeader + n * LAYOUT.stageInts;
     rec[p] = id;
     rec[p + 1] = used;
     rec[p + 2] = len;
@@ -125,8 +139,9 @@ export class Loop {
     const rec = this.records;
     const slab = this.slab;
     const clients = this.clients;
+    const step = LAYOUT.recInts;
     this.dispatching = true;
-    for (let i = 0, p = 0; i < count; i++, p += 4) {
+    for (let i = 0, p = 0; i < count; i++, p += step) {
       const client = clients[rec[p]!];
       if (client === undefined) continue;
       const a = rec[p + 2]!;
@@ -178,7 +193,22 @@ function rethrow(err: unknown): never {
 
 let current: Loop | undefined;
 
-/** This thread's loop, created on first use. */
+/**
+ * This thread's loop, created on first use, or the one another copy of this module created in this thread.
+ * A failure to create it throws (a coded system error) and is tried again on the next call.
+ */
 export function getLoop(): Loop {
-  return (current ??= new Loop());
+  if (current !== undefined) return current;
+  const nat = native();
+  const owner = nat.loop_owner() as Partial<Loop> | undefined;
+  if (owner === undefined) return (current = new Loop(nat));
+  if (owner[kProtocol] !== LOOP_PROTOCOL) {
+    throw codedError(
+      Error,
+      codes.NATIVE_UNAVAILABLE,
+      `This thread's sockguard loop belongs to another copy of sockguard (loop protocol ${String(owner[kProtocol])}, ` +
+        `this copy speaks ${LOOP_PROTOCOL}); load one version of sockguard per thread`,
+    );
+  }
+  return (current = owner as Loop);
 }

@@ -1,45 +1,84 @@
 /**
  * The native binding, described in one interface so the facade is type-checked against it.
  *
- * Every function returns a number: >= 0 on success, a negative errno on failure (see src/errors.ts
- * `statusError`). Arguments are validated in TypeScript before they cross; the native side converts, it does
- * not decide.
+ * Every function validates its arguments before any effect: a value of the wrong type throws a `TypeError` with
+ * code `ERR_INVALID_ARG_TYPE`, a number out of range (or not an integer) a `RangeError` with code
+ * `ERR_OUT_OF_RANGE`. Past that, every function answers a number: >= 0 on success, a negative errno on failure
+ * (see src/errors.ts `statusError`). Callers validate user input before it gets here (with messages that name
+ * the option); the native checks are the boundary's own guarantee, not a second policy.
+ *
+ * The constants below (record types, counter slots, syscall names) come from the addon's `layout()` when it
+ * loads: native/sg.h is their only definition. They are live bindings, assigned before `native()` first
+ * returns, so read them after that (every user reaches them through `getLoop()`, which loads the addon).
  */
 import { createRequire } from 'node:module';
-import { codes, codedError } from '../errors.js';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { codes, codedError, systemError } from '../errors.js';
 
 export interface NativeLayout {
+  /** native/sg.h SG_LAYOUT_VERSION. */
+  version: number;
+  /** Records in the record buffer, and int32 per record. */
   recCap: number;
+  recInts: number;
+  /** Sockets per counter chunk, and uint64 counters per socket. */
   chunk: number;
   ctrSlots: number;
+  /** Bytes of the address header before each datagram in the slab. */
   dgramHeader: number;
+  /** Smallest receive slab loop_init accepts. */
+  slabMin: number;
+  /** Staged-write records: header int32s ([count, used]), then int32s per record ([id, offset, length]). */
+  stageHeader: number;
+  stageInts: number;
+  /** Most buffers in one socket_writev call. */
+  writevMax: number;
+  /** Longest address text the core considers (longer text answers -EINVAL). */
+  ipMax: number;
+  /** SO_LINGER crosses as one int: `lingerOff` turns it off, 0..`lingerMax` on with that many seconds. */
+  lingerOff: number;
+  lingerMax: number;
   socketSize: number;
+  rec: { data: number; dgram: number; eof: number; error: number; connect: number; drain: number; shutdown: number };
+  /** ERROR records' syscall codes, and their names indexed by code. */
+  sys: { read: number; write: number; connect: number; shutdown: number };
+  syscallNames: string[];
+  /** Counter slot indexes (uint64 each). */
+  ctr: { bytesWritten: number; bytesRead: number; sendCalls: number; recvCalls: number; pending: number; staged: number };
   backend: 'epoll' | 'kqueue';
 }
 
 export interface NativeBinding {
-  /** Creates this thread's loop over a JS-owned slab, a record buffer and the batch dispatcher. */
+  /**
+   * Creates this thread's loop over a JS-owned slab, a record buffer, the batch dispatcher and the staging
+   * buffers; `owner` is handed to later callers by `loop_owner`. -EEXIST when the thread has a loop.
+   */
   loop_init(
     slab: ArrayBuffer,
     records: Int32Array,
     dispatch: (count: number) => void,
     stage: ArrayBuffer,
     stageRecords: Int32Array,
+    owner: object,
   ): number;
+  /** The `owner` this thread's loop was created with, if it has one. */
+  loop_owner(): object | undefined;
   /** Adds counters for the next `layout().chunk` socket ids; returns the number of chunks. */
   loop_add_chunk(counters: ArrayBuffer): number;
   /** Whether the loop keeps the process alive. */
-  loop_ref(on: boolean): void;
+  loop_ref(on: boolean): number;
   tcp_connect(id: number, family: 4 | 6, ip: string, port: number, highWaterMark: number): number;
   udp_open(id: number, family: 4 | 6): number;
   udp_bind(id: number, family: 4 | 6, ip: string, port: number): number;
   udp_connect(id: number, family: 4 | 6, ip: string, port: number): number;
   /** Dissolves a UDP socket's association; its local port stays. */
   udp_disconnect(id: number): number;
-  /** Sends one datagram; `ip` null on a connected socket. Bytes sent or -errno. */
+  /** Sends one datagram; `ip` null on a connected socket (port and family are then unused). Bytes sent or -errno. */
   udp_send(id: number, data: ArrayBufferView, ip: string | null, port: number, family: number): number;
   /** Queues (or, when large, sends) bytes; returns bytes still pending natively or -errno. */
   socket_write(id: number, data: ArrayBufferView): number;
+  /** As socket_write for up to `layout().writevMax` buffers. */
   socket_writev(id: number, chunks: ArrayBufferView[]): number;
   /** 1 when SHUT_WR was sent at once, 0 when it follows the queue (a SHUTDOWN record), or -errno. */
   socket_shutdown(id: number): number;
@@ -50,59 +89,135 @@ export interface NativeBinding {
   socket_adopt(id: number, fd: number, highWaterMark: number): number;
   socket_name(id: number, peer: boolean): [family: 4 | 6, address: string, port: number] | number;
   socket_so_error(id: number): number;
+  /** SO_LINGER answers `layout().lingerOff` when off, else the seconds. */
   socket_getsockopt(id: number, level: number, name: number): number;
+  /** SO_LINGER takes `layout().lingerOff` or 0..`layout().lingerMax` seconds. */
   socket_setsockopt(id: number, level: number, name: number, value: number): number;
+  /** `idleSeconds` <= 0 keeps the system's idle time. */
   socket_keepalive(id: number, on: boolean, idleSeconds: number): number;
   layout(): NativeLayout;
 }
 
-/** Record types written by native/loop.cc (see native/sg.h for the layout). */
-export const REC_DATA = 1;
-export const REC_DGRAM = 2;
-export const REC_EOF = 3;
-export const REC_ERROR = 4;
-export const REC_CONNECT = 5;
-export const REC_DRAIN = 6;
-export const REC_SHUTDOWN = 7;
+/** Record types written by native/loop.cc. */
+export let REC_DATA: number;
+export let REC_DGRAM: number;
+export let REC_EOF: number;
+export let REC_ERROR: number;
+export let REC_CONNECT: number;
+export let REC_DRAIN: number;
+export let REC_SHUTDOWN: number;
 
-/** Syscall codes in ERROR records. */
-export const syscallNames = ['', 'read', 'write', 'connect', 'shutdown'] as const;
+/** Syscall names of ERROR records, indexed by their code. */
+export let syscallNames: readonly string[] = [];
 
-/** Counter slots per socket, uint64 each (native/sg.h SG_CTR_*), as uint32 indexes of the low half. */
-export const CTR_BYTES_WRITTEN = 0;
-export const CTR_BYTES_READ = 2;
-export const CTR_SEND_CALLS = 4;
-export const CTR_RECV_CALLS = 6;
-export const CTR_PENDING = 8;
-export const CTR_STAGED = 10;
+/**
+ * Counter slots as indexes into a chunk's Uint32Array view: the low half of each uint64 counter (the high half
+ * follows it).
+ */
+export let CTR_BYTES_WRITTEN: number;
+export let CTR_BYTES_READ: number;
+export let CTR_SEND_CALLS: number;
+export let CTR_RECV_CALLS: number;
+export let CTR_PENDING: number;
+export let CTR_STAGED: number;
 
-let binding: NativeBinding | undefined;
-let loadError: unknown;
+/** The layout of the loaded addon. */
+export let LAYOUT: Readonly<NativeLayout>;
 
-/** The addon, loaded on first use so that a missing build fails with a coded error at the call that needs it. */
-export function native(): NativeBinding {
-  if (binding) return binding;
-  if (loadError) throw unavailable(loadError);
-  const require = createRequire(import.meta.url);
-  const candidates = process.env.SOCKGUARD_NATIVE
-    ? [process.env.SOCKGUARD_NATIVE]
-    : ['../../build/Release/sockguard.node', '../../build/Debug/sockguard.node'];
-  for (const path of candidates) {
-    try {
-      binding = require(path) as NativeBinding;
-      return binding;
-    } catch (err) {
-      loadError = err;
-    }
-  }
-  throw unavailable(loadError);
+const UINT32_PER_COUNTER = 2;
+
+function adopt(b: NativeBinding): void {
+  const l = Object.freeze(b.layout());
+  LAYOUT = l;
+  REC_DATA = l.rec.data;
+  REC_DGRAM = l.rec.dgram;
+  REC_EOF = l.rec.eof;
+  REC_ERROR = l.rec.error;
+  REC_CONNECT = l.rec.connect;
+  REC_DRAIN = l.rec.drain;
+  REC_SHUTDOWN = l.rec.shutdown;
+  syscallNames = Object.freeze(l.syscallNames.slice());
+  CTR_BYTES_WRITTEN = l.ctr.bytesWritten * UINT32_PER_COUNTER;
+  CTR_BYTES_READ = l.ctr.bytesRead * UINT32_PER_COUNTER;
+  CTR_SEND_CALLS = l.ctr.sendCalls * UINT32_PER_COUNTER;
+  CTR_RECV_CALLS = l.ctr.recvCalls * UINT32_PER_COUNTER;
+  CTR_PENDING = l.ctr.pending * UINT32_PER_COUNTER;
+  CTR_STAGED = l.ctr.staged * UINT32_PER_COUNTER;
 }
 
-function unavailable(cause: unknown): Error {
+let binding: NativeBinding | undefined;
+/** A failure that will not go away by itself (no build, a broken build): thrown again without another attempt. */
+let loadError: Error | undefined;
+
+/** dlopen's messages (strerror text) for failures that end once descriptors or memory are freed. */
+const TRANSIENT: ReadonlyArray<[code: string, text: string]> = [
+  // ENFILE's text starts with EMFILE's: test it first.
+  ['ENFILE', 'Too many open files in system'],
+  ['EMFILE', 'Too many open files'],
+  ['ENOMEM', 'Cannot allocate memory'],
+];
+
+function transientCode(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException | undefined;
+  for (const [code, text] of TRANSIENT) {
+    if (e?.code === code || (typeof e?.message === 'string' && e.message.includes(text))) return code;
+  }
+  return undefined;
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'MODULE_NOT_FOUND';
+}
+
+function candidates(): string[] {
+  const override = process.env.SOCKGUARD_NATIVE;
+  if (override) return [resolve(override)];
+  return ['Release', 'Debug'].map((dir) => fileURLToPath(new URL(`../../build/${dir}/sockguard.node`, import.meta.url)));
+}
+
+/**
+ * The addon, loaded on first use so that a missing build fails with a coded error at the call that needs it.
+ *
+ * Out of descriptors or memory while loading (EMFILE, ENFILE, ENOMEM) throws a system error with that code and
+ * is tried again on the next call; any other failure throws ERR_SOCKGUARD_NATIVE_UNAVAILABLE, every time.
+ */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  if (loadError) throw loadError;
+  const require = createRequire(import.meta.url);
+  let first: { path: string; err: unknown } | undefined;
+  for (const path of candidates()) {
+    try {
+      const b = require(path) as NativeBinding;
+      if (typeof b.loop_owner !== 'function' || typeof b.layout !== 'function') {
+        throw new Error('it was built from another version of sockguard');
+      }
+      adopt(b);
+      binding = b;
+      return b;
+    } catch (err) {
+      const code = transientCode(err);
+      if (code !== undefined) {
+        const e = systemError(code, { syscall: 'dlopen', detail: path });
+        (e as Error & { cause?: unknown }).cause = err;
+        throw e;
+      }
+      // The first failure names the build that matters (Release, or the one SOCKGUARD_NATIVE names), unless it
+      // is only missing and a later one exists but fails for a reason worth reading.
+      if (first === undefined || (isMissing(first.err) && !isMissing(err))) first = { path, err };
+    }
+  }
+  loadError = unavailable(first!.path, first!.err);
+  throw loadError;
+}
+
+function unavailable(path: string, cause: unknown): Error {
+  const reason = ((cause as Error)?.message ?? String(cause)).split('\n')[0];
   const err = codedError(
     Error,
     codes.NATIVE_UNAVAILABLE,
-    `sockguard's native addon could not be loaded (run \`npm run build:native\`): ${(cause as Error)?.message ?? cause}`,
+    `sockguard's native addon could not be loaded from ${path}: ${reason}. ` +
+      'Rebuild it with `npm rebuild sockguard` (building needs a C++17 compiler, python3 and make).',
   );
   (err as Error & { cause?: unknown }).cause = cause;
   return err;
