@@ -3,6 +3,7 @@ import dgram from 'node:dgram';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { SocketLayer, constants as C, type Resolver } from '../../src/index.js';
 import { getLoop } from '../../src/core/loop.js';
 import type { RemoteInfo, UdpSocket } from '../../src/udp/socket.js';
@@ -105,7 +106,54 @@ function errorEvent(s: UdpSocket): Promise<NodeJS.ErrnoException & { rule?: stri
   return new Promise((resolve) => s.once('error', resolve));
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Resolves once every datagram sent to `peer` before this call has arrived: a marker from another socket goes
+ * out last and is awaited, and loopback delivers a datagram into the receiver's queue during the sending
+ * syscall, so nothing sent earlier can still be on its way. Tests use it to show that nothing arrived, without
+ * guessing a delay. The marker is taken out of `peer.received`.
+ */
+async function flushed(peer: Peer): Promise<void> {
+  const marker = `flush ${Math.random()}`;
+  const from = dgram.createSocket(peer.host === '::1' ? 'udp6' : 'udp4');
+  try {
+    await new Promise<void>((resolve, reject) => from.send(marker, peer.port, peer.host, (e) => (e ? reject(e) : resolve())));
+    await until(() => peer.received.some((b) => b.toString() === marker), 2000, 'the flush marker');
+  } finally {
+    from.close();
+  }
+  const i = peer.received.findIndex((b) => b.toString() === marker);
+  peer.received.splice(i, 1);
+  peer.senders.splice(i, 1);
+}
+
+/** A resolver that answers only when the test says so: an event instead of a delay. */
+function gatedResolver(answer: (name: string) => Awaited<ReturnType<Resolver>>): { resolver: Resolver; open(): void } {
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  return {
+    resolver: async (name) => {
+      await gate;
+      return answer(name);
+    },
+    open,
+  };
+}
+
+const IDLE = 60_000;
+
+/**
+ * A layer whose idle reclaim the test drives: a minute's timeout and a sweep timer of hours, so no real-time
+ * sweep reclaims during a test; `sweep(ms)` sweeps at `ms` on the test's own monotonic clock.
+ */
+function reclaimLayer(): { layer: SocketLayer; sweep: (ms: number) => number } {
+  const layer = layerOf({ idleTimeoutMs: IDLE, sweepIntervalMs: 0x7fffffff });
+  // The sweeper opens its first epoch at the real time of the first track, and ends an epoch only once it is
+  // long enough: the test's timeline starts a whole timeout after the real now of its first sweep. Whole
+  // milliseconds, so `(base + IDLE) - IDLE` is exactly `base` and a sweep at the timeout is not a rounding
+  // error short of it.
+  let base: number | undefined;
+  return { layer, sweep: (ms) => layer.sweeper.sweepNow((base ??= Math.ceil(performance.now()) + IDLE) + ms) };
+}
 
 /** Sends `count` datagrams keeping at most `window` unanswered, so no socket buffer on loopback overflows. */
 async function exchange(s: UdpSocket, count: number, make: (i: number) => Buffer, dest: unknown[]): Promise<Buffer[]> {
@@ -241,11 +289,7 @@ describe('echo against a node:dgram peer', () => {
 
   test('sends keep call order while a name resolves; a failed resolution fails only its own send', async () => {
     const peer = await udpPeer('udp4', false);
-    const resolver: Resolver = async (name) => {
-      await sleep(60);
-      if (name === 'nowhere.example') return [];
-      return [{ address: '127.0.0.1', family: 4 }];
-    };
+    const { resolver, open } = gatedResolver((name) => (name === 'nowhere.example' ? [] : [{ address: '127.0.0.1', family: 4 }]));
     const s = track(layerOf({ resolver }).createSocket('udp4'));
     const results: Array<string> = [];
     const record = (tag: string) => (err: Error | null) => results.push(err ? `${tag}:${(err as NodeJS.ErrnoException).code}` : tag);
@@ -254,6 +298,7 @@ describe('echo against a node:dgram peer', () => {
     s.send('3', peer.port, 'nowhere.example', record('3'));
     s.send('4', peer.port, '127.0.0.1', record('4'));
     expect(s.getSendQueueCount()).toBe(4);
+    open();
     await until(() => results.length === 4, 3000, 'four callbacks');
     await until(() => peer.received.length === 3, 2000, 'three datagrams');
     expect(peer.received.map(String)).toEqual(['1', '2', '4']);
@@ -318,7 +363,7 @@ describe('policy', () => {
     const cerr = await new Promise<NodeJS.ErrnoException & { rule?: string }>((resolve) => c.connect(peer.port, '127.0.0.1', (e?: Error) => resolve(e as never)));
     expect(cerr).toMatchObject({ code: 'EACCES', rule: 'loopback', syscall: 'connect' });
     expect(() => c.remoteAddress()).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' }));
-    await sleep(100);
+    await flushed(peer);
     expect(peer.received).toHaveLength(0);
     expect(s.bytesWritten).toBe(0);
     expect(s.sendCalls).toBe(0);
@@ -355,7 +400,7 @@ describe('policy', () => {
     const queued = await sendErr(s, 'queued');
     expect(queued).toMatchObject({ code: 'EACCES', rule: 'loopback' });
     expect(errors).toHaveLength(1);
-    await sleep(50);
+    await flushed(peer);
     expect(peer.received).toHaveLength(0);
   });
 });
@@ -513,7 +558,8 @@ describe('close and lifetime', () => {
     s.on('close', () => closes++);
     s.close();
     await new Promise<void>((resolve) => s.close(() => resolve()));
-    await sleep(10);
+    // A second 'close' would be emitted in the same or the next turn as the first.
+    await new Promise((r) => setImmediate(r));
     expect(closes).toBe(1);
     expect(() => s.send('y', peer.port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'EPIPE', syscall: 'send' }));
     expect(await sendErr(s, 'y', peer.port, '127.0.0.1')).toMatchObject({ code: 'EPIPE' });
@@ -527,15 +573,15 @@ describe('close and lifetime', () => {
 
   test('sends waiting on a resolution when the socket closes fail with EPIPE and nothing leaves', async () => {
     const peer = await udpPeer('udp4', false);
-    const resolver: Resolver = async () => {
-      await sleep(50);
-      return [{ address: '127.0.0.1', family: 4 }];
-    };
+    const { resolver, open } = gatedResolver(() => [{ address: '127.0.0.1', family: 4 }]);
     const s = layerOf({ resolver }).createSocket('udp4');
     const err = sendErr(s, 'late', peer.port, 'slow.example');
     s.close();
     expect(await err).toMatchObject({ code: 'EPIPE' });
-    await sleep(100);
+    // The resolution completes after the close: its answer must not send anything.
+    open();
+    await new Promise((r) => setImmediate(r));
+    await flushed(peer);
     expect(peer.received).toHaveLength(0);
   });
 
@@ -595,117 +641,221 @@ describe('close and lifetime', () => {
 });
 
 describe('idle reclaim', () => {
-  test("an idle UDP socket is reclaimed: 'close' without 'error', reclaimed, EPIPE after, diagnostics event", async () => {
+  test("the layer's own timer reclaims an idle UDP socket: 'close' without 'error'", async () => {
+    // End to end through the real sweep timer; the tests below drive sweeps on a clock of their own.
+    const s = track(layerOf({ idleTimeoutMs: 100, sweepIntervalMs: 10 }).createSocket('udp4'));
+    let errored = false;
+    s.on('error', () => (errored = true));
+    await new Promise<void>((resolve) => s.bind(() => resolve()));
+    await new Promise<void>((resolve) => s.once('close', () => resolve()));
+    expect(errored).toBe(false);
+    expect(s.reclaimed).toBe(true);
+  });
+
+  /** A connected socket that exchanged one datagram with an echoing peer, then idles. */
+  async function usedSocket(layer: SocketLayer): Promise<{ s: UdpSocket; peer: Peer }> {
     const peer = await udpPeer('udp4');
-    const layer = layerOf({ idleTimeoutMs: 200, sweepIntervalMs: 20 });
+    const s = track(layer.createSocket('udp4'));
+    await new Promise<void>((resolve) => s.connect(peer.port, '127.0.0.1', () => resolve()));
+    const echo = nextMessage(s);
+    await sendP(s, 'once');
+    await echo;
+    return { s, peer };
+  }
+
+  test('a socket idle for the timeout is reclaimed and counted in usage()', async () => {
+    const { layer, sweep } = reclaimLayer();
+    const { s } = await usedSocket(layer);
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    sweep(0);
+    expect(sweep(IDLE)).toBe(1);
+    await closed;
+    expect(s.reclaimed).toBe(true);
+    expect(layer.usage()).toMatchObject({ reclaimed: 1, socketsOpen: 0, bytesSent: 4, bytesReceived: 4 });
+  });
+
+  test('a socket is not reclaimed before the timeout', async () => {
+    const { layer, sweep } = reclaimLayer();
+    const { s } = await usedSocket(layer);
+    sweep(0);
+    expect(sweep(IDLE - 1)).toBe(0);
+    expect(s.reclaimed).toBe(false);
+  });
+
+  test('a reclaimed socket fails sends, address() and options with EPIPE; close() is a no-op', async () => {
+    const { layer, sweep } = reclaimLayer();
+    const { s } = await usedSocket(layer);
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    sweep(0);
+    sweep(IDLE);
+    await closed;
+    expect(await sendErr(s, 'late')).toMatchObject({ code: 'EPIPE', syscall: 'send' });
+    expect(() => s.send('late')).toThrow(expect.objectContaining({ code: 'EPIPE' }));
+    expect(() => s.address()).toThrow(expect.objectContaining({ code: 'EPIPE' }));
+    expect(() => s.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, 1)).toThrow(expect.objectContaining({ code: 'EPIPE' }));
+    expect(() => s.close()).not.toThrow();
+  });
+
+  test('nothing a reclaimed socket is asked to send leaves', async () => {
+    const { layer, sweep } = reclaimLayer();
+    const { s, peer } = await usedSocket(layer);
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    sweep(0);
+    sweep(IDLE);
+    await closed;
+    s.send('late', () => {});
+    await flushed(peer);
+    expect(peer.received.map(String)).toEqual(['once']);
+  });
+
+  test('reclaim publishes one sockguard:reclaim event with the peer and the bytes moved', async () => {
+    const { layer, sweep } = reclaimLayer();
     const events: Array<Record<string, unknown>> = [];
     const onReclaim = (m: unknown) => events.push(m as Record<string, unknown>);
     subscribe('sockguard:reclaim', onReclaim);
     try {
-      const s = track(layer.createSocket('udp4'));
-      let errored = false;
-      s.on('error', () => (errored = true));
-      await new Promise<void>((resolve) => s.connect(peer.port, '127.0.0.1', () => resolve()));
-      const echo = nextMessage(s);
-      await sendP(s, 'once');
-      await echo;
-      const started = Date.now();
-      await new Promise<void>((resolve) => s.once('close', () => resolve()));
-      expect(Date.now() - started).toBeGreaterThanOrEqual(150);
-      expect(errored).toBe(false);
-      expect(s.reclaimed).toBe(true);
-      expect(await sendErr(s, 'late')).toMatchObject({ code: 'EPIPE', syscall: 'send' });
-      expect(() => s.send('late')).toThrow(expect.objectContaining({ code: 'EPIPE' }));
-      expect(() => s.address()).toThrow(expect.objectContaining({ code: 'EPIPE' }));
-      expect(() => s.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, 1)).toThrow(expect.objectContaining({ code: 'EPIPE' }));
-      s.close(); // a no-op
+      const { peer } = await usedSocket(layer);
+      sweep(0);
+      sweep(IDLE);
       expect(events).toHaveLength(1);
       expect(events[0]).toMatchObject({ appId: layer.appId, address: '127.0.0.1', port: peer.port, bytesSent: 4, bytesReceived: 4 });
-      expect(layer.usage()).toMatchObject({ reclaimed: 1, socketsOpen: 0, bytesSent: 4, bytesReceived: 4 });
-      await sleep(50);
-      expect(errored).toBe(false);
-      expect(peer.received.map(String)).toEqual(['once']);
     } finally {
       unsubscribe('sockguard:reclaim', onReclaim);
     }
   });
 
-  test('a socket kept busy is not reclaimed; received datagrams and option reads count as activity', async () => {
-    const peer = await udpPeer('udp4');
-    const layer = layerOf({ idleTimeoutMs: 200, sweepIntervalMs: 20 });
+  test('sending is activity: a socket that sent since the last sweep is kept while an idle one goes', async () => {
+    const peer = await udpPeer('udp4', false);
+    const { layer, sweep } = reclaimLayer();
     const sender = track(layer.createSocket('udp4'));
+    const idle = track(layer.createSocket('udp4'));
+    sweep(0);
+    await sendP(sender, 'tick', peer.port, '127.0.0.1');
+    expect(sweep(IDLE)).toBe(1);
+    expect(idle.reclaimed).toBe(true);
+    expect(sender.reclaimed).toBe(false);
+  });
+
+  test('receiving is activity: a socket that received a datagram since the last sweep is kept', async () => {
+    const { layer, sweep } = reclaimLayer();
     const reader = track(layer.createSocket('udp4'));
     await new Promise<void>((resolve) => reader.bind(() => resolve()));
+    const idle = track(layer.createSocket('udp4'));
     const feeder = dgram.createSocket('udp4');
     opened.push({ close: () => new Promise<void>((r) => feeder.close(() => r())) });
+    sweep(0);
+    const got = nextMessage(reader);
+    feeder.send('tock', reader.address().port, '127.0.0.1');
+    await got;
+    expect(sweep(IDLE)).toBe(1);
+    expect(idle.reclaimed).toBe(true);
+    expect(reader.reclaimed).toBe(false);
+  });
+
+  test('an option read is activity: a socket asked for an option since the last sweep is kept', async () => {
+    const { layer, sweep } = reclaimLayer();
     const asker = track(layer.createSocket('udp4'));
     const idle = track(layer.createSocket('udp4'));
-    const started = Date.now();
-    while (Date.now() - started < 700) {
-      await sendP(sender, 'tick', peer.port, '127.0.0.1');
-      feeder.send('tock', reader.address().port, '127.0.0.1');
-      asker.getsockopt(C.SOL_SOCKET, C.SO_RCVBUF);
-      await sleep(40);
-    }
-    expect(sender.reclaimed).toBe(false);
-    expect(reader.reclaimed).toBe(false);
-    expect(asker.reclaimed).toBe(false);
-    expect(reader.recvCalls).toBeGreaterThan(5);
+    sweep(0);
+    asker.getsockopt(C.SOL_SOCKET, C.SO_RCVBUF);
+    expect(sweep(IDLE)).toBe(1);
     expect(idle.reclaimed).toBe(true);
-    expect(layer.usage().reclaimed).toBe(1);
+    expect(asker.reclaimed).toBe(false);
   });
 });
 
 describe('quotas', () => {
-  /** Fixed UTC minute windows: start a per-minute test well inside one. */
-  async function awayFromMinuteBoundary(): Promise<void> {
-    const into = Date.now() % 60_000;
-    if (into > 57_000) await sleep(60_000 - into + 50);
+  // A fake wall clock for the quota windows: mid-minute, mid-day UTC, so no window rolls unless a test moves it.
+  const T0 = Date.UTC(2024, 2, 10, 12, 0, 30);
+  function quotaLayer(quotas: unknown): { layer: SocketLayer; clock: { now: number } } {
+    const clock = { now: T0 };
+    return { layer: layerOf({ quotas: quotas as never, clock: () => clock.now }), clock };
   }
 
-  test('the 4th send over { sends: 3 } per minute fails with ERR_SOCKGUARD_OVER_QUOTA and nothing is sent', async () => {
-    await awayFromMinuteBoundary();
+  test('the 4th send over { sends: 3 } per minute fails its callback with ERR_SOCKGUARD_OVER_QUOTA', async () => {
     const peer = await udpPeer('udp4', false);
-    const layer = layerOf({ quotas: { perMinute: { sends: 3 } } });
+    const { layer } = quotaLayer({ perMinute: { sends: 3 } });
     const s = track(layer.createSocket('udp4'));
     for (let i = 0; i < 3; i++) await sendP(s, `m${i}`, peer.port, '127.0.0.1');
-    const err = await sendErr(s, 'm3', peer.port, '127.0.0.1');
-    expect(err).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'sends', window: 'minute' });
-    // Without a callback it is an 'error' event; the socket stays open.
-    const ev = errorEvent(s);
-    s.send('m4', peer.port, '127.0.0.1');
-    expect(await ev).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'sends' });
-    await sleep(50);
-    expect(peer.received.map(String)).toEqual(['m0', 'm1', 'm2']);
-    expect(s.sendCalls).toBe(3);
-    expect(layer.usage()).toMatchObject({ sendCalls: 3, overQuota: 2 });
+    expect(await sendErr(s, 'm3', peer.port, '127.0.0.1')).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'sends', window: 'minute' });
+    expect(layer.usage()).toMatchObject({ sendCalls: 3, overQuota: 1 });
   });
 
-  test('creates, binds and connects are metered; bytesSent too', async () => {
-    await awayFromMinuteBoundary();
+  test("a send over quota without a callback is an 'error' event and the socket stays open", async () => {
     const peer = await udpPeer('udp4', false);
-    const layer = layerOf({ quotas: { perMinute: { creates: 2, binds: 1, connects: 1, bytesSent: 10 } } });
-    const a = track(layer.createSocket('udp4'));
-    const b = track(layer.createSocket('udp4'));
+    const { layer } = quotaLayer({ perMinute: { sends: 1 } });
+    const s = track(layer.createSocket('udp4'));
+    await sendP(s, 'm0', peer.port, '127.0.0.1');
+    const ev = errorEvent(s);
+    s.send('m1', peer.port, '127.0.0.1');
+    expect(await ev).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'sends' });
+    expect(() => s.address()).not.toThrow();
+  });
+
+  test('nothing of a send over quota leaves', async () => {
+    const peer = await udpPeer('udp4', false);
+    const { layer } = quotaLayer({ perMinute: { sends: 1 } });
+    const s = track(layer.createSocket('udp4'));
+    await sendP(s, 'm0', peer.port, '127.0.0.1');
+    await sendErr(s, 'm1', peer.port, '127.0.0.1');
+    await flushed(peer);
+    expect(peer.received.map(String)).toEqual(['m0']);
+    expect(s.sendCalls).toBe(1);
+  });
+
+  test('the next minute window admits sends again', async () => {
+    const peer = await udpPeer('udp4', false);
+    const { layer, clock } = quotaLayer({ perMinute: { sends: 1 } });
+    const s = track(layer.createSocket('udp4'));
+    await sendP(s, 'm0', peer.port, '127.0.0.1');
+    await sendErr(s, 'm1', peer.port, '127.0.0.1');
+    clock.now += 60_000;
+    await sendP(s, 'm2', peer.port, '127.0.0.1');
+    await until(() => peer.received.length === 2, 2000, 'two datagrams');
+    expect(peer.received.map(String)).toEqual(['m0', 'm2']);
+  });
+
+  test('creates are metered: createSocket over quota throws and creates nothing', () => {
+    const { layer } = quotaLayer({ perMinute: { creates: 2 } });
+    track(layer.createSocket('udp4'));
+    track(layer.createSocket('udp4'));
     expect(() => layer.createSocket('udp4')).toThrow(expect.objectContaining({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'creates', window: 'minute' }));
     expect(layer.usage().socketsCreated).toBe(2);
+  });
+
+  test("binds are metered: a bind over quota is an 'error' event", async () => {
+    const { layer } = quotaLayer({ perMinute: { binds: 1 } });
+    const a = track(layer.createSocket('udp4'));
+    const b = track(layer.createSocket('udp4'));
     await new Promise<void>((resolve) => a.bind(() => resolve()));
     b.bind();
     expect(await errorEvent(b)).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'binds' });
+  });
+
+  test('connects are metered: a connect over quota fails its callback and is not counted', async () => {
+    const peer = await udpPeer('udp4', false);
+    const { layer } = quotaLayer({ perMinute: { connects: 1 } });
+    const a = track(layer.createSocket('udp4'));
+    const b = track(layer.createSocket('udp4'));
     await new Promise<void>((resolve, reject) => a.connect(peer.port, '127.0.0.1', (e?: Error) => (e ? reject(e) : resolve())));
     const cerr = await new Promise<Error | undefined>((resolve) => b.connect(peer.port, '127.0.0.1', resolve));
     expect(cerr).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'connects' });
-    await sendP(a, Buffer.alloc(8));
-    expect(await sendErr(a, Buffer.alloc(8))).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'bytesSent' });
-    await sleep(30);
-    expect(peer.received).toHaveLength(1);
     expect(layer.usage().connects).toBe(1);
   });
 
-  test('a receive over quota closes the socket with the quota error', async () => {
-    await awayFromMinuteBoundary();
+  test('bytesSent is metered: the datagram that would cross the limit fails and does not leave', async () => {
+    const peer = await udpPeer('udp4', false);
+    const { layer } = quotaLayer({ perMinute: { bytesSent: 10 } });
+    const a = track(layer.createSocket('udp4'));
+    await sendP(a, Buffer.alloc(8), peer.port, '127.0.0.1');
+    expect(await sendErr(a, Buffer.alloc(8), peer.port, '127.0.0.1')).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'bytesSent' });
+    await flushed(peer);
+    expect(peer.received).toHaveLength(1);
+  });
+
+  test('a receive over quota closes the socket with the quota error, and the datagram is still billed', async () => {
     const peer = await udpPeer('udp4');
-    const layer = layerOf({ quotas: { perMinute: { receives: 1 } } });
+    const { layer } = quotaLayer({ perMinute: { receives: 1 } });
     const s = layer.createSocket('udp4');
     const messages: string[] = [];
     s.on('message', (m) => messages.push(String(m)));
