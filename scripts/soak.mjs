@@ -106,6 +106,18 @@ console.log(`   cycles  seconds   fds  rss(MiB)   open`);
 samples.push({ cycles: 0, seconds: 0, fds: baselineFds, rss: rssMiB(), open: 0 });
 console.log(`${'0'.padStart(9)} ${'0.0'.padStart(8)} ${String(baselineFds).padStart(5)} ${rssMiB().toFixed(1).padStart(9)} ${'0'.padStart(6)}`);
 
+const live = new Set();
+// The budget is also enforced by a timer: if connections stopped completing altogether, the run still ends,
+// and the sockets still in flight at that point are reported as stuck.
+let stuck = 0;
+const watchdog = setInterval(() => {
+  if (performance.now() - started <= BUDGET_MS + 10_000) return;
+  outOfTime = true;
+  stuck = live.size;
+  for (const raw of [...live]) raw.destroy();
+}, 1000);
+watchdog.unref();
+
 await new Promise((resolve) => {
   let inFlight = 0;
   const next = () => {
@@ -127,6 +139,7 @@ await new Promise((resolve) => {
           raw.destroy();
         },
         onclose(err) {
+          live.delete(raw);
           if (err) {
             errors++;
             errorCodes.set(err.code, (errorCodes.get(err.code) ?? 0) + 1);
@@ -139,9 +152,11 @@ await new Promise((resolve) => {
         },
       },
     );
+    live.add(raw);
   };
   for (let i = 0; i < CONCURRENCY; i++) next();
 });
+clearInterval(watchdog);
 
 const seconds = (performance.now() - started) / 1000;
 const usage = layer.usage();
@@ -163,6 +178,7 @@ const complete = completed === CYCLES;
 
 console.log('');
 console.log(`cycles:   ${completed} of ${CYCLES} in ${seconds.toFixed(1)} s (${Math.round(rate)} cycles/s)${complete ? '' : ' — time budget ran out'}`);
+if (stuck > 0) console.log(`stuck:    ${stuck} connections never completed and were destroyed at the deadline`);
 console.log(`errors:   ${errors}${errors ? ' ' + JSON.stringify(Object.fromEntries(errorCodes)) : ''}; server errors ${counted.errors}`);
 console.log(`fds:      baseline ${baselineFds}, end ${endFds} → ${fdsFlat ? 'flat' : 'NOT flat'} (±2)`);
 console.log(
@@ -173,6 +189,6 @@ console.log(
 );
 console.log(`ledger:   connects ${usage.connects}, socketsCreated ${usage.socketsCreated}, socketsOpen ${usage.socketsOpen}`);
 
-const ok = complete && errors === 0 && counted.errors === 0 && fdsFlat && rssFlat && exact;
+const ok = complete && stuck === 0 && errors === 0 && counted.errors === 0 && fdsFlat && rssFlat && exact;
 console.log(ok ? 'soak: PASS' : 'soak: FAIL');
 process.exit(ok ? 0 : 1);
