@@ -27,6 +27,7 @@ import { formatV4, formatV6 } from '../policy/literal.js';
 import type { Candidate } from '../tcp/raw.js';
 import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from '../service/reclaim.js';
 import { constants as C, getsockopt, setsockopt, type SockoptHooks, type SockoptValue } from '../service/sockopts.js';
+import { bindArgs, bufferSize, connectArgs, invalidArg, isAnyAddress, lastFunction, sendArgs, socketArgs, type SendCallback, type UdpBindOptions } from './args.js';
 
 /** `layer.createSocket()` options (a subset of dgram's). */
 export interface UdpSocketOptions {
@@ -56,15 +57,8 @@ export interface AddressInfo {
 }
 
 export type MessageListener = (msg: Buffer, rinfo: RemoteInfo) => void;
-export type SendCallback = (error: Error | null, bytes?: number) => void;
 
-/** `bind(options)`, as dgram takes it. */
-export interface UdpBindOptions {
-  port?: number;
-  address?: string;
-  exclusive?: boolean;
-  fd?: number;
-}
+export type { SendCallback, UdpBindOptions };
 
 type SendData = string | ArrayBufferView | ReadonlyArray<string | ArrayBufferView>;
 
@@ -269,19 +263,12 @@ export class UdpSocket extends EventEmitter {
    */
   constructor(port: LayerPort, options: UdpSocketOptions, listener?: MessageListener) {
     super();
-    if (options === null || typeof options !== 'object') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "options" argument must be of type object or a string');
-    }
-    const type = options.type as unknown;
-    if (type !== 'udp4' && type !== 'udp6') {
-      // docs/service.md#tcp-and-udp: UDP and TCP over IPv4/IPv6 only. A Unix datagram socket is another family; anything else is
-      // another protocol.
-      const code = type === 'unix_dgram' ? 'EAFNOSUPPORT' : 'EPROTONOSUPPORT';
-      throw systemError(code, { syscall: 'socket', detail: `unsupported socket type ${String(type)}` });
-    }
+    // Every option is read once and validated before admission: a refused socket leaves no trace in the layer.
+    const args = socketArgs(options, unsupportedType);
+    const type = args.type;
     this.type = type;
     this.#family = type === 'udp6' ? 6 : 4;
-    this.#sizes = [bufferSize(options.recvBufferSize, 'recvBufferSize'), bufferSize(options.sendBufferSize, 'sendBufferSize')];
+    this.#sizes = [args.recvBufferSize, args.sendBufferSize];
     if (listener !== undefined) {
       if (typeof listener !== 'function') throw invalidArg('listener', 'function', listener);
       this.on('message', listener);
@@ -298,7 +285,7 @@ export class UdpSocket extends EventEmitter {
     }
     port.admit(this.#h);
     if (quota.enabled) quota.charge('creates');
-    const signal = options.signal;
+    const signal = args.signal;
     if (signal !== undefined) {
       if (signal.aborted) {
         process.nextTick(() => this.close());
@@ -320,22 +307,7 @@ export class UdpSocket extends EventEmitter {
   bind(...args: unknown[]): this {
     this.#operation('bind');
     if (this.#state !== S_UNBOUND) throw codedError(Error, 'ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound');
-    let port: unknown;
-    let address: unknown;
-    let fd: unknown;
-    let cb: unknown = args[args.length - 1];
-    if (typeof cb !== 'function') cb = undefined;
-    const first = args[0];
-    if (first !== null && typeof first === 'object') {
-      ({ port, address, fd } = first as UdpBindOptions);
-    } else {
-      port = typeof first === 'function' ? undefined : first;
-      address = typeof args[1] === 'function' ? undefined : args[1];
-    }
-    if (address !== undefined && address !== null && typeof address !== 'string') throw invalidArg('address', 'string', address);
-    if (port !== undefined && port !== null && (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535)) {
-      throw badPort(port);
-    }
+    const { port, address, fd, cb } = bindArgs(args);
     if (cb !== undefined) this.once('listening', cb as () => void);
     let refused: Error | undefined;
     if (fd !== undefined && fd !== null) {
@@ -377,17 +349,8 @@ export class UdpSocket extends EventEmitter {
   connect(port: number, address?: string | (() => void), callback?: (err?: Error) => void): void;
   connect(port: number, ...rest: unknown[]): void {
     this.#operation('connect');
-    let address = rest[0];
-    let cb = rest[1];
-    if (typeof address === 'function') {
-      cb = address;
-      address = undefined;
-    }
-    if (cb !== undefined && typeof cb !== 'function') throw invalidArg('callback', 'function', cb);
-    if (address !== undefined && address !== null && typeof address !== 'string') throw invalidArg('address', 'string', address);
-    const p = validatePort(port);
+    const { port: p, address, cb: callback } = connectArgs(port, rest);
     if (this.#connect !== C_NONE) throw systemError('EISCONN', { syscall: 'connect', address: this.#h.remoteAddress, port: this.#h.remotePort || undefined });
-    const callback = cb as ((err?: Error) => void) | undefined;
     if (callback !== undefined) this.once('connect', callback);
     const openErr = this.#state === S_UNBOUND ? this.#open() : null;
     this.#connect = C_CONNECTING;
@@ -515,50 +478,12 @@ export class UdpSocket extends EventEmitter {
       process.nextTick(cb, err);
       return;
     }
-    // Argument shuffling exactly as dgram's send().
-    let list: Buffer[] | null;
     const connected = this.#connect !== C_NONE;
-    if (!connected) {
-      if (address || (port && typeof port !== 'function')) {
-        buffer = sliceBuffer(buffer, offset, length);
-      } else {
-        callback = port;
-        port = offset;
-        address = length;
-      }
-    } else {
-      if (typeof length === 'number') {
-        buffer = sliceBuffer(buffer, offset, length);
-        if (typeof port === 'function') {
-          callback = port;
-          port = null;
-        }
-      } else {
-        callback = offset;
-      }
-      if (port || address) {
-        throw systemError('EISCONN', { syscall: 'send', detail: 'the socket is connected: omit port and address' });
-      }
-    }
-    if (Array.isArray(buffer)) {
-      list = bufferList(buffer);
-      if (list === null) throw invalidArg('buffer list arguments', 'Buffer, TypedArray, DataView or string', buffer);
-    } else if (typeof buffer === 'string') {
-      list = [Buffer.from(buffer)];
-    } else if (ArrayBuffer.isView(buffer)) {
-      list = [asBuffer(buffer)];
-    } else {
-      throw invalidArg('buffer', 'Buffer, TypedArray, DataView or string', buffer);
-    }
-    let p = 0;
-    if (!connected) p = validatePort(port);
-    if (typeof address === 'function') {
-      callback = address;
-      address = undefined;
-    } else if (address !== undefined && address !== null && typeof address !== 'string') {
-      throw invalidArg('address', 'string', address);
-    }
-    const cb = typeof callback === 'function' ? (callback as SendCallback) : undefined;
+    const parsed = sendArgs(connected, buffer, offset, length, port, address, callback, eisconnOnSend);
+    const list = parsed.list;
+    const p = parsed.port;
+    const cb = parsed.cb;
+    address = parsed.address;
     this.#port.touch(this.#h);
     if (list.length === 0) list.push(Buffer.alloc(0));
     let bytes = 0;
@@ -1017,63 +942,14 @@ function emitCloseNT(socket: UdpSocket, err: Error | null): void {
   socket.emit('close');
 }
 
-function isAnyAddress(a: string): boolean {
-  return a === '' || a === '0.0.0.0' || a === '::' || a === '0:0:0:0:0:0:0:0';
+/**
+ * A socket type the service does not offer (docs/service.md#tcp-and-udp: UDP and TCP over IPv4/IPv6 only): a
+ * Unix datagram socket is another address family, anything else another protocol.
+ */
+function unsupportedType(type: unknown, detail: string): Error {
+  return systemError(type === 'unix_dgram' ? 'EAFNOSUPPORT' : 'EPROTONOSUPPORT', { syscall: 'socket', detail });
 }
 
-function invalidArg(name: string, type: string, value: unknown): TypeError {
-  const got = value === null ? 'null' : typeof value === 'object' ? `an instance of ${(value as object).constructor?.name ?? 'Object'}` : `type ${typeof value}`;
-  return codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be of type ${type}. Received ${got}`);
-}
-
-function badPort(port: unknown): RangeError {
-  return codedError(RangeError, 'ERR_SOCKET_BAD_PORT', `Port should be > 0 and < 65536. Received ${String(port)}.`);
-}
-
-/** dgram's validatePort(port, 'Port', false): an integer (or numeric string) from 1 to 65535. */
-function validatePort(port: unknown): number {
-  const n = typeof port === 'string' && port.trim() !== '' ? Number(port) : port;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) throw badPort(port);
-  return n;
-}
-
-function bufferSize(size: unknown, name: string): number | undefined {
-  if (size === undefined) return undefined;
-  if (typeof size !== 'number') throw invalidArg(name, 'number', size);
-  if (!Number.isInteger(size) || size <= 0 || size > 0x7fffffff) {
-    throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be a positive int32. Received ${size}`);
-  }
-  return size;
-}
-
-function lastFunction(...args: unknown[]): unknown {
-  for (let i = args.length - 1; i >= 0; i--) if (typeof args[i] === 'function') return args[i];
-  return undefined;
-}
-
-function asBuffer(view: ArrayBufferView): Buffer {
-  return Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);
-}
-
-function sliceBuffer(buffer: unknown, offset: unknown, length: unknown): Buffer {
-  let b: Buffer;
-  if (typeof buffer === 'string') b = Buffer.from(buffer);
-  else if (ArrayBuffer.isView(buffer)) b = asBuffer(buffer);
-  else throw invalidArg('buffer', 'Buffer, TypedArray, DataView or string', buffer);
-  const off = (offset as number) >>> 0;
-  const len = (length as number) >>> 0;
-  if (off > b.length) throw codedError(RangeError, 'ERR_BUFFER_OUT_OF_BOUNDS', '"offset" is outside of buffer bounds');
-  if (off + len > b.length) throw codedError(RangeError, 'ERR_BUFFER_OUT_OF_BOUNDS', '"length" is outside of buffer bounds');
-  return b.subarray(off, off + len);
-}
-
-function bufferList(items: readonly unknown[]): Buffer[] | null {
-  const out: Buffer[] = new Array<Buffer>(items.length);
-  for (let i = 0; i < items.length; i++) {
-    const it = items[i];
-    if (typeof it === 'string') out[i] = Buffer.from(it);
-    else if (ArrayBuffer.isView(it)) out[i] = asBuffer(it);
-    else return null;
-  }
-  return out;
+function eisconnOnSend(): Error {
+  return systemError('EISCONN', { syscall: 'send', detail: 'the socket is connected: omit port and address' });
 }

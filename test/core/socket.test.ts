@@ -1,17 +1,16 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import net from 'node:net';
 import { SocketLayer, Socket } from '../../src/index.js';
 import { echoServer, errorOf, fdCount, freePort, listen, once, payload, sha256, until } from '../helpers.js';
 
+// A layer per test, closed after it: no test sees sockets, counters or loop state another one left behind.
 let layer: SocketLayer;
-let baselineFds: number;
 
-beforeAll(() => {
-  baselineFds = fdCount();
+beforeEach(() => {
   layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
 });
 
-afterAll(async () => {
+afterEach(async () => {
   await layer.close();
 });
 
@@ -90,7 +89,7 @@ describe('data integrity', () => {
 });
 
 describe('write paths', () => {
-  test('small (staged), medium (copied) and large (held) writes interleaved keep their order, also on destroy', async () => {
+  test('small (staged), medium (copied) and large (held) writes interleaved keep their order', async () => {
     const peer = await echoServer();
     try {
       const s = layer.connect({ port: peer.port, host: '127.0.0.1' });
@@ -110,7 +109,13 @@ describe('write paths', () => {
       s.end();
       await closed;
       expect(sha256(Buffer.concat(chunks))).toBe(sha256(...parts));
-      // write() then destroy() at once: what was written still leaves, in order.
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('write() then destroy() at once: what was written still leaves, in order', async () => {
+    {
       let got = Buffer.alloc(0);
       const sink = await listen((c) => c.on('data', (d) => (got = Buffer.concat([got, d]))));
       try {
@@ -126,8 +131,6 @@ describe('write paths', () => {
       } finally {
         await sink.close();
       }
-    } finally {
-      await peer.close();
     }
   });
 });
@@ -460,10 +463,35 @@ describe('net surface', () => {
 });
 
 describe('resources', () => {
-  test('open descriptors return to the baseline once everything is closed', async () => {
-    await until(() => layer.size === 0, 5000, 'layer to empty');
-    // The loop's own poll descriptor is created once per thread; everything else must be gone.
-    await until(() => fdCount() <= baselineFds + 1, 5000, `fd count ${fdCount()} back to ${baselineFds + 1}`);
+  test('open descriptors return to the baseline once sockets of every ending are closed', async () => {
+    // Made here, not left over from the tests before: the loop's own poll descriptor is created once per
+    // thread, so warm it up before taking the baseline.
+    const warm = await echoServer();
+    const w = layer.connect(warm.port, '127.0.0.1');
+    await once(w, 'connect');
+    w.destroy();
+    await once(w, 'close');
+    await warm.close();
+    const baseline = fdCount();
+    const peer = await echoServer();
+    try {
+      const ended = layer.connect(peer.port, '127.0.0.1');
+      ended.resume();
+      ended.end('bye');
+      const destroyed = layer.connect(peer.port, '127.0.0.1');
+      await once(destroyed, 'connect');
+      destroyed.destroy();
+      const refused = layer.connect(await freePort(), '127.0.0.1');
+      refused.on('error', () => {});
+      const aborted = layer.connect(peer.port, '127.0.0.1');
+      aborted.destroy();
+      // Not the once() helper: it rejects on the refused socket's 'error', which comes before its 'close'.
+      await Promise.all([ended, destroyed, refused, aborted].map((s) => (s.closed ? undefined : new Promise((r) => s.once('close', r)))));
+    } finally {
+      await peer.close();
+    }
+    expect(layer.size).toBe(0);
+    await until(() => fdCount() <= baseline, 5000, `fd count ${fdCount()} back to ${baseline}`);
   });
 });
 
@@ -479,7 +507,6 @@ describe('watch modes', () => {
       expect(String(await got)).toBe(text);
     };
     try {
-      await until(() => layer.size === 0, 5000, 'other sockets of this file to close');
       const a = own.connect(peer.port, '127.0.0.1');
       await once(a, 'connect');
       await roundTrip(a, 'a alone');
