@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { SocketLayer } from '../../src/index.js';
@@ -7,10 +7,11 @@ import { blackhole, distPath, echoServer, errorOf, fdCount, listen, once, runChi
 const dist = distPath;
 
 let layer: SocketLayer;
-beforeAll(() => {
+// A layer per test, closed after it: no test sees sockets or counters another one left behind.
+beforeEach(() => {
   layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
 });
-afterAll(() => layer.close());
+afterEach(() => layer.close());
 
 describe('connect timeout', () => {
   test('a connection that never completes fails with ETIMEDOUT after connectTimeout', async () => {
@@ -36,9 +37,9 @@ describe('connect timeout', () => {
     try {
       const before = fdCount();
       const s = layer.connect({ host: '127.0.0.1', port: hole.port });
-      await new Promise((r) => setTimeout(r, 50));
+      // The descriptor exists once the connect is in flight (the blackhole never answers it).
+      await until(() => fdCount() === before + 1, 2000, 'the connecting descriptor');
       expect(s.connecting).toBe(true);
-      expect(fdCount()).toBe(before + 1);
       let errored = false;
       s.on('error', () => (errored = true));
       const closed = new Promise<boolean>((r) => s.once('close', r));
