@@ -1,10 +1,10 @@
 /**
  * sockguard: policy-enforced, metered, outbound-only sockets for Node.js on a native epoll/kqueue core.
  */
-import { SocketLayer } from './layer.js';
-import { Socket, defaultLayerHook, type SocketConnectOptions } from './tcp/socket.js';
+import { getDefaultLayer, type SocketLayer } from './layer.js';
+import type { Socket, SocketConnectOptions } from './tcp/socket.js';
 
-export { SocketLayer, type SocketLayerOptions, type RawConnectOptions } from './layer.js';
+export { SocketLayer, getDefaultLayer, type SocketLayerOptions, type RawConnectOptions } from './layer.js';
 export { Socket, type SocketConnectOptions, type SocketOptions } from './tcp/socket.js';
 export { RawSocket, type RawHandlers } from './tcp/raw.js';
 export { UdpSocket, type UdpSocketOptions, type RemoteInfo, type UdpBindOptions, type SendCallback } from './udp/socket.js';
@@ -12,15 +12,6 @@ export { constants } from './service/sockopts.js';
 export { codes } from './errors.js';
 export type { Usage } from './service/ledger.js';
 export type { Verdict, Policy, Resolver } from './policy/index.js';
-
-let defaultLayer: SocketLayer | undefined;
-
-/** The layer behind the module-level shortcuts, built on first use from SOCKGUARD_* environment variables. */
-export function getDefaultLayer(): SocketLayer {
-  return (defaultLayer ??= new SocketLayer());
-}
-
-defaultLayerHook.get = getDefaultLayer;
 
 /** Like net.connect, through the default layer. */
 export function connect(options: SocketConnectOptions, connectListener?: () => void): Socket;

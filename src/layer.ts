@@ -3,13 +3,14 @@
  * ledger, its reclaim sweep and its quotas. Several layers (several apps) may live in one process; they share
  * the thread's native loop but nothing else.
  *
- * Every connection passes through `_startConnect`: validate before any I/O, resolve once, vet every address,
- * connect only to a vetted address.
+ * Transports reach the layer only through its port (service/port.ts). Every TCP connection passes through
+ * `validateConnect` (every option checked before anything is admitted) and `connect` (resolve once, vet every
+ * address, connect only to a vetted address).
  */
 import { channel } from 'node:diagnostics_channel';
 import { isIP } from 'node:net';
 import { codedError, codes, deniedError, invalidOption, systemError } from './errors.js';
-import { Ledger, type MeteredSocket, type Usage } from './service/ledger.js';
+import { Ledger, type Usage } from './service/ledger.js';
 import {
   createLookup,
   loadPolicy,
@@ -24,12 +25,22 @@ import {
   type Target,
   type Verdict,
 } from './policy/index.js';
+import {
+  provideDefaultPort,
+  type Candidate,
+  type ConnectClient,
+  type ConnectRequest,
+  type LayerEntry,
+  type LayerPort,
+  type ValidatedConnect,
+} from './service/port.js';
 import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './service/quota.js';
-import { DEFAULT_HIGH_WATER_MARK, RawSocket, RawState, type Candidate, type RawHandlers, type RawObserver } from './tcp/raw.js';
-import { ReclaimSweeper, validateIdleTimeout, type ReclaimNode } from './service/reclaim.js';
-import { Socket, normalizeConnectArgs, type SocketConnectOptions } from './tcp/socket.js';
-import { kRaw } from './tcp/symbols.js';
+import { ReclaimSweeper, validateIdleTimeout } from './service/reclaim.js';
+import { DEFAULT_HIGH_WATER_MARK, RawSocket, validateHighWaterMark, type RawHandlers } from './tcp/raw.js';
+import { Socket, TIMEOUT_MAX, normalizeConnectArgs, type SocketConnectOptions } from './tcp/socket.js';
 import { UdpSocket, type UdpSocketOptions } from './udp/socket.js';
+
+export type { LayerEntry, LayerPort };
 
 export interface SocketLayerOptions {
   /** The application this layer meters and binds descriptors to. @default env SOCKGUARD_APP_ID, else 'default' */
@@ -70,40 +81,15 @@ export interface RawConnectOptions {
   highWaterMark?: number;
 }
 
-/**
- * What the layer tracks for its ledger, reclaim sweep and close(): the TCP raw socket and the UDP socket both
- * implement it. Counters are read live while open and folded into the ledger once, when the entry closes.
- */
-export interface LayerEntry extends MeteredSocket, ReclaimNode {
-  reclaimed: boolean;
-  readonly remoteAddress: string | undefined;
-  readonly remotePort: number;
-  /** Closes for idle reclaim: no 'error', only 'close'. */
-  _reclaimClose(): void;
-  /** Closes for layer.close(); resolves once the user-facing object has emitted 'close'. */
-  _layerClose(): Promise<void>;
-}
-
-/** How a UDP (or any non-TCP) socket plugs into its layer. */
-export interface LayerPort {
-  readonly appId: string;
-  readonly policy: Policy;
-  readonly sockopts: 'emulate' | 'native';
-  readonly quota: QuotaMeter;
-  readonly ledger: Ledger;
-  /** Starts tracking (ledger, reclaim); counts a socket creation. */
-  admit(entry: LayerEntry): void;
-  /** Operation on the entry: refreshes its reclaim deadline. O(1), no allocation. */
-  touch(entry: LayerEntry): void;
-  /** Stops tracking and folds the entry's final counters into the ledger. Idempotent. */
-  release(entry: LayerEntry): void;
-  /** Vets one destination: resolves names once, returns the first allowed address or throws EACCES with `rule`. */
-  vet(host: string, port: number, family: 0 | 4 | 6, syscall: string): Candidate | Promise<Candidate>;
-}
-
 interface Plan {
   candidates?: Candidate[];
   error?: Error;
+}
+
+/** What validateConnect hands to connect, opaque to transports. */
+interface ConnectPlan {
+  target: Target;
+  resolver: Resolver | undefined;
 }
 
 const denyChannel = channel('sockguard:deny');
@@ -117,13 +103,12 @@ export class SocketLayer {
   /** @internal */ readonly quota: QuotaMeter;
   /** @internal */ readonly ledger: Ledger;
   /** @internal */ readonly sweeper: ReclaimSweeper<LayerEntry>;
-  /** @internal the interface UDP sockets use */ readonly port: LayerPort;
+  /** @internal the interface every transport uses to reach this layer */ readonly port: LayerPort;
   /** @internal */ readonly secret: string | Buffer | undefined;
   readonly #resolver: Resolver;
   readonly #hwm: number;
   /** Open sockets (raw level, whoever owns them). */
   readonly #open = new Set<LayerEntry>();
-  readonly #observer: RawObserver;
   #closed = false;
   #closing: Promise<void> | undefined;
   #lookup: ReturnType<typeof createLookup> | undefined;
@@ -148,11 +133,7 @@ export class SocketLayer {
       options.idleTimeoutMs ?? process.env.SOCKGUARD_IDLE_TIMEOUT_MS,
       options.idleTimeoutMs === undefined && process.env.SOCKGUARD_IDLE_TIMEOUT_MS ? 'SOCKGUARD_IDLE_TIMEOUT_MS' : 'idleTimeoutMs',
     );
-    const hwm = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
-    if (!Number.isSafeInteger(hwm) || hwm < 1 || hwm > 0x40000000) {
-      throw invalidOption('highWaterMark', 'must be an integer between 1 and 2^30');
-    }
-    this.#hwm = hwm;
+    this.#hwm = options.highWaterMark === undefined ? DEFAULT_HIGH_WATER_MARK : validateHighWaterMark(options.highWaterMark);
     if (options.resolver !== undefined && typeof options.resolver !== 'function') {
       throw invalidOption('resolver', 'must be a function (name) => Promise<Array<{ address, family }>>');
     }
@@ -176,7 +157,6 @@ export class SocketLayer {
       }
     };
     const touch = sweeper.enabled ? (entry: LayerEntry) => sweeper.refresh(entry) : () => {};
-    this.#observer = { activity: touch, closed: release, overQuota: () => void ledger.overQuota++, quota: this.quota, layer: this };
     const admit = (entry: LayerEntry) => {
       if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
       open.add(entry);
@@ -189,10 +169,14 @@ export class SocketLayer {
       sockopts: this.sockopts,
       quota: this.quota,
       ledger,
+      highWaterMark: this.#hwm,
       admit,
       touch,
       release,
+      overQuota: () => void ledger.overQuota++,
       vet: (host, port, family, syscall) => this.#vetOne(host, port, family, syscall),
+      validateConnect: (request) => this.#validateConnect(request),
+      connect: (client, request) => this.#connect(client, request),
     };
   }
 
@@ -223,90 +207,94 @@ export class SocketLayer {
    * Opens a raw TCP connection: callbacks, no stream. Same policy, ledger and reclaim as connect().
    */
   connectRaw(options: RawConnectOptions, handlers: RawHandlers = {}): RawSocket {
-    const hwm = options.highWaterMark ?? this.#hwm;
+    if (options === null || typeof options !== 'object') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options" argument must be of type object. Received ${describe(options)}`);
+    }
+    if (handlers === null || typeof handlers !== 'object') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "handlers" argument must be of type object. Received ${describe(handlers)}`);
+    }
+    for (const name of HANDLER_NAMES) {
+      const fn = handlers[name];
+      if (fn !== undefined && typeof fn !== 'function') {
+        throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "handlers.${name}" property must be a function. Received ${describe(fn)}`);
+      }
+    }
+    const hwm = options.highWaterMark === undefined ? this.#hwm : validateHighWaterMark(options.highWaterMark);
+    const request = this.#validateConnect(options);
     const raw = new RawSocket(handlers, hwm);
-    const { target, port, family, refused } = this.#validate(options);
-    this.#admit(raw);
-    raw.markStarted();
-    if (refused) raw.fail(refused);
-    else this.#begin(raw, target, port, family, options.connectTimeout ?? 0, undefined, undefined);
+    raw.port = this.port;
+    this.#connect(raw, request);
     return raw;
   }
 
-  /** @internal the connect path of every Socket of this layer */
-  _startConnect(socket: Socket, options: SocketConnectOptions): void {
-    if (options.path !== undefined) {
-      throw systemError('EAFNOSUPPORT', { syscall: 'connect', address: String(options.path) });
-    }
-    const { target, port, family, refused } = this.#validate(options);
-    const raw = socket[kRaw];
-    raw.markStarted();
-    if (options.timeout !== undefined) socket.setTimeout(options.timeout);
-    if (options.noDelay) socket.setNoDelay(true);
-    if (options.keepAlive) socket.setKeepAlive(true, options.keepAliveInitialDelay ?? 0);
-    if (options.signal) {
-      const signal = options.signal;
-      if (signal.aborted) {
-        process.nextTick(() => socket.destroy(abortError(signal)));
-        return;
-      }
-      const onAbort = () => socket.destroy(abortError(signal));
-      signal.addEventListener('abort', onAbort, { once: true });
-      socket.once('close', () => signal.removeEventListener('abort', onAbort));
-    }
-    this.#admit(raw);
-    if (refused) {
-      // A bind the service refuses is reported like a policy denial: asynchronously, as an 'error'.
-      raw.fail(refused);
-      return;
-    }
-    const resolver = options.lookup ? lookupResolver(options.lookup) : undefined;
-    const connectTimeout = options.connectTimeout ?? 0;
-    if (!Number.isFinite(connectTimeout) || connectTimeout < 0) {
-      throw invalidOption('connectTimeout', 'must be a non-negative number of milliseconds');
-    }
-    this.#begin(raw, target, port, family, connectTimeout, resolver, socket);
-  }
-
-  /** Validation shared by every connect form: throws coded errors before any I/O. */
-  #validate(options: { host?: string; port?: number | string; family?: number; localAddress?: string; localPort?: number }): {
-    target: Target;
-    port: number;
-    family: 0 | 4 | 6;
-    refused: Error | undefined;
-  } {
+  /** Validation shared by every connect form: throws coded errors before any I/O and before any admission. */
+  #validateConnect(options: ConnectRequest): ValidatedConnect {
     if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
     const family = options.family ?? 0;
     if (family !== 0 && family !== 4 && family !== 6) {
-      throw invalidOption('family', `must be 0, 4 or 6. Received ${String(family)}`);
+      throw invalidOption('family', `must be 0, 4 or 6. Received ${describe(family)}`);
+    }
+    const connectTimeout = options.connectTimeout ?? 0;
+    if (typeof connectTimeout !== 'number' || !Number.isFinite(connectTimeout) || connectTimeout < 0 || connectTimeout > TIMEOUT_MAX) {
+      throw invalidOption('connectTimeout', `must be a number of milliseconds between 0 and ${TIMEOUT_MAX}. Received ${describe(connectTimeout)}`);
+    }
+    const lookup = options.lookup;
+    if (lookup !== undefined && typeof lookup !== 'function') {
+      throw invalidOption('lookup', `must be a dns.lookup-compatible function. Received ${describe(lookup)}`);
     }
     const port = typeof options.port === 'string' && /^\d+$/.test(options.port) ? Number(options.port) : options.port;
     const host = options.host ?? 'localhost';
     let target: Target;
     if (this.#lastTarget !== undefined && host === this.#lastHost && port === this.#lastPort) target = this.#lastTarget;
     else {
-      target = this.policy.parse(host, port);
+      target = this.policy.parse(host as string, port as number);
       this.#lastHost = host;
       this.#lastPort = port;
       this.#lastTarget = target;
     }
     let refused: Error | undefined;
-    if (options.localAddress !== undefined && !isAnyAddress(options.localAddress)) {
-      refused = systemError('EACCES', { syscall: 'bind', address: String(options.localAddress), port: options.localPort, detail: 'binding to a specific address is not allowed' });
-    } else if (options.localPort !== undefined && options.localPort !== 0) {
-      refused = systemError('EACCES', { syscall: 'bind', address: options.localAddress ?? '0.0.0.0', port: Number(options.localPort), detail: 'binding to a specific port is not allowed' });
+    const { localAddress, localPort } = options;
+    if (localAddress !== undefined && !isAnyAddress(localAddress)) {
+      refused = systemError('EACCES', {
+        syscall: 'bind',
+        address: String(localAddress),
+        port: typeof localPort === 'number' ? localPort : undefined,
+        detail: 'binding to a specific address is not allowed',
+      });
+    } else if (localPort !== undefined && localPort !== 0) {
+      refused = systemError('EACCES', {
+        syscall: 'bind',
+        address: typeof localAddress === 'string' ? localAddress : '0.0.0.0',
+        port: Number(localPort),
+        detail: 'binding to a specific port is not allowed',
+      });
     }
-    return { target, port: port as number, family: family as 0 | 4 | 6, refused };
+    const plan: ConnectPlan = { target, resolver: lookup ? lookupResolver(lookup as LookupFunction) : undefined };
+    return { port: port as number, family: family as 0 | 4 | 6, connectTimeout, refused, plan };
   }
 
-  /** @internal the observer every raw socket of this layer reports to */
-  get observer(): RawObserver {
-    return this.#observer;
-  }
-
-  #admit(raw: RawSocket): void {
-    raw.observer = this.#observer;
-    this.port.admit(raw);
+  /** Admits a validated connection and starts it; its timeout bounds resolution and policy too. */
+  #connect(client: ConnectClient, request: ValidatedConnect): void {
+    this.port.admit(client);
+    client.markStarted();
+    if (request.refused) {
+      // A bind the service refuses is reported like a policy denial: asynchronously, as an 'error'.
+      client.fail(request.refused);
+      return;
+    }
+    if (request.connectTimeout > 0) client.startConnectTimer(request.connectTimeout);
+    const { target, resolver } = request.plan as ConnectPlan;
+    const plan = this.#plan(target, request.port, request.family, resolver);
+    if (plan instanceof Promise) {
+      plan.then(
+        (p) => this.#go(client, p, request.port, target),
+        (err: unknown) => this.#go(client, { error: coded(err) }, request.port, target),
+      );
+    } else {
+      // Literal addresses connect at once; a denial still reaches the caller asynchronously, after it could
+      // attach an 'error' listener (fail() defers the report).
+      this.#go(client, plan, request.port, target);
+    }
   }
 
   /** One vetted destination (UDP sends and connects): the first allowed address, or EACCES. */
@@ -327,51 +315,29 @@ export class SocketLayer {
     return plan instanceof Promise ? plan.then(first) : first(plan);
   }
 
-  #begin(
-    raw: RawSocket,
-    target: Target,
-    port: number,
-    family: 0 | 4 | 6,
-    connectTimeout: number,
-    resolver: Resolver | undefined,
-    socket: Socket | undefined,
-  ): void {
-    const plan = this.#plan(target, port, family, resolver);
-    if (plan instanceof Promise) {
-      plan.then(
-        (p) => this.#go(raw, p, port, connectTimeout, socket, target),
-        (err: Error) => this.#go(raw, { error: err }, port, connectTimeout, socket, target),
-      );
-    } else {
-      // Literal addresses connect at once; a denial still reaches the caller asynchronously, after it could
-      // attach an 'error' listener (raw.fail defers the report).
-      this.#go(raw, plan, port, connectTimeout, socket, target);
-    }
-  }
-
-  #go(raw: RawSocket, plan: Plan, port: number, connectTimeout: number, socket: Socket | undefined, target: Target): void {
-    if (raw.state !== RawState.Pending) return;
+  #go(client: ConnectClient, plan: Plan, port: number, target: Target): void {
+    if (!client.pendingConnect) return;
     if (plan.error) {
-      raw.fail(plan.error);
+      client.fail(plan.error);
       return;
     }
     const candidates = plan.candidates!;
-    if (socket && target.kind === 'name') {
+    if (target.kind === 'name') {
       const c = candidates[0]!;
-      socket.emit('lookup', null, c.address, c.family, target.host);
+      client.resolved(c.address, c.family, target.host);
     }
     if (this.quota.enabled) {
       const over = this.quota.check('connects') ?? this.quota.check('creates');
       if (over) {
-        this.ledger.overQuota++;
-        raw.fail(over);
+        this.port.overQuota();
+        client.fail(over);
         return;
       }
       this.quota.charge('creates');
       this.quota.charge('connects');
     }
     this.ledger.connects++;
-    raw.connect(candidates, port, connectTimeout);
+    client.connect(candidates, port);
   }
 
   /** Resolves (names only) and vets; synchronous for IP literals. */
@@ -411,6 +377,12 @@ export class SocketLayer {
   }
 
   #reclaim(entry: LayerEntry): void {
+    // Queued bytes, or kernel counters that moved without a call from JS (a slow peer taking a large write),
+    // mean the socket is in use: its deadline starts again instead.
+    if (entry._busy()) {
+      this.sweeper.track(entry);
+      return;
+    }
     entry.reclaimed = true;
     this.ledger.reclaimed++;
     if (reclaimChannel.hasSubscribers) {
@@ -481,15 +453,27 @@ function isAnyAddress(a: unknown): boolean {
   return a === '0.0.0.0' || a === '::' || a === '' || a === '0:0:0:0:0:0:0:0';
 }
 
-function abortError(signal: AbortSignal): Error {
-  const err = new Error('The operation was aborted', { cause: signal.reason });
-  err.name = 'AbortError';
-  (err as Error & { code: string }).code = 'ABORT_ERR';
-  return err;
+type LookupFunction = NonNullable<SocketConnectOptions['lookup']>;
+
+const HANDLER_NAMES = ['onconnect', 'ondata', 'onend', 'ondrain', 'onfinish', 'onclose'] as const;
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return `an instance of ${(value as object).constructor?.name ?? 'Object'}`;
+  if (typeof value === 'function') return 'function';
+  return `type ${typeof value} (${String(value)})`;
+}
+
+/** Errors from a user's resolver or lookup reach the socket with a code, as a resolver failure. */
+function coded(err: unknown): Error {
+  if (err instanceof Error && typeof (err as Error & { code?: unknown }).code === 'string') return err;
+  const wrapped = systemError('EAI_FAIL', { syscall: 'getaddrinfo', detail: err instanceof Error ? err.message : String(err) });
+  (wrapped as Error & { cause?: unknown }).cause = err;
+  return wrapped;
 }
 
 /** Adapts a dns.lookup-style function (net's `lookup` option) into a Resolver; its answers are still vetted. */
-function lookupResolver(lookup: NonNullable<SocketConnectOptions['lookup']>): Resolver {
+function lookupResolver(lookup: LookupFunction): Resolver {
   return (name) =>
     new Promise((resolve, reject) => {
       lookup(name, { all: true, family: 0 }, (err: Error | null, addresses: unknown, family?: number) => {
@@ -503,3 +487,12 @@ function lookupResolver(lookup: NonNullable<SocketConnectOptions['lookup']>): Re
       });
     });
 }
+
+let defaultLayer: SocketLayer | undefined;
+
+/** The layer behind the module-level shortcuts, built on first use from SOCKGUARD_* environment variables. */
+export function getDefaultLayer(): SocketLayer {
+  return (defaultLayer ??= new SocketLayer());
+}
+
+provideDefaultPort(() => getDefaultLayer().port);

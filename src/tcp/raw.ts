@@ -1,18 +1,20 @@
 /**
  * RawSocket: the low-level TCP client under the Duplex. Callbacks instead of streams; writes are copied into
  * the native queue and leave together at the end of the loop turn; byte counters are read from native memory
- * through a typed-array view, without a native call.
+ * through a typed-array view, without a native call (see core/endpoint.ts for what every endpoint shares).
  *
- * A RawSocket connects only to addresses its layer has already vetted (see SocketLayer); it never resolves.
+ * A RawSocket connects only to addresses its layer has already vetted (see the layer port); it never resolves.
  *
- * Memory: an idle connected raw socket is one object of 17 fields. Everything that only matters while
- * connecting lives in a side object that is dropped once the connection is up; booleans share one bit field.
+ * Memory: everything that only matters while connecting lives in a side object that is dropped once the
+ * connection is up; booleans share one bit field.
  */
-import { statusError, systemError, type SockguardSystemError } from '../errors.js';
-import { STAGE_MAX, getLoop, type Loop, type LoopClient } from '../core/loop.js';
-import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_PENDING, CTR_RECV_CALLS, CTR_SEND_CALLS, CTR_STAGED, syscallNames } from '../core/native.js';
-import { NO_QUOTA, type QuotaMeter } from '../service/quota.js';
-import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from '../service/reclaim.js';
+import { codedError, statusError, systemError, type SockguardSystemError } from '../errors.js';
+import { EF_FREE, Endpoint } from '../core/endpoint.js';
+import { STAGE_MAX, getLoop, type Loop } from '../core/loop.js';
+import { CTR_STAGED, syscallNames } from '../core/native.js';
+import { chargeSend, recordReceive, type Candidate, type ConnectClient } from '../service/port.js';
+
+export type { Candidate };
 
 /** Callbacks of a raw socket. `this` is the handlers object. */
 export interface RawHandlers {
@@ -30,45 +32,29 @@ export interface RawHandlers {
   onclose?(err: Error | null): void;
 }
 
-export interface Candidate {
-  address: string;
-  family: 4 | 6;
-}
-
 /** State of a raw socket: Pending = waiting for resolution and policy. */
 export const RawState = { Pending: 0, Connecting: 1, Open: 2, Closed: 3 } as const;
 export type RawState = (typeof RawState)[keyof typeof RawState];
 
 /** Default bytes queued natively before write() asks the caller to wait for drain. */
 export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
+/** Largest accepted high-water mark (the native queue counts in 32 bits). */
+export const MAX_HIGH_WATER_MARK = 0x40000000;
+/** Buffers handed to the core in one call; longer writev() lists go in slices, in order. */
+const WRITEV_SLICE = 1024;
 
-/** Observer the layer installs to see activity and closes (reclaim refresh, ledger); one per layer, shared. */
-export interface RawObserver {
-  activity(raw: RawSocket): void;
-  closed(raw: RawSocket): void;
-  /** An operation was refused over quota (ledger count). */
-  overQuota?(): void;
-  /** The layer's quota meter; the shared null meter costs one property read per operation. */
-  readonly quota: QuotaMeter;
-  /** The layer itself (for the Duplex: option mode, connect). */
-  readonly layer?: unknown;
-}
-
-const noopObserver: RawObserver = { activity() {}, closed() {}, quota: NO_QUOTA };
 const noHandlers: RawHandlers = {};
 const noCandidates: Candidate[] = [];
 
-const F_PAUSED = 1;
-const F_EOF = 2;
-const F_RECLAIMED = 4;
-const F_UNREF = 8;
-const F_ENDING = 16;
-const F_FINISHED = 32;
-const F_WANT_DRAIN = 64;
-const F_WAS_OPEN = 128;
+const F_PAUSED = EF_FREE;
+const F_EOF = EF_FREE << 1;
+const F_ENDING = EF_FREE << 2;
+const F_FINISHED = EF_FREE << 3;
+const F_WANT_DRAIN = EF_FREE << 4;
+const F_WAS_OPEN = EF_FREE << 5;
+const F_STARTED = EF_FREE << 6;
 /** Flag bit free for the owner of the raw socket (the Duplex: a 'drain' is owed to a fast-path writer). */
-export const RAW_F_FAST_DRAIN = 256;
-const F_STARTED = 512;
+export const RAW_F_FAST_DRAIN = EF_FREE << 7;
 
 /** What only matters until the connection is up. */
 interface Connecting {
@@ -83,30 +69,31 @@ interface Connecting {
   opts: [boolean | undefined, boolean | undefined, number] | undefined;
 }
 
-export class RawSocket implements LoopClient {
+/** A coded TypeError for a write of something that is not bytes; the connection is left as it was. */
+function notBytes(name: string, value: unknown): TypeError {
+  const got = value === null ? 'null' : typeof value === 'object' ? `an instance of ${value.constructor?.name ?? 'Object'}` : `type ${typeof value}`;
+  return codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be a Buffer, TypedArray or DataView. Received ${got}`);
+}
+
+/** Validates a high-water mark option: a positive integer up to MAX_HIGH_WATER_MARK. */
+export function validateHighWaterMark(value: unknown, name = 'highWaterMark'): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_HIGH_WATER_MARK) {
+    throw codedError(TypeError, 'ERR_SOCKGUARD_INVALID_OPTION', `The "${name}" option must be an integer between 1 and 2^30. Received ${String(value)}`);
+  }
+  return value;
+}
+
+export class RawSocket extends Endpoint implements ConnectClient {
   handlers: RawHandlers;
   state: RawState = RawState.Pending as RawState;
-  /** @internal bit field, see F_* */
-  flags = 0;
-  /** @internal native id, -1 while there is no native socket */
-  id = -1;
-  private ctr: Uint32Array | undefined = undefined;
-  private base = 0;
-  remoteAddress: string | undefined = undefined;
-  remotePort = 0;
-  readonly highWaterMark: number;
-  observer: RawObserver = noopObserver;
+  /** Bytes queued natively before write() returns false. */
+  highWaterMark: number;
   /** Whoever presents this socket to the user (the Duplex), so the layer can close it as a whole. */
   owner: { destroy(err?: Error): void; readonly closed?: boolean; once?(ev: 'close', cb: () => void): unknown } | null = null;
-  // Idle-reclaim list links (reclaim.ts): the socket is its own list node.
-  [kReclaimPrev]: ReclaimNode | null = null;
-  [kReclaimNext]: ReclaimNode | null = null;
-  [kReclaimEpoch] = -1;
   private conn: Connecting | null = null;
-  /** Final counters [written, read, sends, recvs], kept when the native slot is released. */
-  private fin: Float64Array | null = null;
 
   constructor(handlers: RawHandlers = noHandlers, highWaterMark = DEFAULT_HIGH_WATER_MARK) {
+    super();
     this.handlers = handlers;
     this.highWaterMark = highWaterMark;
   }
@@ -131,6 +118,7 @@ export class RawSocket implements LoopClient {
   protected emitClose(err: Error | null): void {
     this.handlers.onclose?.(err);
   }
+  protected emitLookup(_address: string, _family: 4 | 6, _host: string): void {}
 
   get remoteFamily(): 4 | 6 | undefined {
     const a = this.remoteAddress;
@@ -146,33 +134,57 @@ export class RawSocket implements LoopClient {
     return (this.flags & F_PAUSED) !== 0;
   }
 
-  /** Set by the layer when the socket was closed for inactivity. */
-  get reclaimed(): boolean {
-    return (this.flags & F_RECLAIMED) !== 0;
-  }
-  set reclaimed(on: boolean) {
-    this.flags = on ? this.flags | F_RECLAIMED : this.flags & ~F_RECLAIMED;
-  }
-
   /** True once the connection was established (it may have closed since). */
   get wasOpen(): boolean {
     return (this.flags & F_WAS_OPEN) !== 0;
   }
 
-  /**
-   * Connects to the first reachable of `candidates` (already vetted), in order. `timeoutMs` > 0 bounds the whole
-   * attempt: ETIMEDOUT when it passes.
-   */
-  connect(candidates: Candidate[], port: number, timeoutMs = 0): void {
+  protected get closed(): boolean {
+    return this.state === RawState.Closed;
+  }
+
+  /** Connecting, reading, or with bytes still to hand to the kernel: the socket keeps the process alive. */
+  protected active(): boolean {
+    const s = this.state;
+    if (s === RawState.Connecting) return true;
+    if (s !== RawState.Open) return false;
+    const f = this.flags;
+    if ((f & (F_PAUSED | F_EOF)) === 0) return true;
+    if ((f & F_ENDING) !== 0 && (f & F_FINISHED) === 0) return true;
+    return this.pendingBytes > 0;
+  }
+
+  /** @internal the layer took this socket into a connection attempt */
+  markStarted(): void {
+    this.flags |= F_STARTED;
+  }
+
+  /** @internal still waiting for resolution and policy */
+  get pendingConnect(): boolean {
+    return this.state === RawState.Pending;
+  }
+
+  /** @internal the layer resolved the name: the Duplex emits 'lookup' */
+  resolved(address: string, family: 4 | 6, host: string): void {
+    this.emitLookup(address, family, host);
+  }
+
+  /** @internal bounds the whole attempt, resolution included: ETIMEDOUT when `ms` passes. */
+  startConnectTimer(ms: number): void {
+    if (this.state === RawState.Closed || ms <= 0) return;
+    const c = this.pending();
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = setTimeout(onConnectTimeout, ms, this);
+    c.timer.unref();
+  }
+
+  /** Connects to the first reachable of `candidates` (already vetted), in order. */
+  connect(candidates: Candidate[], port: number): void {
     if (this.state !== RawState.Pending) return;
     const c = this.pending();
     c.candidates = candidates;
     c.attempt = 0;
     this.remotePort = port;
-    if (timeoutMs > 0) {
-      c.timer = setTimeout(onConnectTimeout, timeoutMs, this);
-      c.timer.unref();
-    }
     this.tryNext();
   }
 
@@ -189,12 +201,11 @@ export class RawSocket implements LoopClient {
       loop.release(id);
       return r;
     }
-    this.bind(loop, id);
     this.remoteAddress = remote.address;
     this.remotePort = remote.port;
     this.state = RawState.Open;
     this.flags |= F_WAS_OPEN;
-    if (!(this.flags & F_UNREF)) loop.ref();
+    this.bindNative(loop, id);
     if (this.flags & F_PAUSED) loop.nat.socket_read(id, false);
     return 0;
   }
@@ -225,25 +236,34 @@ export class RawSocket implements LoopClient {
     this.finishConnect(err);
   }
 
-  private bind(loop: Loop, id: number): void {
-    this.id = id;
-    this.ctr = loop.counters[Math.floor(id / loop.chunk)];
-    this.base = (id % loop.chunk) * loop.slots * 2;
-  }
-
   private tryNext(): void {
     const c = this.conn!;
     const list = c.candidates;
-    const loop = getLoop();
+    let loop: Loop;
+    try {
+      loop = getLoop();
+    } catch (err) {
+      // No loop (the addon cannot load, or no descriptor is left for the poll set): a coded error for this
+      // socket's 'error' listener, never an exception out of an unrelated call.
+      c.lastError = err as Error;
+      c.attempt = list.length;
+      process.nextTick(failPending, this);
+      return;
+    }
     while (c.attempt < list.length) {
       const cand = list[c.attempt++]!;
       this.remoteAddress = cand.address;
-      const id = loop.open(this);
+      let id: number;
+      try {
+        id = loop.open(this);
+      } catch (err) {
+        c.lastError = err as Error;
+        break;
+      }
       const r = loop.nat.tcp_connect(id, cand.family, cand.address, this.remotePort, this.highWaterMark);
       if (r === 0) {
-        this.bind(loop, id);
         this.state = RawState.Connecting;
-        if (!(this.flags & F_UNREF)) loop.ref();
+        this.bindNative(loop, id);
         return;
       }
       loop.release(id);
@@ -254,12 +274,12 @@ export class RawSocket implements LoopClient {
   }
 
   /** @internal */
-  _onConnect(status: number): void {
+  override _onConnect(status: number): void {
     const c = this.conn!;
     if (status < 0) {
       c.lastError = statusError(status, { syscall: 'connect', address: this.remoteAddress, port: this.remotePort });
-      this.dropNative();
       this.state = RawState.Pending;
+      this.dropNative();
       this.tryNext();
       return;
     }
@@ -275,8 +295,7 @@ export class RawSocket implements LoopClient {
       if (opts[1] !== undefined) nat.socket_keepalive(this.id, opts[1], Math.floor(opts[2] / 1000));
     }
     if (c.queue !== null) {
-      const q = c.queue;
-      const r = q.length === 1 ? nat.socket_write(this.id, q[0]!) : nat.socket_writev(this.id, q);
+      const r = this.toNative(c.queue);
       if (r < 0) {
         this.destroy(statusError(r, { syscall: 'write', address: this.remoteAddress, port: this.remotePort }));
         return;
@@ -287,75 +306,78 @@ export class RawSocket implements LoopClient {
       }
     }
     if (this.flags & F_ENDING) this.shutdown();
-    this.observer.activity(this);
+    this.updateRef();
+    this.port.touch(this);
     this.emitConnect(null);
   }
 
   /** @internal */
-  _onData(slab: Buffer, offset: number, length: number): void {
-    if (this.observer.quota.enabled) {
+  override _onData(slab: Buffer, offset: number, length: number): void {
+    const port = this.port;
+    if (port.quota.enabled) {
       // Bytes that arrived are billed whatever happens; past the limit the socket fails with the quota error.
-      const over = this.observer.quota.recordReceive(length);
+      const over = recordReceive(port, length);
       if (over !== null) {
-        this.observer.overQuota?.();
         this.destroy(over);
         return;
       }
     }
-    this.observer.activity(this);
+    port.touch(this);
     this.emitData(slab, offset, length);
   }
 
   /** @internal */
-  _onDgram(): void {}
-
-  /** @internal */
-  _onEof(): void {
+  override _onEof(): void {
     this.flags |= F_EOF;
-    this.observer.activity(this);
+    this.updateRef();
+    this.port.touch(this);
     this.emitEnd();
   }
 
   /** @internal */
-  _onError(status: number, syscall: number): void {
+  override _onError(status: number, syscall: number): void {
     this.destroy(
       statusError(status, { syscall: syscallNames[syscall] ?? 'read', address: this.remoteAddress, port: this.remotePort }),
     );
   }
 
   /** @internal */
-  _onDrain(): void {
+  override _onDrain(): void {
     this.flags &= ~F_WANT_DRAIN;
-    this.observer.activity(this);
+    this.port.touch(this);
     this.emitDrain();
   }
 
   /** @internal */
-  _onShutdown(status: number): void {
+  override _onShutdown(status: number): void {
     if (status < 0) {
       this.destroy(statusError(status, { syscall: 'shutdown', address: this.remoteAddress, port: this.remotePort }));
       return;
     }
     this.flags |= F_FINISHED;
+    this.updateRef();
     this.emitFinish();
   }
 
   /**
    * Queues bytes. Returns false when more than highWaterMark bytes are waiting: stop writing until ondrain.
-   * Throws EPIPE after end() or destroy(): bytes are never dropped silently.
+   * Throws EPIPE after end() or destroy(): bytes are never dropped silently. Anything that is not bytes is a
+   * coded TypeError and leaves the connection as it was.
    */
   write(data: ArrayBufferView): boolean {
-    if (this.observer.quota.enabled) this.chargeSend(data.byteLength);
+    const isBytes = data instanceof Uint8Array;
+    if (!isBytes && !ArrayBuffer.isView(data)) throw notBytes('data', data);
+    const len = data.byteLength;
+    if (this.port.quota.enabled) this.chargeSend(len);
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
-      const len = data.byteLength;
+      // Nothing to send (an empty or detached view) is accepted and changes nothing, as with net.
+      if (len === 0) return (this.flags & F_WANT_DRAIN) === 0;
       const loop = getLoop();
       // Small writes are staged in JS: no native call; the loop moves them into the queue before it flushes.
-      if (len <= STAGE_MAX && data instanceof Uint8Array && loop.stage(this.id, data)) {
-        const c = this.ctr!;
-        const i = this.base + CTR_STAGED;
-        c[i] = c[i]! + len;
-        this.observer.activity(this);
-        if (this.read64(CTR_PENDING) + c[i]! <= this.highWaterMark) return true;
+      if (len <= STAGE_MAX && isBytes && loop.stage(this.id, data)) {
+        this.add32(CTR_STAGED, len);
+        this.port.touch(this);
+        if (this.pendingBytes <= this.highWaterMark) return true;
         this.flags |= F_WANT_DRAIN;
         return false;
       }
@@ -364,19 +386,33 @@ export class RawSocket implements LoopClient {
     return this.hold(data);
   }
 
-  /** Queues several buffers at once (one native call). */
+  /** Queues several buffers at once (one native call per slice of buffers). */
   writev(chunks: ArrayBufferView[]): boolean {
-    if (this.observer.quota.enabled) {
-      let n = 0;
-      for (const c of chunks) n += c.byteLength;
-      this.chargeSend(n);
+    if (!Array.isArray(chunks)) throw notBytes('chunks', chunks);
+    let n = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i];
+      if (!ArrayBuffer.isView(c)) throw notBytes(`chunks[${i}]`, c);
+      n += c.byteLength;
     }
+    if (this.port.quota.enabled) this.chargeSend(n);
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
-      return this.queued(getLoop().nat.socket_writev(this.id, chunks));
+      if (n === 0) return (this.flags & F_WANT_DRAIN) === 0;
+      return this.queued(this.toNative(chunks));
     }
     let ok = true;
     for (const c of chunks) ok = this.hold(c);
     return ok;
+  }
+
+  /** Hands buffers to the native queue in order: pending bytes, or -errno. */
+  private toNative(chunks: ArrayBufferView[]): number {
+    const nat = getLoop().nat;
+    if (chunks.length === 1) return nat.socket_write(this.id, chunks[0]!);
+    if (chunks.length <= WRITEV_SLICE) return nat.socket_writev(this.id, chunks);
+    let r = 0;
+    for (let i = 0; i < chunks.length && r >= 0; i += WRITEV_SLICE) r = nat.socket_writev(this.id, chunks.slice(i, i + WRITEV_SLICE));
+    return r;
   }
 
   /**
@@ -388,9 +424,11 @@ export class RawSocket implements LoopClient {
       throw systemError('EPIPE', { syscall: 'write', address: this.remoteAddress, port: this.remotePort || undefined });
     }
     const c = this.pending();
-    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    (c.queue ??= []).push(buf);
-    c.queued += buf.length;
+    if (data.byteLength > 0) {
+      const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      (c.queue ??= []).push(buf);
+      c.queued += buf.length;
+    }
     if (c.queued <= this.highWaterMark) return true;
     this.flags |= F_WANT_DRAIN;
     return false;
@@ -399,7 +437,7 @@ export class RawSocket implements LoopClient {
   /** Result of a native write: true while the queue is within the high-water mark; an error destroys and throws. */
   private queued(r: number): boolean {
     if (r >= 0) {
-      this.observer.activity(this);
+      this.port.touch(this);
       if (r <= this.highWaterMark) return true;
       this.flags |= F_WANT_DRAIN;
       return false;
@@ -411,12 +449,8 @@ export class RawSocket implements LoopClient {
 
   private chargeSend(bytes: number): void {
     if (this.state === RawState.Closed || this.flags & F_ENDING) return; // the write fails with EPIPE, uncharged
-    try {
-      this.observer.quota.chargeSend(bytes);
-    } catch (err) {
-      this.observer.overQuota?.();
-      throw err;
-    }
+    const over = chargeSend(this.port, bytes);
+    if (over !== null) throw over;
   }
 
   /** Half-closes after every queued byte has left (onfinish then). */
@@ -432,6 +466,7 @@ export class RawSocket implements LoopClient {
       this.destroy(statusError(r, { syscall: 'shutdown', address: this.remoteAddress, port: this.remotePort }));
     } else if (r === 1) {
       this.flags |= F_FINISHED;
+      this.updateRef();
       process.nextTick(RawSocket._emit, this, 'finish', null);
     }
   }
@@ -446,27 +481,8 @@ export class RawSocket implements LoopClient {
       this.conn = null;
     }
     this.dropNative();
-    this.observer.closed(this);
+    this.port.release(this);
     process.nextTick(RawSocket._emit, this, 'close', err);
-  }
-
-  private dropNative(): void {
-    if (this.id < 0) return;
-    this.snapshot();
-    const loop = getLoop();
-    loop.nat.socket_close(this.id);
-    loop.release(this.id);
-    if (!(this.flags & F_UNREF)) loop.unref();
-    this.id = -1;
-    this.ctr = undefined;
-  }
-
-  private snapshot(): void {
-    const fin = (this.fin ??= new Float64Array(4));
-    fin[0] = this.read64(CTR_BYTES_WRITTEN);
-    fin[1] = this.read64(CTR_BYTES_READ);
-    fin[2] = this.read64(CTR_SEND_CALLS);
-    fin[3] = this.read64(CTR_RECV_CALLS);
   }
 
   /**
@@ -476,30 +492,32 @@ export class RawSocket implements LoopClient {
    */
   detachFd(): number {
     if (this.state !== RawState.Open) return -9; // EBADF
-    this.snapshot();
     const loop = getLoop();
     const fd = loop.nat.socket_detach(this.id);
     if (fd < 0) return fd;
-    loop.release(this.id);
-    if (!(this.flags & F_UNREF)) loop.unref();
-    this.id = -1;
-    this.ctr = undefined;
     this.state = RawState.Closed;
+    this.unbindNative(loop);
     // The layer folds the counters into its ledger: this object's share of the traffic ends here.
-    this.observer.closed(this);
+    this.port.release(this);
     return fd;
   }
 
   pause(): void {
     if (this.flags & F_PAUSED) return;
     this.flags |= F_PAUSED;
-    if (this.state === RawState.Open) getLoop().nat.socket_read(this.id, false);
+    if (this.state === RawState.Open) {
+      getLoop().nat.socket_read(this.id, false);
+      this.updateRef();
+    }
   }
 
   resume(): void {
     if (!(this.flags & F_PAUSED)) return;
     this.flags &= ~F_PAUSED;
-    if (this.state === RawState.Open) getLoop().nat.socket_read(this.id, true);
+    if (this.state === RawState.Open) {
+      getLoop().nat.socket_read(this.id, true);
+      this.updateRef();
+    }
   }
 
   /**
@@ -513,11 +531,12 @@ export class RawSocket implements LoopClient {
 
   /** SO_KEEPALIVE with the idle time before the first probe. Applied once connected if called before. */
   setKeepAlive(on: boolean, initialDelayMs: number): void {
-    if (this.state === RawState.Open) getLoop().nat.socket_keepalive(this.id, on, Math.floor(initialDelayMs / 1000));
+    const delay = Number.isFinite(initialDelayMs) && initialDelayMs > 0 ? Math.min(initialDelayMs, 0x7fffffff) : 0;
+    if (this.state === RawState.Open) getLoop().nat.socket_keepalive(this.id, on, Math.floor(delay / 1000));
     else if (this.state !== RawState.Closed) {
       const opts = (this.pending().opts ??= [undefined, undefined, 0]);
       opts[1] = on;
-      opts[2] = initialDelayMs;
+      opts[2] = delay;
     }
   }
 
@@ -526,60 +545,10 @@ export class RawSocket implements LoopClient {
     return this.state === RawState.Connecting || (this.state === RawState.Pending && (this.flags & F_STARTED) !== 0);
   }
 
-  /** @internal the layer took this socket into a connection attempt */
-  markStarted(): void {
-    this.flags |= F_STARTED;
-  }
-
-  /** Lets the process exit while this socket is open (like net.Socket#unref). */
-  unref(): void {
-    if (this.flags & F_UNREF) return;
-    this.flags |= F_UNREF;
-    if (this.id >= 0) getLoop().unref();
-  }
-
-  ref(): void {
-    if (!(this.flags & F_UNREF)) return;
-    this.flags &= ~F_UNREF;
-    if (this.id >= 0) getLoop().ref();
-  }
-
-  private read64(slot: number): number {
-    const c = this.ctr;
-    if (c === undefined) return 0;
-    const i = this.base + slot;
-    return c[i]! + c[i + 1]! * 4294967296;
-  }
-
-  private final(i: number): number {
-    const fin = this.fin;
-    return fin === null ? 0 : fin[i]!;
-  }
-
-  /** Bytes accepted by the kernel. */
-  get bytesWritten(): number {
-    return this.ctr === undefined ? this.final(0) : this.read64(CTR_BYTES_WRITTEN);
-  }
-
-  /** Bytes read from the kernel. */
-  get bytesRead(): number {
-    return this.ctr === undefined ? this.final(1) : this.read64(CTR_BYTES_READ);
-  }
-
-  /** send/write syscalls made. */
-  get sendCalls(): number {
-    return this.ctr === undefined ? this.final(2) : this.read64(CTR_SEND_CALLS);
-  }
-
-  /** recv/read syscalls that returned data. */
-  get recvCalls(): number {
-    return this.ctr === undefined ? this.final(3) : this.read64(CTR_RECV_CALLS);
-  }
-
   /** Bytes accepted by write() but not yet by the kernel. */
-  get pendingBytes(): number {
-    const queued = this.conn?.queued ?? 0;
-    return this.ctr === undefined ? queued : this.read64(CTR_PENDING) + this.read64(CTR_STAGED) + queued;
+  override get pendingBytes(): number {
+    const c = this.conn;
+    return super.pendingBytes + (c === null ? 0 : c.queued);
   }
 
   /** Local or peer address of the live socket, or undefined. */
@@ -590,16 +559,6 @@ export class RawSocket implements LoopClient {
     return { family: r[0], address: r[1], port: r[2] };
   }
 
-  /** @internal native handle access for socket options */
-  get nativeId(): number {
-    return this.id;
-  }
-
-  /** @internal */
-  get native(): Loop['nat'] | undefined {
-    return this.id >= 0 ? getLoop().nat : undefined;
-  }
-
   private finishConnect(err: Error): void {
     this.state = RawState.Closed;
     const c = this.conn;
@@ -607,14 +566,14 @@ export class RawSocket implements LoopClient {
       if (c.timer) clearTimeout(c.timer);
       this.conn = null;
     }
-    this.observer.closed(this);
+    this.port.release(this);
     process.nextTick(RawSocket._emit, this, 'fail', err);
   }
 
   /** @internal */
   _timeout(): void {
     if (this.state !== RawState.Connecting && this.state !== RawState.Pending) return;
-    const err = systemError('ETIMEDOUT', { syscall: 'connect', address: this.remoteAddress, port: this.remotePort });
+    const err = systemError('ETIMEDOUT', { syscall: 'connect', address: this.remoteAddress, port: this.remotePort || undefined });
     this.dropNative();
     this.finishConnect(err);
   }

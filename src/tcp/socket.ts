@@ -3,11 +3,15 @@
  * (native write coalescing, batched reads); this file only speaks the stream protocol and net's surface.
  */
 import { Duplex } from 'node:stream';
-import { codedError, codes, statusError, systemError } from '../errors.js';
-import { getsockopt, setsockopt, type SockoptHooks } from '../service/sockopts.js';
+import { endpointSockoptHooks } from '../core/endpoint.js';
+import { codedError, invalidOption, systemError } from '../errors.js';
+import { NO_PORT, defaultPort, type LayerPort } from '../service/port.js';
+import { getsockopt, setsockopt } from '../service/sockopts.js';
 import { RAW_F_FAST_DRAIN, RawSocket, RawState } from './raw.js';
-import type { SocketLayer } from '../layer.js';
 import { kRaw } from './symbols.js';
+
+/** Node's largest timer delay: longer ones would fire after 1 ms. */
+export const TIMEOUT_MAX = 0x7fffffff;
 
 /** Options of `connect()`, as net.connect takes them, plus sockguard's. */
 export interface SocketConnectOptions {
@@ -45,7 +49,7 @@ export interface SocketConnectOptions {
 
 export interface SocketOptions {
   /** The layer whose policy, ledger and reclaim govern this socket. @default the module's default layer */
-  layer?: SocketLayer;
+  layer?: { readonly port: LayerPort };
   /** @default false */
   allowHalfOpen?: boolean;
   readableHighWaterMark?: number;
@@ -112,6 +116,15 @@ class StreamRaw extends RawSocket {
     if (s.destroyed) return;
     s.destroy(err ?? undefined);
   }
+
+  protected override emitLookup(address: string, family: 4 | 6, host: string): void {
+    this.s.emit('lookup', null, address, family, host);
+  }
+
+  /** @internal the Duplex's operations share the endpoint's EPIPE/activity guard */
+  _operation(syscall: string): void {
+    this.operation(syscall);
+  }
 }
 
 export class Socket extends Duplex {
@@ -130,10 +143,13 @@ export class Socket extends Duplex {
       autoDestroy: true,
       decodeStrings: true,
     });
-    this[kRaw] = new StreamRaw();
-    this[kRaw].owner = this;
-    // The layer is reached through its observer: one shared object instead of a field per socket.
-    if (options.layer) this[kRaw].observer = options.layer.observer;
+    const raw = new StreamRaw();
+    raw.owner = this;
+    this[kRaw] = raw;
+    if (options.layer) {
+      raw.port = options.layer.port;
+      raw.highWaterMark = raw.port.highWaterMark;
+    }
   }
 
   /**
@@ -151,9 +167,33 @@ export class Socket extends Duplex {
     if (this.destroyed) {
       throw codedError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed');
     }
+    if (options.path !== undefined) {
+      throw systemError('EAFNOSUPPORT', { syscall: 'connect', address: String(options.path) });
+    }
+    const raw = this[kRaw];
+    const port = raw.port === NO_PORT ? defaultPort() : raw.port;
+    // Everything is validated before anything is admitted: a bad option leaves no trace in the layer.
+    const request = port.validateConnect(options);
+    const timeout = options.timeout === undefined ? undefined : validateTimeout(options.timeout, 'timeout');
+    const signal = options.signal === undefined ? undefined : validateSignal(options.signal);
+    if (raw.port === NO_PORT) {
+      raw.port = port;
+      raw.highWaterMark = port.highWaterMark;
+    }
     if (typeof cb === 'function') this.once('connect', cb);
-    const layer = (this[kRaw].observer.layer as SocketLayer | undefined) ?? defaultLayerHook.get();
-    layer._startConnect(this, options);
+    if (timeout !== undefined) this.setTimeout(timeout);
+    if (options.noDelay) this.setNoDelay(true);
+    if (options.keepAlive) this.setKeepAlive(true, options.keepAliveInitialDelay ?? 0);
+    port.connect(raw, request);
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        process.nextTick(() => this.destroy(abortError(signal)));
+      } else {
+        const onAbort = () => this.destroy(abortError(signal));
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
+    }
     return this;
   }
 
@@ -216,24 +256,19 @@ export class Socket extends Duplex {
    */
   getsockopt(level: number, name: number, buflen?: number): number | Buffer {
     const raw = this.#operation('getsockopt');
-    return getsockopt(this.#sockoptMode(), tcpSockoptHooks, raw, level, name, buflen);
+    return getsockopt(raw.port.sockopts, endpointSockoptHooks, raw, level, name, buflen);
   }
 
   /** Sets a socket option: validated, then ignored in emulate mode (a later get still answers the mock). */
   setsockopt(level: number, name: number, value: number | boolean | Buffer | { onoff: number | boolean; linger: number }): void {
     const raw = this.#operation('setsockopt');
-    setsockopt(this.#sockoptMode(), tcpSockoptHooks, raw, level, name, value);
-  }
-
-  #sockoptMode(): 'emulate' | 'native' {
-    return (this[kRaw].observer.layer as SocketLayer | undefined)?.sockopts ?? 'emulate';
+    setsockopt(raw.port.sockopts, endpointSockoptHooks, raw, level, name, value);
   }
 
   /** Every operation refreshes the reclaim deadline; on a reclaimed or closed socket it is EPIPE. */
-  #operation(syscall: string): RawSocket {
-    const raw = this[kRaw];
-    if (raw.reclaimed || (this.destroyed && raw.state === RawState.Closed)) throw systemError('EPIPE', { syscall });
-    raw.observer.activity(raw);
+  #operation(syscall: string): StreamRaw {
+    const raw = this[kRaw] as StreamRaw;
+    raw._operation(syscall);
     return raw;
   }
 
@@ -300,11 +335,9 @@ export class Socket extends Duplex {
    * Emits 'timeout' after `ms` without activity (the socket stays open, as with net). 0 disables.
    */
   setTimeout(ms: number, callback?: () => void): this {
-    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-      throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "msecs" is out of range. Received ${ms}`);
-    }
+    validateTimeout(ms, 'msecs');
     const raw = this[kRaw];
-    raw.observer.activity(raw);
+    raw.port.touch(raw);
     const old = this[kTimer];
     if (old !== undefined) clearTimeout(old);
     this[kTimer] = undefined;
@@ -347,7 +380,7 @@ export class Socket extends Duplex {
   address(): { address: string; family: string; port: number } | Record<string, never> {
     const raw = this[kRaw];
     if (raw.reclaimed) throw systemError('EPIPE', { syscall: 'getsockname' });
-    raw.observer.activity(raw);
+    raw.port.touch(raw);
     const n = raw.name(false);
     if (!n) return {};
     return { address: n.address, family: n.family === 6 ? 'IPv6' : 'IPv4', port: n.port };
@@ -387,7 +420,7 @@ export class Socket extends Duplex {
   /** Bytes written, including those still queued (as net counts them). */
   get bytesWritten(): number {
     const raw = this[kRaw];
-    return raw.bytesWritten + raw.pendingBytes + this.writableLength;
+    return raw.bytesWritten + this.writableLength;
   }
 
   /** True until the connection is established. */
@@ -420,31 +453,6 @@ export class Socket extends Duplex {
   }
 }
 
-/** Native access for socket options, shared by every TCP socket (the target is the raw socket). */
-const tcpSockoptHooks: SockoptHooks<RawSocket> = {
-  soError(raw) {
-    const nat = raw.native;
-    if (nat === undefined || raw.nativeId < 0) return 0;
-    const r = nat.socket_so_error(raw.nativeId);
-    return r < 0 ? -r : 0;
-  },
-  getNative(raw, level, name) {
-    const nat = raw.native;
-    if (nat === undefined || raw.nativeId < 0) throw systemError('EBADF', { syscall: 'getsockopt' });
-    const v = nat.socket_getsockopt(raw.nativeId, level, name);
-    // SO_LINGER answers -1 for "off"; every other negative value is an errno.
-    if (v < 0 && !(level === 1 && name === 13 && v === -1)) throw statusError(v, { syscall: 'getsockopt' });
-    return v;
-  },
-  setNative(raw, level, name, value) {
-    const nat = raw.native;
-    if (nat === undefined || raw.nativeId < 0) throw systemError('EBADF', { syscall: 'setsockopt' });
-    const r = nat.socket_setsockopt(raw.nativeId, level, name, value);
-    if (r < 0) throw statusError(r, { syscall: 'setsockopt' });
-  },
-};
-
-
 function emitTimeout(s: Socket): void {
   if (!s.destroyed) s.emit('timeout');
 }
@@ -469,9 +477,48 @@ export function normalizeConnectArgs(args: unknown[]): [SocketConnectOptions, ((
   return [options, cb];
 }
 
-/** Filled in by index.ts: the lazily built default layer, used by `new Socket().connect()`. */
-export const defaultLayerHook: { get(): SocketLayer } = {
-  get() {
-    throw codedError(Error, codes.LAYER_CLOSED, 'No default layer');
+/**
+ * The stream's own accounting sees a write as done once the native queue has it; libraries that pace
+ * themselves on `writableLength` / `writableNeedDrain` must also see what waits in that queue (as with net,
+ * whose pending write requests stay in the stream's length).
+ */
+const streamLength = Object.getOwnPropertyDescriptor(Duplex.prototype, 'writableLength')!.get!;
+const streamNeedDrain = Object.getOwnPropertyDescriptor(Duplex.prototype, 'writableNeedDrain')!.get!;
+Object.defineProperties(Socket.prototype, {
+  writableLength: {
+    get(this: Socket): number {
+      return (streamLength.call(this) as number) + this[kRaw].pendingBytes;
+    },
+    configurable: true,
+    enumerable: false,
   },
-};
+  writableNeedDrain: {
+    get(this: Socket): boolean {
+      return (streamNeedDrain.call(this) as boolean) || (this[kRaw].flags & RAW_F_FAST_DRAIN) !== 0;
+    },
+    configurable: true,
+    enumerable: false,
+  },
+});
+
+function validateTimeout(ms: unknown, name: string): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > TIMEOUT_MAX) {
+    throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be >= 0 && <= ${TIMEOUT_MAX}. Received ${String(ms)}`);
+  }
+  return ms;
+}
+
+function validateSignal(signal: unknown): AbortSignal {
+  if (signal === null || typeof signal !== 'object' || typeof (signal as AbortSignal).aborted !== 'boolean' ||
+      typeof (signal as AbortSignal).addEventListener !== 'function') {
+    throw invalidOption('signal', 'must be an AbortSignal');
+  }
+  return signal as AbortSignal;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  (err as Error & { code: string }).code = 'ABORT_ERR';
+  return err;
+}

@@ -20,13 +20,11 @@
 import { EventEmitter } from 'node:events';
 import { constants as osConstants, endianness } from 'node:os';
 import { codedError, statusError, systemError } from '../errors.js';
-import type { LayerEntry, LayerPort } from '../layer.js';
-import { getLoop, type Loop, type LoopClient } from '../core/loop.js';
-import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_RECV_CALLS, CTR_SEND_CALLS } from '../core/native.js';
+import { EF_UNREF, Endpoint, endpointSockoptHooks } from '../core/endpoint.js';
+import { getLoop, type Loop } from '../core/loop.js';
 import { formatV4, formatV6 } from '../policy/literal.js';
-import type { Candidate } from '../tcp/raw.js';
-import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from '../service/reclaim.js';
-import { constants as C, getsockopt, setsockopt, type SockoptHooks, type SockoptValue } from '../service/sockopts.js';
+import { chargeQuota, chargeSend, recordReceive, type Candidate, type LayerPort } from '../service/port.js';
+import { constants as C, getsockopt, setsockopt, type SockoptValue } from '../service/sockopts.js';
 import { bindArgs, bufferSize, connectArgs, invalidArg, isAnyAddress, lastFunction, sendArgs, socketArgs, type SendCallback, type UdpBindOptions } from './args.js';
 
 /** `layer.createSocket()` options (a subset of dgram's). */
@@ -98,27 +96,36 @@ interface PendingSend {
 let dgramHeader = -1;
 
 /**
- * The native side of a UdpSocket and its layer entry. Counters are read from native memory while a native socket
- * is open and accumulated when it closes (disconnect() replaces the native socket, so there may be several).
+ * The native side of a UdpSocket and its layer entry. disconnect() replaces the native socket, so there may be
+ * several over its life; the endpoint keeps the counters of those already closed.
  */
-class UdpHandle implements LoopClient, LayerEntry {
+class UdpHandle extends Endpoint {
   readonly owner: UdpSocket;
-  id = -1;
-  reclaimed = false;
-  /** The connected peer, if any. */
-  remoteAddress: string | undefined = undefined;
-  remotePort = 0;
-  // Idle-reclaim list links (reclaim.ts): the handle is its own list node.
-  [kReclaimPrev]: ReclaimNode | null = null;
-  [kReclaimNext]: ReclaimNode | null = null;
-  [kReclaimEpoch] = -1;
-  private ctr: Uint32Array | undefined = undefined;
-  private base = 0;
-  /** Counters [written, read, sends, recvs] of native sockets already closed. */
-  private acc: Float64Array | null = null;
+  /** Closed for good (the socket's own state lives in UdpSocket). */
+  shut = false;
 
-  constructor(owner: UdpSocket) {
+  constructor(owner: UdpSocket, port: LayerPort) {
+    super();
     this.owner = owner;
+    this.port = port;
+  }
+
+  protected get closed(): boolean {
+    return this.shut;
+  }
+
+  /** A bound UDP socket is always reading: it keeps the process alive unless unref'd, as with dgram. */
+  protected active(): boolean {
+    return !this.shut;
+  }
+
+  /** The EPIPE/activity guard of every operation. */
+  guard(syscall: string): void {
+    this.operation(syscall);
+  }
+
+  get unrefd(): boolean {
+    return (this.flags & EF_UNREF) !== 0;
   }
 
   /** Opens and registers a native socket bound to the any-address, port `port` (0: the kernel picks). */
@@ -135,49 +142,13 @@ class UdpHandle implements LoopClient, LayerEntry {
       loop.release(id);
       return r;
     }
-    this.id = id;
-    this.ctr = loop.counters[Math.floor(id / loop.chunk)];
-    this.base = (id % loop.chunk) * loop.slots * 2;
+    this.bindNative(loop, id);
     return 0;
   }
 
   /** Closes the native socket, keeping its final counters. */
-  drop(loop: Loop): void {
-    if (this.id < 0) return;
-    const acc = (this.acc ??= new Float64Array(4));
-    acc[0]! += this.read64(CTR_BYTES_WRITTEN);
-    acc[1]! += this.read64(CTR_BYTES_READ);
-    acc[2]! += this.read64(CTR_SEND_CALLS);
-    acc[3]! += this.read64(CTR_RECV_CALLS);
-    loop.nat.socket_close(this.id);
-    loop.release(this.id);
-    this.id = -1;
-    this.ctr = undefined;
-  }
-
-  private read64(slot: number): number {
-    const c = this.ctr;
-    if (c === undefined) return 0;
-    const i = this.base + slot;
-    return c[i]! + c[i + 1]! * 4294967296;
-  }
-
-  private total(slot: number, i: number): number {
-    const acc = this.acc;
-    return (acc === null ? 0 : acc[i]!) + this.read64(slot);
-  }
-
-  get bytesWritten(): number {
-    return this.total(CTR_BYTES_WRITTEN, 0);
-  }
-  get bytesRead(): number {
-    return this.total(CTR_BYTES_READ, 1);
-  }
-  get sendCalls(): number {
-    return this.total(CTR_SEND_CALLS, 2);
-  }
-  get recvCalls(): number {
-    return this.total(CTR_RECV_CALLS, 3);
+  drop(): void {
+    this.dropNative();
   }
 
   _reclaimClose(): void {
@@ -188,19 +159,13 @@ class UdpHandle implements LoopClient, LayerEntry {
     return this.owner[kLayerClose]();
   }
 
-  _onDgram(slab: Buffer, offset: number, length: number): void {
+  override _onDgram(slab: Buffer, offset: number, length: number): void {
     this.owner[kMessage](slab, offset, length);
   }
 
-  _onError(status: number): void {
+  override _onError(status: number): void {
     this.owner[kRecvError](status);
   }
-
-  _onConnect(): void {}
-  _onData(): void {}
-  _onEof(): void {}
-  _onDrain(): void {}
-  _onShutdown(): void {}
 }
 
 // Internal entry points the handle calls; symbols keep them off the dgram-shaped public surface.
@@ -209,26 +174,6 @@ const kLayerClose = Symbol('sockguard.udp.layerClose');
 const kMessage = Symbol('sockguard.udp.message');
 const kRecvError = Symbol('sockguard.udp.recvError');
 const kRetry = Symbol('sockguard.udp.retry');
-
-const udpSockoptHooks: SockoptHooks<UdpHandle> = {
-  soError(h) {
-    if (h.id < 0) return 0;
-    const r = getLoop().nat.socket_so_error(h.id);
-    return r < 0 ? -r : 0;
-  },
-  getNative(h, level, name) {
-    if (h.id < 0) throw systemError('EBADF', { syscall: 'getsockopt' });
-    const v = getLoop().nat.socket_getsockopt(h.id, level, name);
-    // SO_LINGER answers -1 for "off"; every other negative value is an errno.
-    if (v < 0 && !(level === C.SOL_SOCKET && name === C.SO_LINGER && v === -1)) throw statusError(v, { syscall: 'getsockopt' });
-    return v;
-  },
-  setNative(h, level, name, value) {
-    if (h.id < 0) throw systemError('EBADF', { syscall: 'setsockopt' });
-    const r = getLoop().nat.socket_setsockopt(h.id, level, name, value);
-    if (r < 0) throw statusError(r, { syscall: 'setsockopt' });
-  },
-};
 
 /**
  * A dgram.Socket-compatible UDP socket on sockguard's native core. Create it with `layer.createSocket()`.
@@ -243,7 +188,6 @@ export class UdpSocket extends EventEmitter {
   readonly #h: UdpHandle;
   #state = S_UNBOUND;
   #connect = C_NONE;
-  #unref = false;
   /** Sends waiting their turn, oldest first, from index #head. */
   #queue: PendingSend[] = [];
   #head = 0;
@@ -274,18 +218,20 @@ export class UdpSocket extends EventEmitter {
       this.on('message', listener);
     }
     this.#port = port;
-    this.#h = new UdpHandle(this);
-    const quota = port.quota;
-    if (quota.enabled) {
-      const over = quota.check('creates');
-      if (over !== null) {
-        port.ledger.overQuota++;
-        throw over;
-      }
+    this.#h = new UdpHandle(this, port);
+    const signal = args.signal;
+    if (signal !== undefined && (signal === null || typeof signal !== 'object' || typeof signal.aborted !== 'boolean' ||
+        typeof signal.addEventListener !== 'function')) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "options.signal" property must be an AbortSignal');
+    }
+    // Validated in full before admission: a refused socket leaves no trace in the layer.
+    const over = port.quota.enabled ? port.quota.check('creates') : null;
+    if (over !== null) {
+      port.overQuota();
+      throw over;
     }
     port.admit(this.#h);
-    if (quota.enabled) quota.charge('creates');
-    const signal = args.signal;
+    if (port.quota.enabled) port.quota.charge('creates');
     if (signal !== undefined) {
       if (signal.aborted) {
         process.nextTick(() => this.close());
@@ -322,14 +268,7 @@ export class UdpSocket extends EventEmitter {
         detail: 'binding to a specific port is not allowed',
       });
     }
-    if (refused === undefined && this.#port.quota.enabled) {
-      try {
-        this.#port.quota.charge('binds');
-      } catch (err) {
-        this.#port.ledger.overQuota++;
-        refused = err as Error;
-      }
-    }
+    if (refused === undefined) refused = chargeQuota(this.#port, 'binds') ?? undefined;
     if (refused !== undefined) {
       // Like dgram's bind failures: asynchronous, as an 'error', and the socket stays unbound.
       if (cb !== undefined) this.removeListener('listening', cb as () => void);
@@ -382,14 +321,7 @@ export class UdpSocket extends EventEmitter {
     if (this.#state === S_CLOSED || this.#connect !== C_CONNECTING) return;
     let err = error;
     if (err === null) err = this.#familyMismatch(dest!, port, 'connect');
-    if (err === null && this.#port.quota.enabled) {
-      try {
-        this.#port.quota.charge('connects');
-      } catch (e) {
-        this.#port.ledger.overQuota++;
-        err = e as Error;
-      }
-    }
+    if (err === null) err = chargeQuota(this.#port, 'connects');
     if (err === null) {
       const r = getLoop().nat.udp_connect(this.#h.id, dest!.family, dest!.address, port);
       if (r < 0) err = statusError(r, { syscall: 'connect', address: dest!.address, port });
@@ -555,14 +487,7 @@ export class UdpSocket extends EventEmitter {
     let err = s.error;
     const dest = s.dest;
     if (err === null && dest !== null) err = this.#familyMismatch(dest, s.port, 'send');
-    if (err === null && !s.charged && this.#port.quota.enabled) {
-      try {
-        this.#port.quota.chargeSend(s.bytes);
-      } catch (e) {
-        this.#port.ledger.overQuota++;
-        err = e as Error;
-      }
-    }
+    if (err === null && !s.charged && this.#port.quota.enabled) err = chargeSend(this.#port, s.bytes);
     if (err !== null) {
       this.#report(s, err);
       return true;
@@ -580,7 +505,7 @@ export class UdpSocket extends EventEmitter {
       // UDP sockets have no writability wait in the core: the send buffer drains on its own, so try again
       // shortly, keeping this datagram (and everything after it) in order.
       this.#retry = setTimeout(retrySend, 1, this);
-      if (this.#unref) this.#retry.unref();
+      if (this.#h.unrefd) this.#retry.unref();
       return false;
     }
     this.#report(s, statusError(r, { syscall: 'send', address: dest?.address ?? this.#h.remoteAddress, port: dest === null ? this.#h.remotePort : s.port }));
@@ -644,13 +569,13 @@ export class UdpSocket extends EventEmitter {
    */
   getsockopt(level: number, name: number, buflen?: number): number | Buffer {
     this.#operation('getsockopt');
-    return getsockopt(this.#port.sockopts, udpSockoptHooks, this.#h, level, name, buflen);
+    return getsockopt(this.#port.sockopts, endpointSockoptHooks, this.#h, level, name, buflen);
   }
 
   /** Sets a socket option: validated, then ignored in emulate mode. Unsupported options throw EACCES. */
   setsockopt(level: number, name: number, value: SockoptValue): void {
     this.#operation('setsockopt');
-    setsockopt(this.#port.sockopts, udpSockoptHooks, this.#h, level, name, value);
+    setsockopt(this.#port.sockopts, endpointSockoptHooks, this.#h, level, name, value);
   }
 
   /** SO_RCVBUF through the option table (emulated unless `sockopts: 'native'`). */
@@ -734,18 +659,14 @@ export class UdpSocket extends EventEmitter {
 
   /** Keeps the process alive while the socket is open (the default). */
   ref(): this {
-    if (!this.#unref) return this;
-    this.#unref = false;
-    if (this.#state === S_BOUND) getLoop().ref();
+    this.#h.ref();
     this.#retry?.ref();
     return this;
   }
 
   /** Lets the process exit while the socket is open. */
   unref(): this {
-    if (this.#unref) return this;
-    this.#unref = true;
-    if (this.#state === S_BOUND) getLoop().unref();
+    this.#h.unref();
     this.#retry?.unref();
     return this;
   }
@@ -779,8 +700,7 @@ export class UdpSocket extends EventEmitter {
 
   /** Every operation: EPIPE on a closed or reclaimed socket, else refresh the reclaim deadline. */
   #operation(syscall: string): void {
-    if (this.#state === S_CLOSED || this.#h.reclaimed) throw systemError('EPIPE', { syscall });
-    this.#port.touch(this.#h);
+    this.#h.guard(syscall);
   }
 
   /** Opens the native socket bound to the any-address, port 0, and announces 'listening' (also when implicit). */
@@ -790,7 +710,6 @@ export class UdpSocket extends EventEmitter {
     const r = this.#h.open(loop, this.#family, 0);
     if (r < 0) return statusError(r, { syscall: 'bind', address: this.#anyAddress(), port: 0 });
     this.#state = S_BOUND;
-    if (!this.#unref) loop.ref();
     const [recv, send] = this.#sizes;
     try {
       if (recv !== undefined) this.setRecvBufferSize(recv);
@@ -819,8 +738,8 @@ export class UdpSocket extends EventEmitter {
   /** Closes for any reason: `err` is emitted as 'error' before 'close' (null: no 'error'). */
   #close(err: Error | null): void {
     if (this.#state === S_CLOSED) return;
-    const wasBound = this.#state === S_BOUND;
     this.#state = S_CLOSED;
+    this.#h.shut = true;
     this.#connect = C_NONE;
     if (this.#retry !== undefined) {
       clearTimeout(this.#retry);
@@ -840,9 +759,7 @@ export class UdpSocket extends EventEmitter {
       this.#signal.removeEventListener('abort', this.#onAbort!);
       this.#signal = undefined;
     }
-    const loop = getLoop();
-    this.#h.drop(loop);
-    if (wasBound && !this.#unref) loop.unref();
+    this.#h.drop();
     // After the final counters are kept, so the ledger folds them exactly once.
     this.#port.release(this.#h);
     process.nextTick(emitCloseNT, this, err);
@@ -866,9 +783,8 @@ export class UdpSocket extends EventEmitter {
     const port = this.#port;
     if (port.quota.enabled) {
       // Received bytes are billed whatever happens; past the limit the socket fails with the quota error.
-      const over = port.quota.recordReceive(length);
+      const over = recordReceive(port, length);
       if (over !== null) {
-        port.ledger.overQuota++;
         this.#close(over);
         return;
       }
