@@ -165,15 +165,14 @@ export class SocketLayer {
     };
     this.port = {
       appId: this.appId,
-      policy: this.policy,
       sockopts: this.sockopts,
       quota: this.quota,
-      ledger,
       highWaterMark: this.#hwm,
       admit,
       touch,
       release,
       overQuota: () => void ledger.overQuota++,
+      connected: () => void ledger.connects++,
       vet: (host, port, family, syscall) => this.#vetOne(host, port, family, syscall),
       validateConnect: (request) => this.#validateConnect(request),
       connect: (client, request) => this.#connect(client, request),

@@ -6,8 +6,7 @@
  * implements the port and registers the default layer's port here (see `provideDefaultPort`).
  */
 import { codedError, codes } from '../errors.js';
-import type { Policy } from '../policy/index.js';
-import type { Ledger, MeteredSocket } from './ledger.js';
+import type { MeteredSocket } from './ledger.js';
 import { NO_QUOTA, type QuotaMeter, type QuotaResource } from './quota.js';
 import type { ReclaimNode } from './reclaim.js';
 import type { SockoptMode } from './sockopts.js';
@@ -77,10 +76,8 @@ export interface ValidatedConnect {
 
 export interface LayerPort {
   readonly appId: string;
-  readonly policy: Policy;
   readonly sockopts: SockoptMode;
   readonly quota: QuotaMeter;
-  readonly ledger: Ledger;
   /** Bytes queued natively per TCP socket before write() returns false. */
   readonly highWaterMark: number;
   /** Starts tracking (ledger, reclaim); counts a socket creation. Throws ERR_SOCKGUARD_LAYER_CLOSED when closed. */
@@ -91,6 +88,8 @@ export interface LayerPort {
   release(entry: LayerEntry): void;
   /** An operation was refused over quota (ledger count). */
   overQuota(): void;
+  /** A connection was established (ledger count; TCP connects are counted by the layer itself). */
+  connected(): void;
   /** Vets one destination: resolves names once, returns the first allowed address or rejects with EACCES. */
   vet(host: string, port: number, family: 0 | 4 | 6, syscall: string): Candidate | Promise<Candidate>;
   /** Validates a TCP connect request; throws a coded error and admits nothing when it is invalid. */
@@ -106,15 +105,14 @@ function noLayer(): never {
 /** The port of an endpoint that belongs to no layer (a standalone raw socket): nothing tracked, no quotas. */
 export const NO_PORT: LayerPort = Object.freeze({
   appId: '',
-  policy: undefined as unknown as Policy,
   sockopts: 'emulate' as SockoptMode,
   quota: NO_QUOTA,
-  ledger: undefined as unknown as Ledger,
   highWaterMark: 1024 * 1024,
   admit() {},
   touch() {},
   release() {},
   overQuota() {},
+  connected() {},
   vet: noLayer,
   validateConnect: noLayer,
   connect: noLayer,

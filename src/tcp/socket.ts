@@ -69,7 +69,7 @@ const kTimer = Symbol('sockguard.timer');
 class StreamRaw extends RawSocket {
   /** The stream this raw socket serves (its owner): a prototype getter, so it costs no field. */
   get s(): Socket {
-    return this.owner as unknown as Socket;
+    return this.owner as Socket;
   }
 
   protected override emitConnect(err: Error | null): void {

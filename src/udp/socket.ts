@@ -349,7 +349,7 @@ export class UdpSocket extends EventEmitter {
     this.#connect = C_CONNECTED;
     this.#h.remoteAddress = dest!.address;
     this.#h.remotePort = port;
-    this.#port.ledger.connects++;
+    this.#port.connected();
     this.#port.touch(this.#h);
     for (let i = this.#head; i < this.#queue.length; i++) {
       const s = this.#queue[i]!;
