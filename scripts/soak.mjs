@@ -38,6 +38,7 @@ function tcpTwReuse() {
 }
 const fdCount = () => readdirSync('/proc/self/fd').length;
 const rssMiB = () => process.memoryUsage().rss / 1048576;
+const heapMiB = () => process.memoryUsage().heapUsed / 1048576;
 
 // The server: one listener per loopback address; it ends each connection once it has read the payload and
 // keeps counting until the connection closes, so a byte sent after the payload would still be counted.
@@ -93,25 +94,29 @@ function sample() {
     seconds: (performance.now() - started) / 1000,
     fds: fdCount(),
     rss: rssMiB(),
+    heap: heapMiB(),
     open: layer.size,
   });
   const s = samples[samples.length - 1];
   console.log(
-    `${String(s.cycles).padStart(9)} ${s.seconds.toFixed(1).padStart(8)} ${String(s.fds).padStart(5)} ${s.rss.toFixed(1).padStart(9)} ${String(s.open).padStart(6)}`,
+    `${String(s.cycles).padStart(9)} ${s.seconds.toFixed(1).padStart(8)} ${String(s.fds).padStart(5)} ${s.rss.toFixed(1).padStart(9)} ${s.heap.toFixed(1).padStart(10)} ${String(s.open).padStart(6)}`,
   );
 }
 
 console.log(`soak: ${CYCLES} cycles, ${CONCURRENCY} in flight, ${PAYLOAD.length} B each, ${targets.length} destinations; net.ipv4.tcp_tw_reuse=${tcpTwReuse()}`);
-console.log(`   cycles  seconds   fds  rss(MiB)   open`);
-samples.push({ cycles: 0, seconds: 0, fds: baselineFds, rss: rssMiB(), open: 0 });
-console.log(`${'0'.padStart(9)} ${'0.0'.padStart(8)} ${String(baselineFds).padStart(5)} ${rssMiB().toFixed(1).padStart(9)} ${'0'.padStart(6)}`);
+// open: sockets of the layer still open at the sample (those already closed but not yet reported are not).
+console.log(`   cycles  seconds   fds  rss(MiB)  heap(MiB)   open`);
+samples.push({ cycles: 0, seconds: 0, fds: baselineFds, rss: rssMiB(), heap: heapMiB(), open: 0 });
+console.log(
+  `${'0'.padStart(9)} ${'0.0'.padStart(8)} ${String(baselineFds).padStart(5)} ${rssMiB().toFixed(1).padStart(9)} ${heapMiB().toFixed(1).padStart(10)} ${'0'.padStart(6)}`,
+);
 
 const live = new Set();
 // The budget is also enforced by a timer: if connections stopped completing altogether, the run still ends,
 // and the sockets still in flight at that point are reported as stuck.
 let stuck = 0;
 const watchdog = setInterval(() => {
-  if (performance.now() - started <= BUDGET_MS + 10_000) return;
+  if (performance.now() - started <= BUDGET_MS + 5000) return;
   outOfTime = true;
   stuck = live.size;
   for (const raw of [...live]) raw.destroy();
