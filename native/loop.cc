@@ -13,6 +13,11 @@ namespace sg {
 constexpr uint32_t kSlabMargin = SG_SLAB_MARGIN;
 constexpr int kWaitBatch = 256;
 constexpr int kMaxRounds = 16;
+// Records a single read may still need (data, then EOF or an error) below the cap, so reads stop in time.
+constexpr uint32_t kReadRecords = 8;
+// Flush-and-dispatch passes per settle: writes made in response to a dispatch leave in the same turn, a bounded
+// number of times.
+constexpr int kSettlePasses = 4;
 
 static inline loop* from_handle(uv_handle_t* h) { return static_cast<loop*>(h->data); }
 
@@ -128,7 +133,7 @@ void sg_loop_record(loop* lp, uint32_t id, int32_t type, int32_t a, int32_t b) {
 
 uint8_t* sg_loop_slab(loop* lp, uint32_t min, uint32_t* avail) {
   uint32_t left = lp->slab_len - lp->slab_used;
-  if (left < min || lp->rec_n + 8 >= SG_REC_CAP) return nullptr;
+  if (left < min || lp->rec_n + kReadRecords >= SG_REC_CAP) return nullptr;
   *avail = left;
   return lp->slab + lp->slab_used;
 }
@@ -212,7 +217,7 @@ void sg_loop_unstage(loop* lp) {
 }
 
 static void settle(loop* lp) {
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < kSettlePasses; i++) {
     sg_loop_unstage(lp);
     flush_dirty(lp);
     if (lp->rec_n == 0) break;

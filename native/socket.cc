@@ -24,6 +24,13 @@ constexpr uint32_t kKeepBuffer = 16 * 1024;
 constexpr uint32_t kMinBuffer = 4 * 1024;
 constexpr uint32_t kSpareSegs = 8;
 constexpr size_t kSpareMax = 64;
+// sendmsg batches per flush; the rest waits for writability (libuv's "prevent loop starvation" idea again).
+constexpr int kFlushRounds = 8;
+// Smallest free slab worth a stream read.
+constexpr uint32_t kMinRead = 16 * 1024;
+// Largest UDP payload (65535 minus headers, rounded up), and datagrams read per socket per readiness batch.
+constexpr uint32_t kMaxDgram = 64 * 1024;
+constexpr int kDgramBudget = 64;
 
 static inline uint32_t pending(const socket* s) { return s->pend; }
 uint32_t sg_pending(const socket* s) { return s->pend; }
@@ -145,7 +152,9 @@ socket* sg_adopt(loop* lp, uint32_t id, int fd, uint32_t hwm, int* err) {
   // The previous owner may have set SO_LINGER; closing must not block on its account either.
   int onoff = 0, seconds = 0;
   bool linger = sys_get_linger(fd, &onoff, &seconds) < 0 || lingers(onoff, seconds);
-  socket* s = make_socket(lp, id, fd, (stream ? SG_F_STREAM | SG_F_CONNECTED : 0) | SG_F_READING | (linger ? static_cast<uint32_t>(SG_F_LINGER) : 0u), hwm);
+  uint32_t flags = (stream ? SG_F_STREAM | SG_F_CONNECTED : 0) | SG_F_READING;
+  if (linger) flags |= SG_F_LINGER;
+  socket* s = make_socket(lp, id, fd, flags, hwm);
   if (!s) {
     *err = -ENOMEM;
     return nullptr;
@@ -340,7 +349,7 @@ int64_t sg_write(socket* s, const struct iovec* iov, const napi_value* holders, 
 void sg_flush(socket* s) {
   if (!(s->flags & SG_F_CONNECTED) || (s->flags & SG_F_FAILED)) return;
   // Bounded: at most a few batches of kMaxIov segments per turn; the rest waits for writability.
-  for (int round = 0; round < 8 && pending(s) > 0; round++) {
+  for (int round = 0; round < kFlushRounds && pending(s) > 0; round++) {
     size_t offered = 0;
     ssize_t w = send_head(s, &offered);
     if (w < 0 && w != -EAGAIN) {
@@ -417,7 +426,7 @@ static void read_stream(socket* s) {
   size_t budget = kReadBudget;
   while (budget > 0 && (s->flags & SG_F_READING) && !(s->flags & (SG_F_EOF | SG_F_FAILED))) {
     uint32_t avail;
-    uint8_t* dst = sg_loop_slab(lp, 16 * 1024, &avail);
+    uint8_t* dst = sg_loop_slab(lp, kMinRead, &avail);
     // Out of slab or record space: stop; level-triggered readiness brings this socket back next batch.
     if (!dst) break;
     uint32_t off = lp->slab_used;
@@ -447,9 +456,9 @@ static void read_stream(socket* s) {
 
 static void read_dgrams(socket* s) {
   loop* lp = s->lp;
-  for (int i = 0; i < 64 && (s->flags & SG_F_READING) && !(s->flags & SG_F_FAILED); i++) {
+  for (int i = 0; i < kDgramBudget && (s->flags & SG_F_READING) && !(s->flags & SG_F_FAILED); i++) {
     uint32_t avail;
-    uint8_t* dst = sg_loop_slab(lp, 64 * 1024 + SG_DGRAM_HDR, &avail);
+    uint8_t* dst = sg_loop_slab(lp, kMaxDgram + SG_DGRAM_HDR, &avail);
     if (!dst) break;
     uint32_t off = lp->slab_used;
     struct sockaddr_storage from;
