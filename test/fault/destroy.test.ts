@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import net from 'node:net';
 import { SocketLayer, type Socket } from '../../src/index.js';
 import { blackhole, fdCount, once, until } from '../helpers.js';
-import { cleanup, closed, fdsBackTo, peer, record, settle, type FaultPeer, type Log } from './util.js';
+import { cleanup, closed, fdsBackTo, peer, record, settle, warmLoop, type FaultPeer, type Log } from './util.js';
 
 type AnySocket = Socket | net.Socket;
 type Make = (o: { port: number; host?: string; allowHalfOpen?: boolean; lookup?: net.LookupFunction }) => AnySocket;
@@ -19,12 +19,7 @@ let makers: Array<[string, Make]>;
 beforeAll(async () => {
   layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0 });
   // The thread's native loop opens its poll descriptor once; let that happen before any baseline is taken.
-  const p = await peer(() => {});
-  const s = layer.connect(p.port, '127.0.0.1');
-  await once(s, 'connect');
-  s.destroy();
-  await closed(s);
-  await p.close();
+  await warmLoop(layer);
   makers = [
     ['net', (o) => net.connect({ host: '127.0.0.1', ...o } as net.NetConnectOpts)],
     ['sockguard', (o) => layer.connect({ host: '127.0.0.1', ...o })],

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type net from 'node:net';
 import type { Socket } from '../../src/index.js';
 import { blackhole, distPath, fdCount, once, until } from '../helpers.js';
-import { cleanup, closed, fdsBackTo, layerOf, peer, record, runProcess, settle, type Log } from './util.js';
+import { cleanup, fdsBackTo, layerOf, peer, record, runProcess, settle, type Log } from './util.js';
 
 describe('worker termination', () => {
   test('a worker terminated with queued writes, raw, connecting and UDP sockets leaves no descriptor behind', async () => {
@@ -127,7 +127,7 @@ describe('layer.close() with pending writes', () => {
     expect(received).toBe(u.bytesSent);
     await p.dropAll();
     hole.close();
-    await fdsBackTo(before + 0);
+    await fdsBackTo(before);
   });
 });
 

@@ -131,7 +131,10 @@ export async function settle(): Promise<void> {
   await new Promise((r) => setTimeout(r, 20));
 }
 
-/** The fd baseline of this process once the thread's native loop exists (its poll descriptor is created once). */
+/**
+ * One connection through `layer`, so the thread's native loop exists: its poll descriptor is created once, and a
+ * descriptor baseline taken afterwards compares like with like.
+ */
 export async function warmLoop(layer: SocketLayer): Promise<void> {
   const p = await peer(() => {});
   const s = layer.connect(p.port, '127.0.0.1');
