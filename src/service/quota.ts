@@ -19,7 +19,7 @@
  * When no quotas are configured, {@link createQuotaMeter} returns a shared null meter whose methods do nothing,
  * so the socket hot path pays one monomorphic call.
  */
-import { invalidOption, overQuota, type OverQuotaError } from '../errors.js';
+import { describeValue, invalidOption, overQuota, type OverQuotaError } from '../errors.js';
 
 export const QUOTA_RESOURCES = ['creates', 'connects', 'binds', 'sends', 'receives', 'bytesSent', 'bytesReceived'] as const;
 
@@ -128,7 +128,7 @@ function checkLimits(value: unknown, name: string): Partial<QuotaLimits> {
     }
     if (limit === undefined) continue;
     if (typeof limit !== 'number' || !(limit === Infinity || (Number.isSafeInteger(limit) && limit >= 0))) {
-      throw invalidOption(`${name}.${key}`, `must be a non-negative integer or Infinity. Received ${String(limit)}`);
+      throw invalidOption(`${name}.${key}`, `must be a non-negative integer or Infinity. Received ${describeValue(limit)}`);
     }
     out[key as QuotaResource] = limit;
   }
@@ -177,13 +177,13 @@ function toRecord(values: Float64Array): QuotaLimits {
 
 function indexOf(resource: QuotaResource): number {
   const i = RESOURCE_INDEX[resource];
-  if (i === undefined) throw invalidOption('resource', `is not a quota resource: ${String(resource)}`);
+  if (i === undefined) throw invalidOption('resource', `is not a quota resource: ${describeValue(resource)}`);
   return i;
 }
 
 function checkAmount(amount: number): void {
   if (typeof amount !== 'number' || !(amount >= 0) || !Number.isFinite(amount)) {
-    throw invalidOption('amount', `must be a non-negative finite number. Received ${String(amount)}`);
+    throw invalidOption('amount', `must be a non-negative finite number. Received ${describeValue(amount)}`);
   }
 }
 

@@ -29,7 +29,7 @@
  * socket.
  */
 import { performance } from 'node:perf_hooks';
-import { invalidOption } from '../errors.js';
+import { describeValue, invalidOption } from '../errors.js';
 
 export const kReclaimPrev: unique symbol = Symbol('sockguard.reclaim.prev');
 export const kReclaimNext: unique symbol = Symbol('sockguard.reclaim.next');
@@ -107,7 +107,7 @@ export function validateIdleTimeout(value: unknown, name = 'idleTimeoutMs'): num
   if (value === undefined || value === '') return DEFAULT_IDLE_TIMEOUT_MS;
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
-    throw invalidOption(name, `must be a non-negative integer number of milliseconds. Received ${String(value)}`);
+    throw invalidOption(name, `must be a non-negative integer number of milliseconds. Received ${describeValue(value)}`);
   }
   return n;
 }
@@ -152,7 +152,7 @@ export class ReclaimSweeper<T extends ReclaimEntry> {
     if (interval === undefined) {
       this.sweepIntervalMs = Math.min(1000, Math.max(10, Math.floor(this.idleTimeoutMs / 4)));
     } else if (typeof interval !== 'number' || !Number.isFinite(interval) || interval < 1 || interval > 0x7fffffff) {
-      throw invalidOption('sweepIntervalMs', `must be a number of milliseconds between 1 and 2^31-1. Received ${String(interval)}`);
+      throw invalidOption('sweepIntervalMs', `must be a number of milliseconds between 1 and 2^31-1. Received ${describeValue(interval)}`);
     } else {
       this.sweepIntervalMs = interval;
     }
