@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { SocketLayer, constants as C, type Resolver } from '../../src/index.js';
 import { getLoop } from '../../src/core/loop.js';
 import type { RemoteInfo, UdpSocket } from '../../src/udp/socket.js';
-import { SOCKOPT_MOCKS, distPath, fdCount, payload, runChild, until } from '../helpers.js';
+import { SOCKOPT_MOCKS, distPath, fdCount, payload, runChild } from '../helpers.js';
 
 // Every packet in this file goes to loopback only.
 
@@ -116,14 +116,60 @@ async function flushed(peer: Peer): Promise<void> {
   const marker = `flush ${Math.random()}`;
   const from = dgram.createSocket(peer.host === '::1' ? 'udp6' : 'udp4');
   try {
+    const arrived = new Promise<void>((resolve) => {
+      const onMsg = (m: Buffer) => {
+        if (m.toString() !== marker) return;
+        peer.socket.off('message', onMsg);
+        resolve();
+      };
+      peer.socket.on('message', onMsg);
+    });
     await new Promise<void>((resolve, reject) => from.send(marker, peer.port, peer.host, (e) => (e ? reject(e) : resolve())));
-    await until(() => peer.received.some((b) => b.toString() === marker), 2000, 'the flush marker');
+    await arrived;
   } finally {
     from.close();
   }
   const i = peer.received.findIndex((b) => b.toString() === marker);
   peer.received.splice(i, 1);
   peer.senders.splice(i, 1);
+}
+
+/**
+ * Resolves with the peer's datagrams once it has received `n` in all: the peer's 'message' event, not a poll.
+ * The peer's own listener was added first, so `received` is up to date when this one runs.
+ */
+function arrivals(peer: Peer, n: number): Promise<string[]> {
+  return new Promise((resolve) => {
+    const check = (): boolean => {
+      if (peer.received.length < n) return false;
+      peer.socket.off('message', check);
+      resolve(peer.received.map(String));
+      return true;
+    };
+    if (!check()) peer.socket.on('message', check);
+  });
+}
+
+/**
+ * Send callbacks that record their outcome as `tag` or `tag:detail` (the error's code unless `detail` says
+ * otherwise); `all` resolves once `n` have run, in the order they ran.
+ */
+function reporter(n: number, detail: (err: NodeJS.ErrnoException & { rule?: string }) => unknown = (e) => e.code): {
+  results: string[];
+  cb(tag: string): (err: Error | null) => void;
+  all: Promise<string[]>;
+} {
+  const results: string[] = [];
+  let done!: (r: string[]) => void;
+  const all = new Promise<string[]>((r) => (done = r));
+  return {
+    results,
+    all,
+    cb: (tag) => (err) => {
+      results.push(err ? `${tag}:${String(detail(err))}` : tag);
+      if (results.length === n) done(results);
+    },
+  };
 }
 
 /** A resolver that answers only when the test says so: an event instead of a delay. */
@@ -180,165 +226,267 @@ async function exchange(s: UdpSocket, count: number, make: (i: number) => Buffer
 
 describe('echo against a node:dgram peer', () => {
   for (const type of ['udp4', 'udp6'] as const) {
-    test(`${type}: unconnected sends reach the peer and replies arrive as 'message' with rinfo`, async () => {
+    const family = type === 'udp4' ? 'IPv4' : 'IPv6';
+
+    test(`${type}: an unconnected send reaches the peer and the reply arrives as 'message' with rinfo`, async () => {
       const peer = await udpPeer(type);
       const s = track(layerOf().createSocket(type));
       const reply = nextMessage(s);
-      const n = await sendP(s, Buffer.from('hello'), peer.port, peer.host);
-      expect(n).toBe(5);
+      expect(await sendP(s, Buffer.from('hello'), peer.port, peer.host)).toBe(5);
       const [msg, rinfo] = await reply;
       expect(msg.toString()).toBe('hello');
-      expect(rinfo).toEqual({ address: peer.host, family: type === 'udp4' ? 'IPv4' : 'IPv6', port: peer.port, size: 5 });
-      // The sender the peer saw is this socket's implicitly bound port.
+      expect(rinfo).toEqual({ address: peer.host, family, port: peer.port, size: 5 });
+    });
+
+    test(`${type}: the first send binds the socket implicitly to the any-address, and the peer sees that port`, async () => {
+      const peer = await udpPeer(type);
+      const s = track(layerOf().createSocket(type));
+      await sendP(s, 'hello', peer.port, peer.host);
+      await arrivals(peer, 1);
       expect(peer.senders[0]!.port).toBe(s.address().port);
       expect(s.address().address).toBe(type === 'udp4' ? '0.0.0.0' : '::');
     });
 
+    test(`${type}: a connected socket reports its peer in remoteAddress()`, async () => {
+      const peer = await udpPeer(type);
+      const s = track(layerOf().createSocket(type));
+      await new Promise<void>((resolve, reject) => s.connect(peer.port, peer.host, (err?: Error) => (err ? reject(err) : resolve())));
+      expect(s.remoteAddress()).toEqual({ address: peer.host, family, port: peer.port });
+    });
+
     test(`${type}: a connected socket sends without a destination and keeps datagram order`, async () => {
       const peer = await udpPeer(type);
-      const layer = layerOf({ policy: type === 'udp4' ? loopbackOnly : 'development' });
-      const s = track(layer.createSocket(type));
-      const connected = new Promise<void>((resolve, reject) => s.connect(peer.port, peer.host, (err?: Error) => (err ? reject(err) : resolve())));
-      await connected;
-      expect(s.remoteAddress()).toEqual({ address: peer.host, family: type === 'udp4' ? 'IPv4' : 'IPv6', port: peer.port });
+      // udp4 under an operator policy, udp6 under development: both admit the connected peer.
+      const s = track(layerOf({ policy: type === 'udp4' ? loopbackOnly : 'development' }).createSocket(type));
+      await new Promise<void>((resolve, reject) => s.connect(peer.port, peer.host, (err?: Error) => (err ? reject(err) : resolve())));
       const count = 300;
       const echoes = await exchange(s, count, (i) => Buffer.from(`seq ${i}`), []);
       expect(echoes.map((b) => b.toString())).toEqual(Array.from({ length: count }, (_, i) => `seq ${i}`));
       expect(peer.received.map((b) => b.toString())).toEqual(echoes.map((b) => b.toString()));
+    });
+
+    test(`${type}: a connect is counted once in usage(), however many datagrams follow`, async () => {
+      const peer = await udpPeer(type);
+      const layer = layerOf({ policy: type === 'udp4' ? loopbackOnly : 'development' });
+      const s = track(layer.createSocket(type));
+      await new Promise<void>((resolve, reject) => s.connect(peer.port, peer.host, (err?: Error) => (err ? reject(err) : resolve())));
+      await exchange(s, 10, (i) => Buffer.from(`seq ${i}`), []);
       expect(layer.usage().connects).toBe(1);
     });
   }
 
-  test('sizes from 0 bytes to 60 KB come back intact, both families, connected and not', async () => {
-    const sizes = [0, 1, 100, 1400, 1500, 9000, 32768, 60 * 1024];
-    for (const type of ['udp4', 'udp6'] as const) {
-      const peer = await udpPeer(type);
-      const layer = layerOf();
-      const loose = track(layer.createSocket(type));
-      const bound = track(layer.createSocket(type));
-      await new Promise<void>((resolve) => bound.connect(peer.port, peer.host, () => resolve()));
-      for (const size of sizes) {
-        const data = payload(size);
-        const a = nextMessage(loose);
-        await sendP(loose, data, peer.port, peer.host);
-        expect((await a)[0].equals(data)).toBe(true);
-        const b = nextMessage(bound);
-        await sendP(bound, data);
-        const [echo, rinfo] = await b;
-        expect(echo.equals(data)).toBe(true);
-        expect(rinfo.size).toBe(size);
+  for (const type of ['udp4', 'udp6'] as const) {
+    for (const mode of ['unconnected', 'connected'] as const) {
+      for (const size of [0, 1, 100, 1400, 1500, 9000, 32768, 60 * 1024]) {
+        test(`${type}, ${mode}: a datagram of ${size} bytes comes back intact, its size in rinfo`, async () => {
+          const peer = await udpPeer(type);
+          const s = track(layerOf().createSocket(type));
+          if (mode === 'connected') await new Promise<void>((resolve) => s.connect(peer.port, peer.host, () => resolve()));
+          const data = payload(size);
+          const echo = nextMessage(s);
+          await (mode === 'connected' ? sendP(s, data) : sendP(s, data, peer.port, peer.host));
+          const [msg, rinfo] = await echo;
+          expect(msg.equals(data)).toBe(true);
+          expect(rinfo.size).toBe(size);
+        });
       }
     }
-  });
+  }
 
-  test('many datagrams: every byte counted, counters equal the bytes really moved, usage() matches', async () => {
-    const peer = await udpPeer('udp4');
-    const layer = layerOf();
-    const s = track(layer.createSocket('udp4'));
+  describe('many datagrams', () => {
     const count = 500;
     const sizeOf = (i: number) => 1 + ((i * 977) % 4000);
-    const echoes = await exchange(s, count, (i) => payload(sizeOf(i)), [peer.port, '127.0.0.1']);
     const total = Array.from({ length: count }, (_, i) => sizeOf(i)).reduce((a, b) => a + b, 0);
-    const peerGot = peer.received.reduce((a, b) => a + b.length, 0);
-    const got = echoes.reduce((a, b) => a + b.length, 0);
-    expect(peerGot).toBe(total);
-    expect(got).toBe(total);
-    expect(s.bytesWritten).toBe(total);
-    expect(s.bytesRead).toBe(total);
-    expect(s.sendCalls).toBe(count);
-    expect(s.recvCalls).toBe(count);
-    const u = layer.usage();
-    expect(u).toMatchObject({ bytesSent: total, bytesReceived: total, billedBytes: 2 * total, sendCalls: count, receiveCalls: count, socketsCreated: 1, socketsOpen: 1, connects: 0 });
-    // Exact after close too: the final counters are folded into the ledger once.
-    await closeSocket(s);
-    expect(layer.usage()).toMatchObject({ bytesSent: total, bytesReceived: total, billedBytes: 2 * total, sendCalls: count, receiveCalls: count, socketsOpen: 0 });
+
+    /** 500 datagrams of assorted sizes echoed by a peer. */
+    async function manyExchanged(): Promise<{ layer: SocketLayer; s: UdpSocket; peer: Peer; echoes: Buffer[] }> {
+      const peer = await udpPeer('udp4');
+      const layer = layerOf();
+      const s = track(layer.createSocket('udp4'));
+      const echoes = await exchange(s, count, (i) => payload(sizeOf(i)), [peer.port, '127.0.0.1']);
+      return { layer, s, peer, echoes };
+    }
+
+    test('every byte sent reaches the peer and every byte echoed comes back', async () => {
+      const { peer, echoes } = await manyExchanged();
+      expect(peer.received.reduce((a, b) => a + b.length, 0)).toBe(total);
+      expect(echoes.reduce((a, b) => a + b.length, 0)).toBe(total);
+    });
+
+    test("the socket's counters equal the bytes and datagrams really moved", async () => {
+      const { s } = await manyExchanged();
+      expect(s.bytesWritten).toBe(total);
+      expect(s.bytesRead).toBe(total);
+      expect(s.sendCalls).toBe(count);
+      expect(s.recvCalls).toBe(count);
+    });
+
+    test('usage() matches the counters while the socket is open', async () => {
+      const { layer } = await manyExchanged();
+      expect(layer.usage()).toMatchObject({ bytesSent: total, bytesReceived: total, billedBytes: 2 * total, sendCalls: count, receiveCalls: count, socketsCreated: 1, socketsOpen: 1, connects: 0 });
+    });
+
+    test('usage() stays exact after close: the final counters are folded into the ledger once', async () => {
+      const { layer, s } = await manyExchanged();
+      await closeSocket(s);
+      expect(layer.usage()).toMatchObject({ bytesSent: total, bytesReceived: total, billedBytes: 2 * total, sendCalls: count, receiveCalls: count, socketsOpen: 0 });
+    });
   });
 
-  test('every dgram send form: offset/length, string, array (one datagram), Uint8Array, DataView, empty list', async () => {
-    const peer = await udpPeer('udp4', false);
-    const s = track(layerOf().createSocket('udp4'));
+  describe('send forms', () => {
     const buf = Buffer.from('0123456789');
-    await sendP(s, buf, 2, 3, peer.port, '127.0.0.1');
-    await sendP(s, 'text', peer.port, '127.0.0.1');
-    await sendP(s, [Buffer.from('ab'), 'cd', new Uint8Array([0x65])], peer.port, '127.0.0.1');
-    await sendP(s, new Uint8Array([1, 2, 3]), peer.port, '127.0.0.1');
-    await sendP(s, new DataView(new Uint8Array([9, 8]).buffer), peer.port, '127.0.0.1');
-    await sendP(s, [], peer.port, '127.0.0.1');
-    await sendP(s, 'dflt', peer.port); // no address: loopback, as dgram does
-    await until(() => peer.received.length === 7, 2000, 'seven datagrams');
-    expect(peer.received.map((b) => b.toString('hex'))).toEqual([
-      Buffer.from('234').toString('hex'),
-      Buffer.from('text').toString('hex'),
-      Buffer.from('abcde').toString('hex'),
-      '010203',
-      '0908',
-      '',
-      Buffer.from('dflt').toString('hex'),
-    ]);
-    // A connected socket takes offset/length too, and refuses a destination.
-    const c = track(layerOf().createSocket('udp4'));
-    await new Promise<void>((resolve) => c.connect(peer.port, '127.0.0.1', () => resolve()));
-    await sendP(c, buf, 8, 2);
-    await until(() => peer.received.length === 8, 2000, 'connected datagram');
-    expect(peer.received[7]!.toString()).toBe('89');
-    expect(() => c.send('x', peer.port, '127.0.0.1', () => {})).toThrow(expect.objectContaining({ code: 'EISCONN' }));
-    expect(() => s.send(42 as unknown as string, peer.port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
-    expect(() => s.send('x', 0, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_BAD_PORT' }));
-    expect(() => s.send(buf, 8, 5, peer.port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_BUFFER_OUT_OF_BOUNDS' }));
+    const forms: Array<[string, unknown[], string]> = [
+      ['a buffer with offset and length sends that slice', [buf, 2, 3], Buffer.from('234').toString('hex')],
+      ['a string', ['text'], Buffer.from('text').toString('hex')],
+      ['an array of buffers, strings and Uint8Arrays is one datagram', [[Buffer.from('ab'), 'cd', new Uint8Array([0x65])]], Buffer.from('abcde').toString('hex')],
+      ['a Uint8Array', [new Uint8Array([1, 2, 3])], '010203'],
+      ['a DataView', [new DataView(new Uint8Array([9, 8]).buffer)], '0908'],
+      ['an empty list is an empty datagram', [[]], ''],
+    ];
+    for (const [what, data, hex] of forms) {
+      test(`${what}`, async () => {
+        const peer = await udpPeer('udp4', false);
+        const s = track(layerOf().createSocket('udp4'));
+        await sendP(s, ...data, peer.port, '127.0.0.1');
+        await arrivals(peer, 1);
+        expect(peer.received.map((b) => b.toString('hex'))).toEqual([hex]);
+      });
+    }
+
+    test('without an address a datagram goes to loopback, as with dgram', async () => {
+      const peer = await udpPeer('udp4', false);
+      const s = track(layerOf().createSocket('udp4'));
+      await sendP(s, 'dflt', peer.port);
+      expect(await arrivals(peer, 1)).toEqual(['dflt']);
+    });
+
+    test('a connected socket takes offset and length too', async () => {
+      const peer = await udpPeer('udp4', false);
+      const c = track(layerOf().createSocket('udp4'));
+      await new Promise<void>((resolve) => c.connect(peer.port, '127.0.0.1', () => resolve()));
+      await sendP(c, buf, 8, 2);
+      expect(await arrivals(peer, 1)).toEqual(['89']);
+    });
+
+    test('a connected socket refuses a destination: EISCONN, thrown', async () => {
+      const peer = await udpPeer('udp4', false);
+      const c = track(layerOf().createSocket('udp4'));
+      await new Promise<void>((resolve) => c.connect(peer.port, '127.0.0.1', () => resolve()));
+      expect(() => c.send('x', peer.port, '127.0.0.1', () => {})).toThrow(expect.objectContaining({ code: 'EISCONN' }));
+    });
+
+    test('a number as data is ERR_INVALID_ARG_TYPE, thrown', async () => {
+      const peer = await udpPeer('udp4', false);
+      const s = track(layerOf().createSocket('udp4'));
+      expect(() => s.send(42 as unknown as string, peer.port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    });
+
+    test('port 0 is ERR_SOCKET_BAD_PORT, thrown', () => {
+      const s = track(layerOf().createSocket('udp4'));
+      expect(() => s.send('x', 0, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_BAD_PORT' }));
+    });
+
+    test('offset and length past the end of the buffer are ERR_BUFFER_OUT_OF_BOUNDS, thrown', async () => {
+      const peer = await udpPeer('udp4', false);
+      const s = track(layerOf().createSocket('udp4'));
+      expect(() => s.send(buf, 8, 5, peer.port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_BUFFER_OUT_OF_BOUNDS' }));
+    });
   });
 
-  test('sends keep call order while a name resolves; a failed resolution fails only its own send', async () => {
-    const peer = await udpPeer('udp4', false);
-    const { resolver, open } = gatedResolver((name) => (name === 'nowhere.example' ? [] : [{ address: '127.0.0.1', family: 4 }]));
-    const s = track(layerOf({ resolver }).createSocket('udp4'));
-    const results: Array<string> = [];
-    const record = (tag: string) => (err: Error | null) => results.push(err ? `${tag}:${(err as NodeJS.ErrnoException).code}` : tag);
-    s.send('1', peer.port, 'echo.example', record('1'));
-    s.send('2', peer.port, '127.0.0.1', record('2'));
-    s.send('3', peer.port, 'nowhere.example', record('3'));
-    s.send('4', peer.port, '127.0.0.1', record('4'));
-    expect(s.getSendQueueCount()).toBe(4);
-    open();
-    await until(() => results.length === 4, 3000, 'four callbacks');
-    await until(() => peer.received.length === 3, 2000, 'three datagrams');
-    expect(peer.received.map(String)).toEqual(['1', '2', '4']);
-    expect(results).toEqual(['1', '2', '3:ENOTFOUND', '4']);
-    expect(s.getSendQueueCount()).toBe(0);
+  describe('sends while a name resolves', () => {
+    /**
+     * Four sends behind a resolution the test holds: a name, an address, a name that does not resolve, an
+     * address. `open()` lets the resolution answer.
+     */
+    async function fourSends(): Promise<{ s: UdpSocket; peer: Peer; all: Promise<string[]>; open(): void }> {
+      const peer = await udpPeer('udp4', false);
+      const { resolver, open } = gatedResolver((name) => (name === 'nowhere.example' ? [] : [{ address: '127.0.0.1', family: 4 }]));
+      const s = track(layerOf({ resolver }).createSocket('udp4'));
+      const { cb, all } = reporter(4);
+      s.send('1', peer.port, 'echo.example', cb('1'));
+      s.send('2', peer.port, '127.0.0.1', cb('2'));
+      s.send('3', peer.port, 'nowhere.example', cb('3'));
+      s.send('4', peer.port, '127.0.0.1', cb('4'));
+      return { s, peer, all, open };
+    }
+
+    test('every send waits in the queue, also those to an address', async () => {
+      const { s } = await fourSends();
+      expect(s.getSendQueueCount()).toBe(4);
+    });
+
+    test('datagrams leave in call order; the one whose name failed is skipped', async () => {
+      const { peer, open } = await fourSends();
+      open();
+      expect(await arrivals(peer, 3)).toEqual(['1', '2', '4']);
+    });
+
+    test('callbacks run in call order; a failed resolution fails only its own send (ENOTFOUND)', async () => {
+      const { all, open } = await fourSends();
+      open();
+      expect(await all).toEqual(['1', '2', '3:ENOTFOUND', '4']);
+    });
+
+    test('the queue is empty once every send is reported', async () => {
+      const { s, all, open } = await fourSends();
+      open();
+      await all;
+      expect(s.getSendQueueCount()).toBe(0);
+    });
   });
 
-  test('a datagram larger than UDP allows fails with EMSGSIZE, and the socket carries on', async () => {
+  test('a datagram larger than UDP allows fails with EMSGSIZE', async () => {
     const peer = await udpPeer('udp4', false);
     const s = track(layerOf().createSocket('udp4'));
     expect(await sendErr(s, Buffer.alloc(70_000), peer.port, '127.0.0.1')).toMatchObject({ code: 'EMSGSIZE', syscall: 'send', port: peer.port });
+  });
+
+  test('after EMSGSIZE the socket carries on, and only the datagram that left is counted', async () => {
+    const peer = await udpPeer('udp4', false);
+    const s = track(layerOf().createSocket('udp4'));
+    await sendErr(s, Buffer.alloc(70_000), peer.port, '127.0.0.1');
     await sendP(s, 'small', peer.port, '127.0.0.1');
-    await until(() => peer.received.length === 1, 2000, 'datagram');
+    expect(await arrivals(peer, 1)).toEqual(['small']);
     expect(s.sendCalls).toBe(1);
   });
 
-  test('a full kernel send buffer (EAGAIN) stalls the queue and retries in order', async () => {
-    // Loopback drops at the receiver instead of refusing the sender, so the refusal is injected.
-    const peer = await udpPeer('udp4', false);
-    const s = track(layerOf().createSocket('udp4'));
-    const nat = getLoop().nat;
-    const real = nat.udp_send;
-    let refusals = 3;
-    nat.udp_send = (...args) => (refusals-- > 0 ? -osConstants.errno.EAGAIN : real.apply(nat, args));
-    try {
-      const done: string[] = [];
-      for (const m of ['a', 'b', 'c']) s.send(m, peer.port, '127.0.0.1', (err) => done.push(err ? `${m}:${(err as NodeJS.ErrnoException).code}` : m));
+  describe('a full kernel send buffer (EAGAIN)', () => {
+    /**
+     * Three sends whose first three attempts the kernel refuses with EAGAIN. Loopback drops at the receiver
+     * instead of refusing the sender, so the refusal is injected into the binding (restored after the test).
+     */
+    async function refusedSends(): Promise<{ s: UdpSocket; peer: Peer; all: Promise<string[]> }> {
+      const peer = await udpPeer('udp4', false);
+      const s = track(layerOf().createSocket('udp4'));
+      const nat = getLoop().nat;
+      const real = nat.udp_send;
+      let refusals = 3;
+      nat.udp_send = (...args) => (refusals-- > 0 ? -osConstants.errno.EAGAIN : real.apply(nat, args));
+      opened.push({ close: () => (nat.udp_send = real) });
+      const { cb, all } = reporter(3);
+      for (const m of ['a', 'b', 'c']) s.send(m, peer.port, '127.0.0.1', cb(m));
+      return { s, peer, all };
+    }
+
+    test('stalls the queue: every send waits, counted and sized', async () => {
+      const { s } = await refusedSends();
       expect(s.getSendQueueCount()).toBe(3);
       expect(s.getSendQueueSize()).toBe(3);
-      await until(() => done.length === 3, 2000, 'three callbacks');
-      expect(done).toEqual(['a', 'b', 'c']);
-      await until(() => peer.received.length === 3, 2000, 'three datagrams');
-      expect(peer.received.map(String)).toEqual(['a', 'b', 'c']);
+    });
+
+    test('retries: every callback succeeds, in call order', async () => {
+      const { all } = await refusedSends();
+      expect(await all).toEqual(['a', 'b', 'c']);
+    });
+
+    test('retries: the datagrams arrive in call order and the queue empties', async () => {
+      const { s, peer } = await refusedSends();
+      expect(await arrivals(peer, 3)).toEqual(['a', 'b', 'c']);
       expect(s.getSendQueueCount()).toBe(0);
-    } finally {
-      nat.udp_send = real;
-    }
+    });
   });
 
-  test('a destination of the other family is EINVAL, as with dgram', async () => {
+  test('a destination of the other family is EINVAL, as with dgram, and nothing is written', async () => {
     const s = track(layerOf().createSocket('udp4'));
     const err = await sendErr(s, 'x', 9, '::1');
     expect(err).toMatchObject({ code: 'EINVAL', syscall: 'send' });
@@ -347,213 +495,448 @@ describe('echo against a node:dgram peer', () => {
 });
 
 describe('policy', () => {
-  test('production policy denies loopback: EACCES with rule, and the peer receives nothing', async () => {
-    const peer = await udpPeer('udp4', false);
+  /** A layer under the production policy, which denies loopback. */
+  function productionLayer(): SocketLayer {
     const layer = new SocketLayer({ appId: 'x', idleTimeoutMs: 0 });
     opened.push(layer);
-    const s = track(layer.createSocket('udp4'));
+    return layer;
+  }
+
+  test('production policy denies a send to loopback: EACCES with the rule, in the callback', async () => {
+    const peer = await udpPeer('udp4', false);
+    const s = track(productionLayer().createSocket('udp4'));
     const err = await sendErr(s, 'secret', peer.port, '127.0.0.1');
     expect(err).toMatchObject({ code: 'EACCES', rule: 'loopback', syscall: 'send', address: '127.0.0.1', port: peer.port });
-    // Without a callback the denial is an 'error' event.
+  });
+
+  test("a denied send without a callback is an 'error' event", async () => {
+    const peer = await udpPeer('udp4', false);
+    const s = track(productionLayer().createSocket('udp4'));
     const ev = errorEvent(s);
     s.send('secret', peer.port, 'localhost');
     expect(await ev).toMatchObject({ code: 'EACCES', syscall: 'send' });
-    // Connecting is vetted the same way.
-    const c = track(layer.createSocket('udp4'));
+  });
+
+  test('connecting is vetted the same way: EACCES with the rule, in the callback', async () => {
+    const peer = await udpPeer('udp4', false);
+    const c = track(productionLayer().createSocket('udp4'));
     const cerr = await new Promise<NodeJS.ErrnoException & { rule?: string }>((resolve) => c.connect(peer.port, '127.0.0.1', (e?: Error) => resolve(e as never)));
     expect(cerr).toMatchObject({ code: 'EACCES', rule: 'loopback', syscall: 'connect' });
+  });
+
+  test('a denied connect leaves the socket unconnected', async () => {
+    const peer = await udpPeer('udp4', false);
+    const c = track(productionLayer().createSocket('udp4'));
+    await new Promise<void>((resolve) => c.connect(peer.port, '127.0.0.1', () => resolve()));
     expect(() => c.remoteAddress()).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' }));
+  });
+
+  test('nothing denied leaves: the peer receives nothing and the socket counts nothing', async () => {
+    const peer = await udpPeer('udp4', false);
+    const layer = productionLayer();
+    const s = track(layer.createSocket('udp4'));
+    await sendErr(s, 'secret', peer.port, '127.0.0.1');
+    await sendErr(s, 'secret', peer.port, 'localhost');
+    const c = track(layer.createSocket('udp4'));
+    await new Promise<void>((resolve) => c.connect(peer.port, '127.0.0.1', () => resolve()));
     await flushed(peer);
     expect(peer.received).toHaveLength(0);
     expect(s.bytesWritten).toBe(0);
     expect(s.sendCalls).toBe(0);
+  });
+
+  test('usage() counts every denial, and no bytes or connects for them', async () => {
+    const peer = await udpPeer('udp4', false);
+    const layer = productionLayer();
+    const s = track(layer.createSocket('udp4'));
+    await sendErr(s, 'secret', peer.port, '127.0.0.1');
+    await sendErr(s, 'secret', peer.port, 'localhost');
+    const c = track(layer.createSocket('udp4'));
+    await new Promise<void>((resolve) => c.connect(peer.port, '127.0.0.1', () => resolve()));
     const u = layer.usage();
     expect(u.denied).toBe(3);
     expect(u.bytesSent).toBe(0);
     expect(u.connects).toBe(0);
   });
 
-  test('an operator policy: allowed and denied destinations on one socket, in order, nothing denied leaves', async () => {
-    const peer = await udpPeer('udp4', false);
-    const layer = layerOf({ policy: loopbackOnly });
-    const s = track(layer.createSocket('udp4'));
-    const outcomes: string[] = [];
-    const cb = (tag: string) => (err: Error | null) => outcomes.push(err ? `${tag}:${(err as NodeJS.ErrnoException & { rule?: string }).rule}` : tag);
-    s.send('a', peer.port, '127.0.0.1', cb('a'));
-    s.send('b', peer.port, '127.0.0.2', cb('b'));
-    s.send('c', peer.port, '127.0.0.1', cb('c'));
-    await until(() => outcomes.length === 3, 2000, 'three callbacks');
-    expect(outcomes).toEqual(['a', 'b:loopback', 'c']);
-    await until(() => peer.received.length === 2, 2000, 'two datagrams');
-    expect(peer.received.map(String)).toEqual(['a', 'c']);
-    expect(layer.usage().denied).toBe(1);
+  describe('an operator policy: allowed and denied destinations on one socket', () => {
+    /** Sends to 127.0.0.1, 127.0.0.2 (denied: loopback), 127.0.0.1, recording each callback. */
+    async function mixedSends(): Promise<{ layer: SocketLayer; peer: Peer; all: Promise<string[]> }> {
+      const peer = await udpPeer('udp4', false);
+      const layer = layerOf({ policy: loopbackOnly });
+      const s = track(layer.createSocket('udp4'));
+      const { cb, all } = reporter(3, (e) => e.rule);
+      s.send('a', peer.port, '127.0.0.1', cb('a'));
+      s.send('b', peer.port, '127.0.0.2', cb('b'));
+      s.send('c', peer.port, '127.0.0.1', cb('c'));
+      return { layer, peer, all };
+    }
+
+    test('callbacks report in call order, the denied one with its rule', async () => {
+      const { all } = await mixedSends();
+      expect(await all).toEqual(['a', 'b:loopback', 'c']);
+    });
+
+    test('only the allowed datagrams arrive, in order', async () => {
+      const { peer } = await mixedSends();
+      expect(await arrivals(peer, 2)).toEqual(['a', 'c']);
+      await flushed(peer);
+      expect(peer.received.map(String)).toEqual(['a', 'c']);
+    });
+
+    test('usage() counts the one denial', async () => {
+      const { layer, all } = await mixedSends();
+      await all;
+      expect(layer.usage().denied).toBe(1);
+    });
   });
 
-  test('a connect failure fails the sends queued behind it (callbacks only) and the peer receives nothing', async () => {
-    const peer = await udpPeer('udp4', false);
-    const layer = new SocketLayer({ idleTimeoutMs: 0 });
-    opened.push(layer);
-    const s = track(layer.createSocket('udp4'));
-    const errors: Error[] = [];
-    s.on('error', (e) => errors.push(e));
-    s.connect(peer.port, '127.0.0.1');
-    const queued = await sendErr(s, 'queued');
-    expect(queued).toMatchObject({ code: 'EACCES', rule: 'loopback' });
-    expect(errors).toHaveLength(1);
-    await flushed(peer);
-    expect(peer.received).toHaveLength(0);
+  describe('a denied connect with a send queued behind it', () => {
+    async function queuedBehindDeniedConnect(): Promise<{ peer: Peer; errors: Error[]; queued: NodeJS.ErrnoException & { rule?: string } }> {
+      const peer = await udpPeer('udp4', false);
+      const s = track(productionLayer().createSocket('udp4'));
+      const errors: Error[] = [];
+      s.on('error', (e) => errors.push(e));
+      s.connect(peer.port, '127.0.0.1');
+      const queued = await sendErr(s, 'queued');
+      return { peer, errors, queued };
+    }
+
+    test("the queued send's callback fails with the connect's EACCES", async () => {
+      const { queued } = await queuedBehindDeniedConnect();
+      expect(queued).toMatchObject({ code: 'EACCES', rule: 'loopback' });
+    });
+
+    test("only the connect is an 'error' event: the queued send reports through its callback alone", async () => {
+      const { errors } = await queuedBehindDeniedConnect();
+      expect(errors).toHaveLength(1);
+    });
+
+    test('the peer receives nothing', async () => {
+      const { peer } = await queuedBehindDeniedConnect();
+      await flushed(peer);
+      expect(peer.received).toHaveLength(0);
+    });
   });
 });
 
-describe('bind and connect rules', () => {
-  test('bind() to the any-address and port 0 only; anything else is an EACCES error and leaves the socket usable', async () => {
-    const layer = layerOf();
-    const a = track(layer.createSocket('udp4'));
+describe('bind rules', () => {
+  test('bind() with no arguments binds the any-address and an ephemeral port', async () => {
+    const a = track(layerOf().createSocket('udp4'));
     await new Promise<void>((resolve) => a.bind(() => resolve()));
     expect(a.address()).toMatchObject({ address: '0.0.0.0', family: 'IPv4' });
     expect(a.address().port).toBeGreaterThan(0);
-    expect(() => a.bind()).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_ALREADY_BOUND' }));
-
-    const b = track(layer.createSocket('udp6'));
-    await new Promise<void>((resolve) => b.bind({ port: 0, address: '::' }, () => resolve()));
-    expect(b.address()).toMatchObject({ address: '::', family: 'IPv6' });
-
-    const c = track(layer.createSocket('udp4'));
-    expect(() => c.address()).toThrow(expect.objectContaining({ code: 'EBADF' }));
-    let listening = false;
-    c.on('listening', () => (listening = true));
-    c.bind(4000);
-    expect(await errorEvent(c)).toMatchObject({ code: 'EACCES', syscall: 'bind', port: 4000 });
-    c.bind(0, '127.0.0.1');
-    expect(await errorEvent(c)).toMatchObject({ code: 'EACCES', syscall: 'bind', address: '127.0.0.1' });
-    c.bind({ port: 53, address: '0.0.0.0' });
-    expect(await errorEvent(c)).toMatchObject({ code: 'EACCES', syscall: 'bind', port: 53 });
-    expect(listening).toBe(false);
-    c.bind(0, '0.0.0.0');
-    await until(() => listening, 2000, "'listening'");
   });
 
-  test('connect: remoteAddress(), EISCONN, disconnect() keeps the local port, ICMP port unreachable is an error event', async () => {
+  test('a second bind() is ERR_SOCKET_ALREADY_BOUND, thrown', async () => {
+    const a = track(layerOf().createSocket('udp4'));
+    await new Promise<void>((resolve) => a.bind(() => resolve()));
+    expect(() => a.bind()).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_ALREADY_BOUND' }));
+  });
+
+  test("bind({ port: 0, address: '::' }) binds a udp6 socket", async () => {
+    const b = track(layerOf().createSocket('udp6'));
+    await new Promise<void>((resolve) => b.bind({ port: 0, address: '::' }, () => resolve()));
+    expect(b.address()).toMatchObject({ address: '::', family: 'IPv6' });
+  });
+
+  test('address() of a socket that is not bound is EBADF, thrown', () => {
+    const c = track(layerOf().createSocket('udp4'));
+    expect(() => c.address()).toThrow(expect.objectContaining({ code: 'EBADF' }));
+  });
+
+  const refused: Array<[string, unknown[], Record<string, unknown>]> = [
+    ['a fixed port', [4000], { port: 4000 }],
+    ['a specific address', [0, '127.0.0.1'], { address: '127.0.0.1' }],
+    ['a fixed port on the any-address, as options', [{ port: 53, address: '0.0.0.0' }], { port: 53 }],
+  ];
+  for (const [what, args, fields] of refused) {
+    test(`bind() to ${what} is an EACCES 'error' event, and no 'listening'`, async () => {
+      const c = track(layerOf().createSocket('udp4'));
+      let listening = false;
+      c.on('listening', () => (listening = true));
+      const err = errorEvent(c);
+      (c.bind as (...a: unknown[]) => void)(...args);
+      expect(await err).toMatchObject({ code: 'EACCES', syscall: 'bind', ...fields });
+      expect(listening).toBe(false);
+    });
+
+    test(`after a refused bind() to ${what} the socket still binds to the any-address`, async () => {
+      const c = track(layerOf().createSocket('udp4'));
+      const err = errorEvent(c);
+      (c.bind as (...a: unknown[]) => void)(...args);
+      await err;
+      const listening = new Promise<void>((resolve) => c.once('listening', () => resolve()));
+      c.bind(0, '0.0.0.0');
+      await listening;
+      expect(c.address()).toMatchObject({ address: '0.0.0.0', family: 'IPv4' });
+    });
+  }
+
+  test('several refused binds in a row still leave the socket usable', async () => {
+    const c = track(layerOf().createSocket('udp4'));
+    let listening = false;
+    c.on('listening', () => (listening = true));
+    for (const [, args] of refused) {
+      const err = errorEvent(c);
+      (c.bind as (...a: unknown[]) => void)(...args);
+      await err;
+    }
+    expect(listening).toBe(false);
+    const bound = new Promise<void>((resolve) => c.once('listening', () => resolve()));
+    c.bind(0, '0.0.0.0');
+    await bound;
+  });
+});
+
+describe('connect rules', () => {
+  /** A socket connected to an echoing peer. */
+  async function connectedSocket(layer = layerOf()): Promise<{ s: UdpSocket; peer: Peer }> {
     const peer = await udpPeer('udp4');
-    const layer = layerOf();
     const s = track(layer.createSocket('udp4'));
-    expect(() => s.remoteAddress()).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' }));
     await new Promise<void>((resolve) => s.connect(peer.port, '127.0.0.1', () => resolve()));
+    return { s, peer };
+  }
+
+  /** A loopback port with no listener: bound, then released. */
+  async function closedUdpPort(): Promise<number> {
+    const tmp = dgram.createSocket('udp4');
+    await new Promise<void>((r) => tmp.bind(0, '127.0.0.1', () => r()));
+    const p = tmp.address().port;
+    await new Promise<void>((r) => tmp.close(() => r()));
+    return p;
+  }
+
+  test('remoteAddress() of a socket never connected is ERR_SOCKET_DGRAM_NOT_CONNECTED', () => {
+    const s = track(layerOf().createSocket('udp4'));
+    expect(() => s.remoteAddress()).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' }));
+  });
+
+  test('connecting a connected socket is EISCONN, thrown', async () => {
+    const { s, peer } = await connectedSocket();
     expect(() => s.connect(peer.port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'EISCONN' }));
-    const local = s.address().port;
+  });
+
+  test('disconnect() forgets the peer: remoteAddress() is ERR_SOCKET_DGRAM_NOT_CONNECTED', async () => {
+    const { s } = await connectedSocket();
     s.disconnect();
     expect(() => s.remoteAddress()).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' }));
+  });
+
+  test('a second disconnect() is ERR_SOCKET_DGRAM_NOT_CONNECTED, thrown', async () => {
+    const { s } = await connectedSocket();
+    s.disconnect();
     expect(() => s.disconnect()).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_DGRAM_NOT_CONNECTED' }));
+  });
+
+  test('disconnect() keeps the local port', async () => {
+    const { s } = await connectedSocket();
+    const local = s.address().port;
+    s.disconnect();
     expect(s.address().port).toBe(local);
+  });
+
+  test('after disconnect() the socket sends with a destination and receives the reply', async () => {
+    const { s, peer } = await connectedSocket();
+    s.disconnect();
     const echo = nextMessage(s);
     await sendP(s, 'after', peer.port, '127.0.0.1');
     expect((await echo)[0].toString()).toBe('after');
+  });
 
-    // A connected socket learns that nobody listens from the ICMP answer; like dgram that is an 'error' with
-    // syscall 'recvmsg', and the socket stays open.
-    const closedPort = await (async () => {
-      const tmp = dgram.createSocket('udp4');
-      await new Promise<void>((r) => tmp.bind(0, '127.0.0.1', () => r()));
-      const p = tmp.address().port;
-      await new Promise<void>((r) => tmp.close(() => r()));
-      return p;
-    })();
-    const d = track(layer.createSocket('udp4'));
+  // A connected socket learns that nobody listens from the ICMP answer; like dgram that is an 'error' with
+  // syscall 'recvmsg', and the socket stays open.
+  test("ICMP port unreachable on a connected socket is an ECONNREFUSED 'error' event (syscall recvmsg)", async () => {
+    const closedPort = await closedUdpPort();
+    const d = track(layerOf().createSocket('udp4'));
     await new Promise<void>((resolve) => d.connect(closedPort, '127.0.0.1', () => resolve()));
     const refused = errorEvent(d);
     await sendP(d, 'anyone?');
     expect(await refused).toMatchObject({ code: 'ECONNREFUSED', syscall: 'recvmsg', address: '127.0.0.1', port: closedPort });
+  });
+
+  test('after ICMP port unreachable the socket stays open and sends again', async () => {
+    const closedPort = await closedUdpPort();
+    const d = track(layerOf().createSocket('udp4'));
+    await new Promise<void>((resolve) => d.connect(closedPort, '127.0.0.1', () => resolve()));
+    const refused = errorEvent(d);
+    await sendP(d, 'anyone?');
+    await refused;
     expect(await sendP(d, 'still open')).toBe(10);
-    expect(layer.usage().connects).toBe(2);
   });
 
-  test('unsupported socket types: EPROTONOSUPPORT / EAFNOSUPPORT, thrown synchronously', () => {
+  test('usage() counts every connect, also one to a port nobody listens on', async () => {
     const layer = layerOf();
-    expect(() => layer.createSocket('tcp' as 'udp4')).toThrow(expect.objectContaining({ code: 'EPROTONOSUPPORT' }));
-    expect(() => layer.createSocket({ type: 'udp5' as 'udp4' })).toThrow(expect.objectContaining({ code: 'EPROTONOSUPPORT' }));
-    expect(() => layer.createSocket('unix_dgram' as 'udp4')).toThrow(expect.objectContaining({ code: 'EAFNOSUPPORT' }));
-    expect(layer.usage().socketsCreated).toBe(0);
-  });
-
-  test('broadcast and multicast are denied: EACCES; setBroadcast(false) and setTTL validation', () => {
-    const s = track(layerOf().createSocket('udp4'));
-    s.setBroadcast(false);
-    expect(() => s.setBroadcast(true)).toThrow(expect.objectContaining({ code: 'EACCES', syscall: 'setBroadcast' }));
-    expect(() => s.setTTL(64)).toThrow(expect.objectContaining({ code: 'EACCES', syscall: 'setTTL' }));
-    expect(() => s.setTTL('64' as unknown as number)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
-    expect(() => s.addMembership('239.1.1.1')).toThrow(expect.objectContaining({ code: 'EACCES', syscall: 'addMembership' }));
-    expect(() => s.dropMembership('239.1.1.1')).toThrow(expect.objectContaining({ code: 'EACCES' }));
-    expect(() => s.addSourceSpecificMembership('10.0.0.1', '232.1.1.1')).toThrow(expect.objectContaining({ code: 'EACCES' }));
-    expect(() => s.dropSourceSpecificMembership('10.0.0.1', '232.1.1.1')).toThrow(expect.objectContaining({ code: 'EACCES' }));
-    expect(() => s.setMulticastTTL(1)).toThrow(expect.objectContaining({ code: 'EACCES' }));
-    expect(() => s.setMulticastLoopback(true)).toThrow(expect.objectContaining({ code: 'EACCES' }));
-    expect(() => s.setMulticastInterface('0.0.0.0')).toThrow(expect.objectContaining({ code: 'EACCES' }));
+    await connectedSocket(layer);
+    const closedPort = await closedUdpPort();
+    const d = track(layer.createSocket('udp4'));
+    await new Promise<void>((resolve) => d.connect(closedPort, '127.0.0.1', () => resolve()));
+    expect(layer.usage().connects).toBe(2);
   });
 });
 
-describe('socket options', () => {
-  test('emulate mode: the eight mock values and bytes, sets ignored, EACCES otherwise, SO_ERROR real', async () => {
+describe('socket types', () => {
+  for (const [type, code] of [
+    ['tcp', 'EPROTONOSUPPORT'],
+    ['unix_dgram', 'EAFNOSUPPORT'],
+  ] as const) {
+    test(`createSocket('${type}') is ${code}, thrown, and creates nothing`, () => {
+      const layer = layerOf();
+      expect(() => layer.createSocket(type as 'udp4')).toThrow(expect.objectContaining({ code }));
+      expect(layer.usage().socketsCreated).toBe(0);
+    });
+  }
+
+  test("createSocket({ type: 'udp5' }) is EPROTONOSUPPORT, thrown, and creates nothing", () => {
+    const layer = layerOf();
+    expect(() => layer.createSocket({ type: 'udp5' as 'udp4' })).toThrow(expect.objectContaining({ code: 'EPROTONOSUPPORT' }));
+    expect(layer.usage().socketsCreated).toBe(0);
+  });
+});
+
+describe('broadcast and multicast', () => {
+  test('setBroadcast(false) is accepted', () => {
     const s = track(layerOf().createSocket('udp4'));
-    const table = SOCKOPT_MOCKS;
-    // Before and after the socket exists natively: the emulation does not need it.
-    for (const bound of [false, true]) {
-      if (bound) await new Promise<void>((resolve) => s.bind(() => resolve()));
-      for (const [level, name, value, hex] of table) {
+    expect(() => s.setBroadcast(false)).not.toThrow();
+  });
+
+  const denied: Array<[string, (s: UdpSocket) => unknown, string | undefined]> = [
+    ['setBroadcast(true)', (s) => s.setBroadcast(true), 'setBroadcast'],
+    ['setTTL(64)', (s) => s.setTTL(64), 'setTTL'],
+    ['addMembership', (s) => s.addMembership('239.1.1.1'), 'addMembership'],
+    ['dropMembership', (s) => s.dropMembership('239.1.1.1'), undefined],
+    ['addSourceSpecificMembership', (s) => s.addSourceSpecificMembership('10.0.0.1', '232.1.1.1'), undefined],
+    ['dropSourceSpecificMembership', (s) => s.dropSourceSpecificMembership('10.0.0.1', '232.1.1.1'), undefined],
+    ['setMulticastTTL', (s) => s.setMulticastTTL(1), undefined],
+    ['setMulticastLoopback', (s) => s.setMulticastLoopback(true), undefined],
+    ['setMulticastInterface', (s) => s.setMulticastInterface('0.0.0.0'), undefined],
+  ];
+  for (const [what, call, syscall] of denied) {
+    test(`${what} is denied: EACCES, thrown`, () => {
+      const s = track(layerOf().createSocket('udp4'));
+      expect(() => call(s)).toThrow(expect.objectContaining({ code: 'EACCES', ...(syscall === undefined ? {} : { syscall }) }));
+    });
+  }
+
+  test('setTTL() with a non-number is ERR_INVALID_ARG_TYPE, thrown', () => {
+    const s = track(layerOf().createSocket('udp4'));
+    expect(() => s.setTTL('64' as unknown as number)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  });
+});
+
+describe('socket options (emulate mode)', () => {
+  // Before and after the socket exists natively: the emulation does not need it.
+  for (const bound of [false, true]) {
+    const when = bound ? 'after bind' : 'before bind';
+    for (const [level, name, value, hex] of SOCKOPT_MOCKS) {
+      test(`${when}: option ${level}/${name} answers the mock value ${value}, bytes ${hex}, truncated to the length asked`, async () => {
+        const s = track(layerOf().createSocket('udp4'));
+        if (bound) await new Promise<void>((resolve) => s.bind(() => resolve()));
         expect(s.getsockopt(level, name)).toBe(value);
         expect((s.getsockopt(level, name, 64) as Buffer).toString('hex')).toBe(hex);
         expect((s.getsockopt(level, name, 1) as Buffer).toString('hex')).toBe(hex.slice(0, 2));
-      }
-      expect(s.getsockopt(C.SOL_SOCKET, C.SO_ERROR)).toBe(0);
+      });
     }
+
+    test(`${when}: SO_ERROR reads the real (zero) error`, async () => {
+      const s = track(layerOf().createSocket('udp4'));
+      if (bound) await new Promise<void>((resolve) => s.bind(() => resolve()));
+      expect(s.getsockopt(C.SOL_SOCKET, C.SO_ERROR)).toBe(0);
+    });
+  }
+
+  test('setting supported options is accepted and ignored: the buffer sizes still read the mock values', () => {
+    const s = track(layerOf().createSocket('udp4'));
     s.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, 4096);
     s.setsockopt(C.SOL_SOCKET, C.SO_LINGER, { onoff: 1, linger: 3 });
     s.setRecvBufferSize(8192);
     s.setSendBufferSize(8192);
     expect(s.getRecvBufferSize()).toBe(2097152);
     expect(s.getSendBufferSize()).toBe(2097152);
-    for (const [level, name] of [
-      [C.SOL_SOCKET, C.SO_TYPE],
-      [C.SOL_SOCKET, C.SO_BROADCAST],
-      [C.SOL_IP, C.IP_TTL],
-      [C.SOL_IP, C.IP_TOS],
-      [C.SOL_UDP, 1],
-    ] as const) {
-      expect(() => s.getsockopt(level, name)).toThrow(expect.objectContaining({ code: 'EACCES', syscall: 'getsockopt' }));
-      expect(() => s.setsockopt(level, name, 1)).toThrow(expect.objectContaining({ code: 'EACCES', syscall: 'setsockopt' }));
-    }
-    expect(() => s.setsockopt(C.SOL_SOCKET, C.SO_ERROR, 0)).toThrow(expect.objectContaining({ code: 'EACCES' }));
-    expect(() => s.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, 'big' as unknown as number)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
   });
 
-  test("native mode reads and applies the real options", async () => {
+  for (const [level, name, what] of [
+    [C.SOL_SOCKET, C.SO_TYPE, 'SO_TYPE'],
+    [C.SOL_SOCKET, C.SO_BROADCAST, 'SO_BROADCAST'],
+    [C.SOL_IP, C.IP_TTL, 'IP_TTL'],
+    [C.SOL_IP, C.IP_TOS, 'IP_TOS'],
+    [C.SOL_UDP, 1, 'SOL_UDP/1'],
+  ] as const) {
+    test(`${what} is not supported: getting and setting it are EACCES, thrown`, () => {
+      const s = track(layerOf().createSocket('udp4'));
+      expect(() => s.getsockopt(level, name)).toThrow(expect.objectContaining({ code: 'EACCES', syscall: 'getsockopt' }));
+      expect(() => s.setsockopt(level, name, 1)).toThrow(expect.objectContaining({ code: 'EACCES', syscall: 'setsockopt' }));
+    });
+  }
+
+  test('setting SO_ERROR is EACCES, thrown', () => {
+    const s = track(layerOf().createSocket('udp4'));
+    expect(() => s.setsockopt(C.SOL_SOCKET, C.SO_ERROR, 0)).toThrow(expect.objectContaining({ code: 'EACCES' }));
+  });
+
+  test('a non-number option value is ERR_INVALID_ARG_TYPE, thrown', () => {
+    const s = track(layerOf().createSocket('udp4'));
+    expect(() => s.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, 'big' as unknown as number)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  });
+});
+
+describe('socket options (native mode)', () => {
+  async function nativeBound(): Promise<UdpSocket> {
+    const s = track(layerOf({ sockopts: 'native' }).createSocket('udp4'));
+    await new Promise<void>((resolve) => s.bind(() => resolve()));
+    return s;
+  }
+
+  test('before the socket exists natively, reading an option is EBADF, thrown', () => {
     const s = track(layerOf({ sockopts: 'native' }).createSocket('udp4'));
     expect(() => s.getRecvBufferSize()).toThrow(expect.objectContaining({ code: 'EBADF' }));
-    await new Promise<void>((resolve) => s.bind(() => resolve()));
+  });
+
+  test('setRecvBufferSize() applies the real option', async () => {
+    const s = await nativeBound();
     s.setRecvBufferSize(65536);
     // Linux doubles the value it stores for bookkeeping, as dgram's getRecvBufferSize() shows too.
     expect(s.getRecvBufferSize()).toBe(131072);
+  });
+
+  test('SO_REUSEADDR is set and read back natively, on and off', async () => {
+    const s = await nativeBound();
     s.setsockopt(C.SOL_SOCKET, C.SO_REUSEADDR, 1);
     expect(s.getsockopt(C.SOL_SOCKET, C.SO_REUSEADDR)).toBe(1);
     s.setsockopt(C.SOL_SOCKET, C.SO_REUSEADDR, 0);
     expect(s.getsockopt(C.SOL_SOCKET, C.SO_REUSEADDR)).toBe(0);
+  });
+
+  test('an option outside the supported set is still EACCES', async () => {
+    const s = await nativeBound();
     expect(() => s.getsockopt(C.SOL_IP, C.IP_TTL)).toThrow(expect.objectContaining({ code: 'EACCES' }));
   });
 
-  test('the recvBufferSize option is validated at creation and applied on open', async () => {
+  test('the recvBufferSize option is validated at creation: -1 is ERR_OUT_OF_RANGE, thrown', () => {
     const layer = layerOf({ sockopts: 'native' });
     expect(() => layer.createSocket({ type: 'udp4', recvBufferSize: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
-    const s = track(layer.createSocket({ type: 'udp4', recvBufferSize: 32768 }));
+  });
+
+  test('the recvBufferSize option is applied when the socket opens', async () => {
+    const s = track(layerOf({ sockopts: 'native' }).createSocket({ type: 'udp4', recvBufferSize: 32768 }));
     await new Promise<void>((resolve) => s.bind(() => resolve()));
     expect(s.getRecvBufferSize()).toBe(65536);
   });
 });
 
 describe('close and lifetime', () => {
-  test("close(): 'close' once, later operations EPIPE, a second close is a no-op", async () => {
+  /** A socket that sent one byte to a silent peer, then closed. */
+  async function closedAfterOneSend(): Promise<{ layer: SocketLayer; s: UdpSocket; peer: Peer }> {
     const peer = await udpPeer('udp4', false);
     const layer = layerOf();
     const s = layer.createSocket('udp4');
     await sendP(s, 'x', peer.port, '127.0.0.1');
+    await closeSocket(s);
+    return { layer, s, peer };
+  }
+
+  test("close() twice: 'close' is emitted once, and the second close() is a no-op", async () => {
+    const s = layerOf().createSocket('udp4');
     let closes = 0;
     s.on('close', () => closes++);
     s.close();
@@ -561,45 +944,97 @@ describe('close and lifetime', () => {
     // A second 'close' would be emitted in the same or the next turn as the first.
     await new Promise((r) => setImmediate(r));
     expect(closes).toBe(1);
-    expect(() => s.send('y', peer.port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'EPIPE', syscall: 'send' }));
+  });
+
+  const afterClose: Array<[string, (s: UdpSocket, port: number) => unknown, Record<string, unknown>]> = [
+    ['send() without a callback', (s, port) => s.send('y', port, '127.0.0.1'), { code: 'EPIPE', syscall: 'send' }],
+    ['address()', (s) => s.address(), { code: 'EPIPE' }],
+    ['bind()', (s) => s.bind(), { code: 'EPIPE' }],
+    ['connect()', (s, port) => s.connect(port), { code: 'EPIPE' }],
+    ['getsockopt()', (s) => s.getsockopt(C.SOL_SOCKET, C.SO_RCVBUF), { code: 'EPIPE' }],
+  ];
+  for (const [what, call, fields] of afterClose) {
+    test(`after close(), ${what} is EPIPE, thrown`, async () => {
+      const { s, peer } = await closedAfterOneSend();
+      expect(() => call(s, peer.port)).toThrow(expect.objectContaining(fields));
+    });
+  }
+
+  test('after close(), a send with a callback fails it with EPIPE', async () => {
+    const { s, peer } = await closedAfterOneSend();
     expect(await sendErr(s, 'y', peer.port, '127.0.0.1')).toMatchObject({ code: 'EPIPE' });
-    expect(() => s.address()).toThrow(expect.objectContaining({ code: 'EPIPE' }));
-    expect(() => s.bind()).toThrow(expect.objectContaining({ code: 'EPIPE' }));
-    expect(() => s.connect(peer.port)).toThrow(expect.objectContaining({ code: 'EPIPE' }));
-    expect(() => s.getsockopt(C.SOL_SOCKET, C.SO_RCVBUF)).toThrow(expect.objectContaining({ code: 'EPIPE' }));
+  });
+
+  test('after close(), usage() and the socket keep the counters of what was sent', async () => {
+    const { layer, s } = await closedAfterOneSend();
     expect(layer.usage()).toMatchObject({ socketsOpen: 0, bytesSent: 1, sendCalls: 1 });
     expect(s.bytesWritten).toBe(1);
   });
 
-  test('sends waiting on a resolution when the socket closes fail with EPIPE and nothing leaves', async () => {
-    const peer = await udpPeer('udp4', false);
-    const { resolver, open } = gatedResolver(() => [{ address: '127.0.0.1', family: 4 }]);
-    const s = layerOf({ resolver }).createSocket('udp4');
-    const err = sendErr(s, 'late', peer.port, 'slow.example');
-    s.close();
-    expect(await err).toMatchObject({ code: 'EPIPE' });
-    // The resolution completes after the close: its answer must not send anything.
-    open();
-    await new Promise((r) => setImmediate(r));
-    await flushed(peer);
-    expect(peer.received).toHaveLength(0);
+  describe('sends waiting on a resolution when the socket closes', () => {
+    async function closedWhileResolving(): Promise<{ peer: Peer; err: ReturnType<typeof sendErr>; open(): void }> {
+      const peer = await udpPeer('udp4', false);
+      const { resolver, open } = gatedResolver(() => [{ address: '127.0.0.1', family: 4 }]);
+      const s = layerOf({ resolver }).createSocket('udp4');
+      const err = sendErr(s, 'late', peer.port, 'slow.example');
+      s.close();
+      return { peer, err, open };
+    }
+
+    test('fail with EPIPE', async () => {
+      const { err } = await closedWhileResolving();
+      expect(await err).toMatchObject({ code: 'EPIPE' });
+    });
+
+    test('send nothing when the resolution completes after the close', async () => {
+      const { peer, err, open } = await closedWhileResolving();
+      await err;
+      open();
+      // Let the resolution's continuation run before the flush marker goes out.
+      await new Promise((r) => setImmediate(r));
+      await flushed(peer);
+      expect(peer.received).toHaveLength(0);
+    });
   });
 
-  test('layer.close() closes every UDP socket; descriptors return to the baseline', async () => {
-    const peer = await udpPeer('udp4');
-    const before = fdCount();
-    const layer = new SocketLayer({ policy: loopbackOnly, idleTimeoutMs: 0 });
-    const sockets = Array.from({ length: 40 }, (_, i) => layer.createSocket(i % 2 ? 'udp4' : 'udp6'));
-    const closes = sockets.map((s) => new Promise<void>((r) => s.once('close', () => r())));
-    await Promise.all(sockets.filter((s) => s.type === 'udp4').map((s) => sendP(s, 'hi', peer.port, '127.0.0.1')));
-    await Promise.all(sockets.filter((s) => s.type === 'udp6').map((s) => new Promise<void>((r) => s.bind(() => r()))));
-    expect(fdCount()).toBe(before + 40);
-    expect(layer.size).toBe(40);
-    await layer.close();
-    await Promise.all(closes);
-    expect(fdCount()).toBe(before);
-    expect(layer.usage()).toMatchObject({ socketsOpen: 0, socketsCreated: 40, sendCalls: 20, bytesSent: 40 });
-    expect(() => layer.createSocket('udp4')).toThrow(expect.objectContaining({ code: 'ERR_SOCKGUARD_LAYER_CLOSED' }));
+  describe('layer.close() with 40 UDP sockets open', () => {
+    /**
+     * 40 open sockets, half udp4 that sent a datagram, half udp6 bound; `closes` resolve on their 'close';
+     * `before` is the descriptor count once the peer is up and before any socket opened.
+     */
+    async function fortyOpen(): Promise<{ layer: SocketLayer; closes: Promise<void>[]; before: number }> {
+      const peer = await udpPeer('udp4');
+      const before = fdCount();
+      const layer = new SocketLayer({ policy: loopbackOnly, idleTimeoutMs: 0 });
+      opened.push(layer);
+      const sockets = Array.from({ length: 40 }, (_, i) => layer.createSocket(i % 2 ? 'udp4' : 'udp6'));
+      const closes = sockets.map((s) => new Promise<void>((r) => s.once('close', () => r())));
+      await Promise.all(sockets.filter((s) => s.type === 'udp4').map((s) => sendP(s, 'hi', peer.port, '127.0.0.1')));
+      await Promise.all(sockets.filter((s) => s.type === 'udp6').map((s) => new Promise<void>((r) => s.bind(() => r()))));
+      return { layer, closes, before };
+    }
+
+    test("closes every socket ('close' on each) and returns descriptors to the baseline", async () => {
+      const { layer, closes, before } = await fortyOpen();
+      expect(fdCount()).toBe(before + 40);
+      expect(layer.size).toBe(40);
+      await layer.close();
+      await Promise.all(closes);
+      expect(fdCount()).toBe(before);
+    });
+
+    test('usage() afterwards holds every socket and send, none open', async () => {
+      const { layer, closes } = await fortyOpen();
+      await layer.close();
+      await Promise.all(closes);
+      expect(layer.usage()).toMatchObject({ socketsOpen: 0, socketsCreated: 40, sendCalls: 20, bytesSent: 40 });
+    });
+
+    test('createSocket() afterwards is ERR_SOCKGUARD_LAYER_CLOSED, thrown', async () => {
+      const { layer } = await fortyOpen();
+      await layer.close();
+      expect(() => layer.createSocket('udp4')).toThrow(expect.objectContaining({ code: 'ERR_SOCKGUARD_LAYER_CLOSED' }));
+    });
   });
 
   test('open/use/close cycles leave no descriptor behind', async () => {
@@ -614,8 +1049,8 @@ describe('close and lifetime', () => {
     expect(fdCount()).toBe(before);
   });
 
-  // Runs against the built package (npm run build:ts), like the other process-lifetime tests.
-  test.runIf(existsSync(distPath))("an unref()ed UDP socket lets the process exit; a ref()ed one keeps it alive", async () => {
+  // Run against the built package (npm run build:ts), like the other process-lifetime tests.
+  test.runIf(existsSync(distPath))('an unref()ed UDP socket lets the process exit', async () => {
     const peer = await udpPeer('udp4');
     const unrefd = await runChild(
       `const { SocketLayer } = await import(process.env.SG_DIST);
@@ -627,11 +1062,17 @@ describe('close and lifetime', () => {
     );
     expect(unrefd.code).toBe(0);
     expect(peer.received.map(String)).toEqual(['hi']);
+  });
+
+  test.runIf(existsSync(distPath))('a ref()ed UDP socket keeps the process alive until it is closed', async () => {
+    const peer = await udpPeer('udp4');
+    // Staying alive can only be shown over a span of time: the child holds its socket open 300 ms after the
+    // echo, and exits only once it closes it. The timer is unref()ed, so only the socket keeps the process up.
     const kept = await runChild(
       `const { SocketLayer } = await import(process.env.SG_DIST);
        const layer = new SocketLayer({ policy: 'development' });
        const s = layer.createSocket('udp4');
-       s.on('message', () => setTimeout(() => { s.close(); }, 300));
+       s.on('message', () => setTimeout(() => { s.close(); }, 300).unref());
        s.send('echo me', Number(process.env.SG_PORT), '127.0.0.1');`,
       peer.port,
     );
@@ -682,27 +1123,41 @@ describe('idle reclaim', () => {
     expect(s.reclaimed).toBe(false);
   });
 
-  test('a reclaimed socket fails sends, address() and options with EPIPE; close() is a no-op', async () => {
+  /** A used socket, reclaimed by a sweep a timeout after its last operation. */
+  async function reclaimedSocket(): Promise<{ s: UdpSocket; peer: Peer }> {
     const { layer, sweep } = reclaimLayer();
-    const { s } = await usedSocket(layer);
-    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    const used = await usedSocket(layer);
+    const closed = new Promise<void>((resolve) => used.s.once('close', () => resolve()));
     sweep(0);
     sweep(IDLE);
     await closed;
+    return used;
+  }
+
+  test('a reclaimed socket fails a send with a callback with EPIPE', async () => {
+    const { s } = await reclaimedSocket();
     expect(await sendErr(s, 'late')).toMatchObject({ code: 'EPIPE', syscall: 'send' });
-    expect(() => s.send('late')).toThrow(expect.objectContaining({ code: 'EPIPE' }));
-    expect(() => s.address()).toThrow(expect.objectContaining({ code: 'EPIPE' }));
-    expect(() => s.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, 1)).toThrow(expect.objectContaining({ code: 'EPIPE' }));
+  });
+
+  const afterReclaim: Array<[string, (s: UdpSocket) => unknown]> = [
+    ['send() without a callback', (s) => s.send('late')],
+    ['address()', (s) => s.address()],
+    ['setsockopt()', (s) => s.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, 1)],
+  ];
+  for (const [what, call] of afterReclaim) {
+    test(`on a reclaimed socket, ${what} is EPIPE, thrown`, async () => {
+      const { s } = await reclaimedSocket();
+      expect(() => call(s)).toThrow(expect.objectContaining({ code: 'EPIPE' }));
+    });
+  }
+
+  test('close() of a reclaimed socket is a no-op', async () => {
+    const { s } = await reclaimedSocket();
     expect(() => s.close()).not.toThrow();
   });
 
   test('nothing a reclaimed socket is asked to send leaves', async () => {
-    const { layer, sweep } = reclaimLayer();
-    const { s, peer } = await usedSocket(layer);
-    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
-    sweep(0);
-    sweep(IDLE);
-    await closed;
+    const { s, peer } = await reclaimedSocket();
     s.send('late', () => {});
     await flushed(peer);
     expect(peer.received.map(String)).toEqual(['once']);
@@ -778,6 +1233,14 @@ describe('quotas', () => {
     const s = track(layer.createSocket('udp4'));
     for (let i = 0; i < 3; i++) await sendP(s, `m${i}`, peer.port, '127.0.0.1');
     expect(await sendErr(s, 'm3', peer.port, '127.0.0.1')).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'sends', window: 'minute' });
+  });
+
+  test('usage() counts the sends admitted and the one over quota', async () => {
+    const peer = await udpPeer('udp4', false);
+    const { layer } = quotaLayer({ perMinute: { sends: 3 } });
+    const s = track(layer.createSocket('udp4'));
+    for (let i = 0; i < 3; i++) await sendP(s, `m${i}`, peer.port, '127.0.0.1');
+    await sendErr(s, 'm3', peer.port, '127.0.0.1');
     expect(layer.usage()).toMatchObject({ sendCalls: 3, overQuota: 1 });
   });
 
@@ -811,8 +1274,7 @@ describe('quotas', () => {
     await sendErr(s, 'm1', peer.port, '127.0.0.1');
     clock.now += 60_000;
     await sendP(s, 'm2', peer.port, '127.0.0.1');
-    await until(() => peer.received.length === 2, 2000, 'two datagrams');
-    expect(peer.received.map(String)).toEqual(['m0', 'm2']);
+    expect(await arrivals(peer, 2)).toEqual(['m0', 'm2']);
   });
 
   test('creates are metered: createSocket over quota throws and creates nothing', () => {
@@ -853,7 +1315,8 @@ describe('quotas', () => {
     expect(peer.received).toHaveLength(1);
   });
 
-  test('a receive over quota closes the socket with the quota error, and the datagram is still billed', async () => {
+  /** A socket under { receives: 1 } that sent two datagrams to an echoing peer; the second echo is over quota. */
+  async function secondEchoOverQuota(): Promise<{ layer: SocketLayer; messages: string[]; failed: ReturnType<typeof errorEvent>; closed: Promise<void> }> {
     const peer = await udpPeer('udp4');
     const { layer } = quotaLayer({ perMinute: { receives: 1 } });
     const s = layer.createSocket('udp4');
@@ -861,13 +1324,29 @@ describe('quotas', () => {
     s.on('message', (m) => messages.push(String(m)));
     const closed = new Promise<void>((r) => s.once('close', () => r()));
     const failed = errorEvent(s);
+    const first = nextMessage(s);
     await sendP(s, 'one', peer.port, '127.0.0.1');
-    await until(() => messages.length === 1, 2000, 'first echo');
+    await first;
     await sendP(s, 'two', peer.port, '127.0.0.1');
+    return { layer, messages, failed, closed };
+  }
+
+  test("a receive over quota is an 'error' event with the quota error", async () => {
+    const { failed } = await secondEchoOverQuota();
     expect(await failed).toMatchObject({ code: 'ERR_SOCKGUARD_OVER_QUOTA', resource: 'receives', window: 'minute' });
+  });
+
+  test('a receive over quota closes the socket without delivering the datagram', async () => {
+    const { messages, failed, closed } = await secondEchoOverQuota();
+    await failed;
     await closed;
     expect(messages).toEqual(['one']);
-    // The datagram crossed the network, so it is billed even though it was not delivered.
+  });
+
+  test('the datagram received over quota is still billed: it crossed the network', async () => {
+    const { layer, failed, closed } = await secondEchoOverQuota();
+    await failed;
+    await closed;
     expect(layer.usage()).toMatchObject({ bytesReceived: 6, socketsOpen: 0, overQuota: 1 });
   });
 });
