@@ -313,22 +313,30 @@ describe('ReclaimSweeper timer', () => {
     expect(s.isTracked(a)).toBe(false);
   });
 
-  it('sweeps on its own with the injected clock', () => {
+  it('sweeps on its own: its timer reclaims an idle entry between the timeout and two intervals after it', () => {
+    // The sweeper's own setInterval is what this tests, so its ticks are the events: fake timers fire them, and
+    // the injected clock is the fake timers' clock. onExpire records the time of the tick that reclaimed, so
+    // nothing polls for it.
     vi.useFakeTimers();
-    const { s, expired } = sweeper({ idleTimeoutMs: 200, sweepIntervalMs: 50, clock: () => Date.now() });
     const start = Date.now();
-    let reclaimedAt = 0;
-    const a = entry(1);
-    s.track(a);
+    const expired: Array<{ id: number; at: number }> = [];
+    const { s } = sweeper({
+      idleTimeoutMs: 200,
+      sweepIntervalMs: 50,
+      clock: () => Date.now() - start,
+      onExpire: (e) => expired.push({ id: e.id, at: Date.now() - start }),
+    });
+    s.track(entry(1));
     vi.advanceTimersByTime(199);
     expect(expired).toEqual([]);
-    while (expired.length === 0 && Date.now() - start < 1_000) {
-      vi.advanceTimersByTime(10);
-      reclaimedAt = Date.now() - start;
-    }
-    expect(expired).toEqual([1]);
+    // The documented bound: idleTimeoutMs + 2 × sweepIntervalMs after the last operation.
+    vi.advanceTimersByTime(200 + 2 * 50 - 199);
+    expect(expired.map((x) => x.id)).toEqual([1]);
+    const reclaimedAt = expired[0]!.at;
     expect(reclaimedAt).toBeGreaterThanOrEqual(200);
-    expect(reclaimedAt).toBeLessThanOrEqual(200 + 2 * 50 + 10);
+    expect(reclaimedAt).toBeLessThanOrEqual(200 + 2 * 50);
+    // The tick that reclaimed is a multiple of the interval: the timer, not a test step, did it.
+    expect(reclaimedAt % 50).toBe(0);
     expect(s.timerActive).toBe(false);
   });
 
