@@ -147,7 +147,7 @@ describe('Socket methods on a connected socket', () => {
     { arbitrary: fc.tuple(wild).map(([v]) => ({ m: 'setNoDelay', args: [v] })), weight: 2 },
     { arbitrary: fc.tuple(wild, mostly(anyNumber)).map(([a, b]) => ({ m: 'setKeepAlive', args: [a, b] })), weight: 2 },
     { arbitrary: fc.tuple(wild).map(([v]) => ({ m: 'name', args: [v] })), weight: 1 },
-    { arbitrary: fc.constant({ m: 'end', args: [] }), weight: 1 },
+    { arbitrary: fc.constant<Op>({ m: 'end', args: [] }), weight: 1 },
     { arbitrary: fc.tuple(wild).map(([v]) => ({ m: 'destroy', args: [v] })), weight: 1 },
   );
 
