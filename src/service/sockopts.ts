@@ -30,8 +30,7 @@
  * - unsupported option → system error `EACCES`, `syscall` `'getsockopt'`/`'setsockopt'`.
  * - set value of a type the option cannot take → `TypeError` `ERR_INVALID_ARG_TYPE`; integer out of int32
  *   range, or an SO_LINGER time outside 0..65535 → `RangeError` `ERR_OUT_OF_RANGE`; a buffer shorter than
- *   the option → system error `EINVAL`, as
- *   Linux answers a short `optlen`.
+ *   the option → system error `EINVAL`, as Linux answers a short `optlen`.
  *
  * Lookups index a flat array by `(level << 5) | name`; nothing is allocated unless a `Buffer` is asked for.
  */
