@@ -12,31 +12,91 @@ import type { Family, Resolver } from '../../src/policy/index.js';
 
 interface Listener {
   server: net.Server;
-  accepted: number;
+  /** An address that reaches the listener directly (for flush markers). */
+  host: string;
+  /** Connections accepted so far, flush markers excepted. */
+  readonly accepted: number;
   port: number;
   close(): Promise<void>;
 }
 
+/** The accepted connections of each listener, as "address port" of their remote end. */
+const remotes = new WeakMap<Listener, string[]>();
+
+/** "address port" of a TCP endpoint, IPv4-mapped addresses written as IPv4, so both ends spell it alike. */
+const endpoint = (address: string | undefined, port: number | undefined) => `${(address ?? '').replace(/^::ffff:/, '')} ${port}`;
+
 async function listen(host: string, port = 0, ipv6Only = false): Promise<Listener> {
-  const l: Listener = { server: net.createServer(), accepted: 0, port: 0, close: async () => {} };
+  const seen: string[] = [];
+  const server = net.createServer();
   const sockets = new Set<net.Socket>();
-  l.server.on('connection', (c) => {
-    l.accepted++;
+  server.on('connection', (c) => {
+    seen.push(endpoint(c.remoteAddress, c.remotePort));
     sockets.add(c);
     c.on('error', () => {});
     c.on('close', () => sockets.delete(c));
   });
   await new Promise<void>((resolve, reject) => {
-    l.server.once('error', reject);
-    l.server.listen({ host, port, ipv6Only }, () => resolve());
+    server.once('error', reject);
+    server.listen({ host, port, ipv6Only }, () => resolve());
   });
-  l.port = (l.server.address() as net.AddressInfo).port;
-  l.close = () =>
-    new Promise((resolve) => {
-      for (const c of sockets) c.destroy();
-      l.server.close(() => resolve());
-    });
+  const l: Listener = {
+    server,
+    host: host === '::' ? '127.0.0.1' : host,
+    get accepted() {
+      return seen.length;
+    },
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise((resolve) => {
+        for (const c of sockets) c.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  remotes.set(l, seen);
   return l;
+}
+
+/** Resolves once `l` has accepted the connection whose remote end is `local`, and removes it from the count if `forget`. */
+function acceptedFrom(l: Listener, local: string, forget: boolean): Promise<void> {
+  const seen = remotes.get(l)!;
+  return new Promise((resolve) => {
+    const check = (): boolean => {
+      const i = seen.indexOf(local);
+      if (i < 0) return false;
+      if (forget) seen.splice(i, 1);
+      l.server.off('connection', check);
+      resolve();
+      return true;
+    };
+    // The listener's own 'connection' handler was added first, so `seen` is up to date when this one runs.
+    if (!check()) l.server.on('connection', check);
+  });
+}
+
+/** Connects with plain net and resolves with the local end once connected. */
+function plainConnect(host: string, port: number): Promise<{ s: net.Socket; local: string }> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port });
+    s.once('error', reject);
+    s.once('connect', () => resolve({ s, local: endpoint(s.localAddress, s.localPort) }));
+  });
+}
+
+/**
+ * Resolves once every connection made to `l` before this call has been accepted: a marker connection from
+ * plain net goes in last and is awaited at the listener. A listening socket accepts in the order handshakes
+ * completed, and on loopback a handshake completes while the connecting side sends it, so a connection from
+ * an attempt that has already settled is queued ahead of the marker. Tests use it to show that nothing
+ * arrived, without guessing a delay. The marker is not counted in `accepted`.
+ */
+async function flushed(l: Listener): Promise<void> {
+  const { s, local } = await plainConnect(l.host, l.port);
+  try {
+    await acceptedFrom(l, local, true);
+  } finally {
+    s.destroy();
+  }
 }
 
 /** Resolves with the error a connect attempt ends in, or 'connected'. */
@@ -127,16 +187,20 @@ describe('live: denied spellings never reach a local listener', () => {
     await wildcard?.close();
   });
 
-  it('the listener is reachable (control: plain net connects)', async () => {
-    const s = net.connect({ host: '127.0.0.1', port: wildcard.port });
-    expect(await outcome(s)).toBe('connected');
-    await new Promise((r) => setTimeout(r, 20));
-    expect(wildcard.accepted).toBe(1);
-    wildcard.accepted = 0;
+  it('the listener is reachable (control: plain net connects and is accepted)', async () => {
+    const before = wildcard.accepted;
+    const { s, local } = await plainConnect('127.0.0.1', wildcard.port);
+    try {
+      await acceptedFrom(wildcard, local, false);
+    } finally {
+      s.destroy();
+    }
+    expect(wildcard.accepted).toBe(before + 1);
   });
 
   it('every denied spelling of every local address fails with EACCES and a rule, and nothing arrives', async () => {
     expect(targets.length).toBeGreaterThan(40);
+    const before = wildcard.accepted;
     const results = await Promise.all(
       targets.map(async (host) => {
         const s = layer.connect({ host, port: wildcard.port });
@@ -148,9 +212,8 @@ describe('live: denied spellings never reach a local listener', () => {
       expect((r as Error & { code?: string }).code, host).toBe('EACCES');
       expect(typeof (r as { rule?: string }).rule, host).toBe('string');
     }
-    // Give any stray connection time to be accepted before counting.
-    await new Promise((r) => setTimeout(r, 100));
-    expect(wildcard.accepted).toBe(0);
+    await flushed(wildcard);
+    expect(wildcard.accepted).toBe(before);
   });
 
   it('check() agrees with connect() for every spelling', async () => {
@@ -162,14 +225,14 @@ describe('live: denied spellings never reach a local listener', () => {
 
   it('an operator rule opening 127.0.0.0/8 lets exactly those through', async () => {
     const open = new SocketLayer({ policy: { version: 1, allow: [{ cidr: '127.0.0.0/8', openSpecialPurpose: true }] }, idleTimeoutMs: 0 });
+    const before = wildcard.accepted;
     try {
       expect(await outcome(open.connect({ host: '0x7f000001', port: wildcard.port }))).toBe('connected');
       const denied = await outcome(open.connect({ host: '::1', port: wildcard.port }));
       expect(denied).toMatchObject({ code: 'EACCES', rule: 'loopback' });
-      await new Promise((r) => setTimeout(r, 50));
-      expect(wildcard.accepted).toBe(1);
+      await flushed(wildcard);
+      expect(wildcard.accepted).toBe(before + 1);
     } finally {
-      wildcard.accepted = 0;
       await open.close();
     }
   });
@@ -183,9 +246,18 @@ describe('live: a rebinding resolver cannot steer a connection to a denied addre
   const policy = { version: 1, allow: [{ cidr: '127.0.0.1/32', openSpecialPurpose: true }] };
 
   beforeAll(async () => {
-    allowedL = await listen('127.0.0.1');
-    port = allowedL.port;
-    deniedL = await listen('127.0.0.2', port);
+    // The port is free on 127.0.0.1 but may be taken on 127.0.0.2 (by any process on this host): take another.
+    for (let attempt = 0; ; attempt++) {
+      allowedL = await listen('127.0.0.1');
+      port = allowedL.port;
+      try {
+        deniedL = await listen('127.0.0.2', port);
+        return;
+      } catch (e) {
+        await allowedL.close();
+        if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 9) throw e;
+      }
+    }
   });
   afterAll(async () => {
     await allowedL?.close();
@@ -204,6 +276,8 @@ describe('live: a rebinding resolver cannot steer a connection to a denied addre
   it('allowed first answer: connects to it, resolves once, the denied address sees nothing', async () => {
     const resolver = flipping('127.0.0.1', '127.0.0.2');
     const layer = new SocketLayer({ policy, resolver, idleTimeoutMs: 0 });
+    const allowedBefore = allowedL.accepted;
+    const deniedBefore = deniedL.accepted;
     try {
       for (let i = 0; i < 5; i++) {
         const r = flipping('127.0.0.1', '127.0.0.2');
@@ -223,14 +297,16 @@ describe('live: a rebinding resolver cannot steer a connection to a denied addre
     } finally {
       await layer.close();
     }
-    await new Promise((r) => setTimeout(r, 50));
-    expect(deniedL.accepted).toBe(0);
-    expect(allowedL.accepted).toBe(6);
+    await flushed(deniedL);
+    await flushed(allowedL);
+    expect(deniedL.accepted).toBe(deniedBefore);
+    expect(allowedL.accepted).toBe(allowedBefore + 6);
   });
 
   it('denied first answer: refused, even though a later answer would be allowed', async () => {
     const resolver = flipping('127.0.0.2', '127.0.0.1');
     const layer = new SocketLayer({ policy, resolver, idleTimeoutMs: 0 });
+    const deniedBefore = deniedL.accepted;
     try {
       const r = await outcome(layer.connect({ host: 'rebind.example', port }));
       expect(r).toMatchObject({ code: 'EACCES', rule: 'loopback' });
@@ -238,8 +314,8 @@ describe('live: a rebinding resolver cannot steer a connection to a denied addre
     } finally {
       await layer.close();
     }
-    await new Promise((r) => setTimeout(r, 50));
-    expect(deniedL.accepted).toBe(0);
+    await flushed(deniedL);
+    expect(deniedL.accepted).toBe(deniedBefore);
   });
 
   it('mixed answers: the denied address is skipped, the allowed one is used', async () => {
@@ -249,14 +325,16 @@ describe('live: a rebinding resolver cannot steer a connection to a denied addre
     ];
     const layer = new SocketLayer({ policy, resolver, idleTimeoutMs: 0 });
     const before = allowedL.accepted;
+    const deniedBefore = deniedL.accepted;
     try {
       expect(await outcome(layer.connect({ host: 'mixed.example', port }))).toBe('connected');
       expect(await layer.check('mixed.example', port)).toEqual({ allowed: true, address: '127.0.0.1', family: 4, port });
     } finally {
       await layer.close();
     }
-    await new Promise((r) => setTimeout(r, 50));
-    expect(deniedL.accepted).toBe(0);
+    await flushed(deniedL);
+    await flushed(allowedL);
+    expect(deniedL.accepted).toBe(deniedBefore);
     expect(allowedL.accepted).toBe(before + 1);
   });
 });
