@@ -265,7 +265,8 @@ function intValue(value: unknown): number {
     return value;
   }
   if (ArrayBuffer.isView(value)) {
-    if (value.byteLength < 4) throw shortBuffer(value.byteLength, 4);
+    const len = viewLength(value);
+    if (len < 4) throw shortBuffer(len, 4);
     return new DataView(value.buffer, value.byteOffset, 4).getInt32(0, true);
   }
   throw codedError(
@@ -279,7 +280,8 @@ function lingerValue(value: unknown): number {
   let onoff: number;
   let seconds: number;
   if (ArrayBuffer.isView(value)) {
-    if (value.byteLength < 8) throw shortBuffer(value.byteLength, 8);
+    const len = viewLength(value);
+    if (len < 8) throw shortBuffer(len, 8);
     const view = new DataView(value.buffer, value.byteOffset, 8);
     onoff = view.getInt32(0, true);
     seconds = view.getInt32(4, true);
@@ -306,6 +308,18 @@ function lingerValue(value: unknown): number {
     throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "value.linger" is out of range. It must be >= 0 and <= ${MAX_LINGER}. Received ${seconds}`);
   }
   return onoff !== 0 ? seconds : -1;
+}
+
+/**
+ * Bytes of a view; 0 when its buffer was transferred away. A detached typed array reports 0 itself, but a
+ * detached DataView throws an uncoded TypeError from every accessor.
+ */
+function viewLength(view: ArrayBufferView): number {
+  try {
+    return view.byteLength;
+  } catch {
+    return 0;
+  }
 }
 
 function shortBuffer(got: number, need: number): Error {
