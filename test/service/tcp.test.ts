@@ -314,7 +314,7 @@ describe('usage ledger', () => {
       const size = 1 + ((i * 7919) % 50_000);
       s.write(payload(size));
       if (i % 3 === 0) s.end(payload(1000));
-      else if (i % 3 === 1) setTimeout(() => s.destroy(), 30);
+      else if (i % 3 === 1) s.once('data', () => s.destroy()); // mid-exchange: at the first echo bytes, not after a guessed delay
       else idle.push({ s, size }); // left idle, reclaimed by the layer
     }
     const other = b.connect(peer.port, '127.0.0.1');
