@@ -138,8 +138,9 @@ export function target(name: string, body: (tick: () => void) => Promise<void> |
 }
 
 /** fast-check parameters shared by every target. */
-export function params(runs = RUNS): fc.Parameters<unknown> {
-  return { numRuns: runs, seed: SEED, endOnFailure: true, maxSkipsPerRun: 1000 } as fc.Parameters<unknown>;
+export function params(runs = RUNS, examples: unknown[][] = []): fc.Parameters<unknown> {
+  // Examples (inputs that once showed a defect) run first, on every run, so a short CI run catches them too.
+  return { numRuns: runs, seed: SEED, endOnFailure: true, maxSkipsPerRun: 1000, examples } as fc.Parameters<unknown>;
 }
 
 // ------------------------------------------------------------------------------------------------ values

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { SocketLayer } from '../../src/index.js';
 import type { Socket } from '../../src/tcp/socket.js';
 import { echoServer, fdCount, freePort, type Peer } from '../helpers.js';
-import { Problems, UserError, anyNumber, hostileProxy, mostly, params, settle, target, throwingGetters, watchProcess, wild } from './common.js';
+import { Problems, UserError, anyNumber, deepArray, hostileProxy, mostly, params, settle, target, throwingGetters, watchProcess, wild } from './common.js';
 
 const proc = watchProcess();
 
@@ -93,6 +93,7 @@ const connectOptions = fc.record(
 );
 
 const noop = () => {};
+const deepArrayExample = deepArray(10_000);
 const connectArgs = fc.oneof(
   { arbitrary: fc.tuple(connectOptions).map(([o]) => [o] as unknown[]), weight: 4 },
   { arbitrary: fc.tuple(connectOptions).map(([o]) => [o, noop] as unknown[]), weight: 1 },
@@ -150,7 +151,7 @@ describe('SocketLayer entry points', () => {
           problems.check('close() rejected', o, err);
         }
       }),
-      params(),
+      params(undefined, [[{ idleTimeoutMs: Object.create(null) }], [{ highWaterMark: Object.create(null) }], [{ sweepIntervalMs: deepArrayExample }]]),
     );
     problems.expectNone();
     proc.expectNone();
@@ -194,7 +195,7 @@ describe('SocketLayer entry points', () => {
           batch.push({ input, done });
           if (batch.length >= 64) await flush();
         }),
-        params(),
+        params(undefined, [[[{ port: closedPort, host: '127.0.0.1', localPort: Object.create(null) }]], [[{ port: closedPort, host: '127.0.0.1', path: Object.create(null) }]]]),
       );
       await flush();
       problems.expectNone();
@@ -249,7 +250,7 @@ describe('SocketLayer entry points', () => {
         }
         await drained(problems, input);
       }),
-      params(),
+      params(undefined, [[{ host: '127.0.0.1', port: closedPort, highWaterMark: 'abc' }, 'recording', undefined], [{ host: '127.0.0.1', port: closedPort, highWaterMark: Object.create(null) }, 'recording', undefined]]),
     );
     problems.expectNone();
     proc.expectNone();

@@ -127,7 +127,7 @@ describe('Socket methods on a connected socket', () => {
           }
         }
       }),
-      params(),
+      params(undefined, [[{ m: 'write', args: [detachedView(16, 'dv'), 'cb'] }], [{ m: 'setTimeout', args: [Object.create(null), undefined] }], [{ m: 'write', args: [detachedView(16), undefined, 'cb'] }]]),
     );
     if (s && !closed) {
       s.destroy();
@@ -191,7 +191,7 @@ describe('Socket methods on a connected socket', () => {
         if (op.m === 'end') raw!.destroy();
         if (op.m === 'end' || op.m === 'destroy') await settle(() => closed, 2000);
       }),
-      params(),
+      params(undefined, [[{ m: 'write', args: [detachedView(16, 'dv')] }], [{ m: 'writev', args: [[detachedView(8, 'dv')]] }]]),
     );
     if (raw && !closed) {
       raw.destroy();
