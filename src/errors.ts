@@ -145,3 +145,38 @@ export function describeValue(value: unknown): string {
       return Array.isArray(value) ? 'an array' : 'an object';
   }
 }
+
+/** Node's "Received ..." wording, without running user code (no getters, no toString). */
+export function receivedValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'object') {
+    let name: unknown;
+    try {
+      name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+    } catch {
+      name = undefined;
+    }
+    return `an instance of ${typeof name === 'string' && name !== '' ? name : 'Object'}`;
+  }
+  return `type ${typeof value} (${describeValue(value)})`;
+}
+
+/** Node's ERR_INVALID_ARG_TYPE. */
+export function invalidArg(name: string, type: string, value: unknown): TypeError & { code: string } {
+  return codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be of type ${type}. Received ${receivedValue(value)}`);
+}
+
+/** An AbortSignal, as Node's validateAbortSignal accepts one (any object that behaves like a signal). */
+export function validateSignal(signal: unknown, name: string): AbortSignal | undefined {
+  if (signal === undefined) return undefined;
+  if (
+    signal === null ||
+    typeof signal !== 'object' ||
+    typeof (signal as AbortSignal).aborted !== 'boolean' ||
+    typeof (signal as AbortSignal).addEventListener !== 'function' ||
+    typeof (signal as AbortSignal).removeEventListener !== 'function'
+  ) {
+    throw invalidArg(name, 'AbortSignal', signal);
+  }
+  return signal as AbortSignal;
+}

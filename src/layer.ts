@@ -9,7 +9,8 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import { isIP } from 'node:net';
-import { codedError, codes, deniedError, invalidOption, systemError } from './errors.js';
+import { codedError, codes, deniedError, describeValue, invalidArg, invalidOption, systemError } from './errors.js';
+import { bindRefusal } from './service/bind.js';
 import { Ledger, type Usage } from './service/ledger.js';
 import {
   createLookup,
@@ -207,15 +208,15 @@ export class SocketLayer {
    */
   connectRaw(options: RawConnectOptions, handlers: RawHandlers = {}): RawSocket {
     if (options === null || typeof options !== 'object') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options" argument must be of type object. Received ${describe(options)}`);
+      throw invalidArg('options', 'object', options);
     }
     if (handlers === null || typeof handlers !== 'object') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "handlers" argument must be of type object. Received ${describe(handlers)}`);
+      throw invalidArg('handlers', 'object', handlers);
     }
     for (const name of HANDLER_NAMES) {
       const fn = handlers[name];
       if (fn !== undefined && typeof fn !== 'function') {
-        throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "handlers.${name}" property must be a function. Received ${describe(fn)}`);
+        throw invalidArg(`handlers.${name}`, 'function', fn);
       }
     }
     const hwm = options.highWaterMark === undefined ? this.#hwm : validateHighWaterMark(options.highWaterMark);
@@ -231,15 +232,15 @@ export class SocketLayer {
     if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
     const family = options.family ?? 0;
     if (family !== 0 && family !== 4 && family !== 6) {
-      throw invalidOption('family', `must be 0, 4 or 6. Received ${describe(family)}`);
+      throw invalidOption('family', `must be 0, 4 or 6. Received ${describeValue(family)}`);
     }
     const connectTimeout = options.connectTimeout ?? 0;
     if (typeof connectTimeout !== 'number' || !Number.isFinite(connectTimeout) || connectTimeout < 0 || connectTimeout > TIMEOUT_MAX) {
-      throw invalidOption('connectTimeout', `must be a number of milliseconds between 0 and ${TIMEOUT_MAX}. Received ${describe(connectTimeout)}`);
+      throw invalidOption('connectTimeout', `must be a number of milliseconds between 0 and ${TIMEOUT_MAX}. Received ${describeValue(connectTimeout)}`);
     }
     const lookup = options.lookup;
     if (lookup !== undefined && typeof lookup !== 'function') {
-      throw invalidOption('lookup', `must be a dns.lookup-compatible function. Received ${describe(lookup)}`);
+      throw invalidOption('lookup', `must be a dns.lookup-compatible function. Received ${describeValue(lookup)}`);
     }
     const port = typeof options.port === 'string' && /^\d+$/.test(options.port) ? Number(options.port) : options.port;
     const host = options.host ?? 'localhost';
@@ -251,23 +252,7 @@ export class SocketLayer {
       this.#lastPort = port;
       this.#lastTarget = target;
     }
-    let refused: Error | undefined;
-    const { localAddress, localPort } = options;
-    if (localAddress !== undefined && !isAnyAddress(localAddress)) {
-      refused = systemError('EACCES', {
-        syscall: 'bind',
-        address: String(localAddress),
-        port: typeof localPort === 'number' ? localPort : undefined,
-        detail: 'binding to a specific address is not allowed',
-      });
-    } else if (localPort !== undefined && localPort !== 0) {
-      refused = systemError('EACCES', {
-        syscall: 'bind',
-        address: typeof localAddress === 'string' ? localAddress : '0.0.0.0',
-        port: Number(localPort),
-        detail: 'binding to a specific port is not allowed',
-      });
-    }
+    const refused = bindRefusal(options.localAddress, options.localPort);
     const plan: ConnectPlan = { target, resolver: lookup ? lookupResolver(lookup as LookupFunction) : undefined };
     return { port: port as number, family: family as 0 | 4 | 6, connectTimeout, refused, plan };
   }
@@ -448,41 +433,42 @@ export class SocketLayer {
   }
 }
 
-function isAnyAddress(a: unknown): boolean {
-  return a === '0.0.0.0' || a === '::' || a === '' || a === '0:0:0:0:0:0:0:0';
-}
-
 type LookupFunction = NonNullable<SocketConnectOptions['lookup']>;
 
 const HANDLER_NAMES = ['onconnect', 'ondata', 'onend', 'ondrain', 'onfinish', 'onclose'] as const;
 
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'object') return `an instance of ${(value as object).constructor?.name ?? 'Object'}`;
-  if (typeof value === 'function') return 'function';
-  return `type ${typeof value} (${String(value)})`;
-}
-
 /** Errors from a user's resolver or lookup reach the socket with a code, as a resolver failure. */
 function coded(err: unknown): Error {
   if (err instanceof Error && typeof (err as Error & { code?: unknown }).code === 'string') return err;
-  const wrapped = systemError('EAI_FAIL', { syscall: 'getaddrinfo', detail: err instanceof Error ? err.message : String(err) });
+  const wrapped = systemError('EAI_FAIL', { syscall: 'getaddrinfo', detail: err instanceof Error ? err.message : describeValue(err) });
   (wrapped as Error & { cause?: unknown }).cause = err;
   return wrapped;
 }
 
-/** Adapts a dns.lookup-style function (net's `lookup` option) into a Resolver; its answers are still vetted. */
+/**
+ * Adapts a dns.lookup-style function (net's `lookup` option) into a Resolver; its answers are still vetted. An
+ * answer that is not an address (or a list of `{ address, family }`) fails the lookup with a coded error.
+ */
 function lookupResolver(lookup: LookupFunction): Resolver {
   return (name) =>
     new Promise((resolve, reject) => {
-      lookup(name, { all: true, family: 0 }, (err: Error | null, addresses: unknown, family?: number) => {
+      const bad = (what: unknown) =>
+        reject(systemError('EAI_FAIL', { syscall: 'getaddrinfo', address: name, detail: `lookup answered ${describeValue(what)}` }));
+      lookup(name, { all: true, family: 0 }, (err: unknown, addresses: unknown, family?: unknown) => {
         if (err) return reject(err);
-        if (Array.isArray(addresses)) {
-          resolve(addresses.map((a: { address: string; family: number }) => ({ address: a.address, family: (a.family === 6 ? 6 : 4) as Family })));
-        } else {
-          const fam = family ?? isIP(String(addresses));
-          resolve([{ address: String(addresses), family: (fam === 6 ? 6 : 4) as Family }]);
+        if (typeof addresses === 'string') {
+          const fam = family === 6 || family === 4 ? family : isIP(addresses);
+          return resolve([{ address: addresses, family: (fam === 6 ? 6 : 4) as Family }]);
         }
+        if (!Array.isArray(addresses)) return bad(addresses);
+        const out: Array<{ address: string; family: Family }> = [];
+        for (const a of addresses as unknown[]) {
+          const address = a !== null && typeof a === 'object' ? (a as { address?: unknown }).address : undefined;
+          if (typeof address !== 'string') return bad(a);
+          const fam = (a as { family?: unknown }).family;
+          out.push({ address, family: (fam === 6 || fam === 'IPv6' || (fam === undefined && isIP(address) === 6) ? 6 : 4) as Family });
+        }
+        resolve(out);
       });
     });
 }

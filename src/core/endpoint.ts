@@ -11,7 +11,7 @@ import { NO_PORT } from '../service/port.js';
 import { kReclaimEpoch, kReclaimNext, kReclaimPrev, type ReclaimNode } from '../service/reclaim.js';
 import { constants as C, type SockoptHooks } from '../service/sockopts.js';
 import { getLoop, type Loop, type LoopClient } from './loop.js';
-import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_PENDING, CTR_RECV_CALLS, CTR_SEND_CALLS, CTR_STAGED } from './native.js';
+import { CTR_BYTES_READ, CTR_BYTES_WRITTEN, CTR_PENDING, CTR_RECV_CALLS, CTR_SEND_CALLS, CTR_STAGED, LAYOUT } from './native.js';
 
 /** Closed for inactivity by the layer. */
 export const EF_RECLAIMED = 1;
@@ -24,8 +24,6 @@ const EF_QUEUED = 8;
 /** First flag bit free for subclasses. */
 export const EF_FREE = 16;
 
-/** The native core's SO_LINGER answer for "lingering off" (any other answer is the linger time in seconds). */
-const LINGER_OFF = -1;
 
 const TWO_32 = 4294967296;
 
@@ -210,7 +208,7 @@ export const endpointSockoptHooks: SockoptHooks<Endpoint> = {
   getNative(e, level, name) {
     if (e.id < 0) throw systemError('EBADF', { syscall: 'getsockopt' });
     const v = getLoop().nat.socket_getsockopt(e.id, level, name);
-    if (v < 0 && !(level === C.SOL_SOCKET && name === C.SO_LINGER && v === LINGER_OFF)) {
+    if (v < 0 && !(level === C.SOL_SOCKET && name === C.SO_LINGER && v === LAYOUT.lingerOff)) {
       throw statusError(v, { syscall: 'getsockopt' });
     }
     return v;

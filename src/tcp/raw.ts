@@ -8,11 +8,12 @@
  * Memory: everything that only matters while connecting lives in a side object that is dropped once the
  * connection is up; booleans share one bit field.
  */
-import { codedError, statusError, systemError, type SockguardSystemError } from '../errors.js';
+import { describeValue, invalidArg, invalidOption, statusError, systemError, type SockguardSystemError } from '../errors.js';
 import { EF_FREE, Endpoint } from '../core/endpoint.js';
 import { STAGE_MAX, getLoop, type Loop } from '../core/loop.js';
 import { CTR_STAGED, syscallNames } from '../core/native.js';
 import { chargeSend, recordReceive, type Candidate, type ConnectClient } from '../service/port.js';
+import { constants as C } from '../service/sockopts.js';
 
 export type { Candidate };
 
@@ -69,16 +70,19 @@ interface Connecting {
   opts: [boolean | undefined, boolean | undefined, number] | undefined;
 }
 
-/** A coded TypeError for a write of something that is not bytes; the connection is left as it was. */
-function notBytes(name: string, value: unknown): TypeError {
-  const got = value === null ? 'null' : typeof value === 'object' ? `an instance of ${value.constructor?.name ?? 'Object'}` : `type ${typeof value}`;
-  return codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be a Buffer, TypedArray or DataView. Received ${got}`);
+/** A view's byte length; 0 for a view whose buffer was detached (a detached DataView throws on the getter). */
+export function byteLengthOf(view: ArrayBufferView): number {
+  try {
+    return view.byteLength;
+  } catch {
+    return 0;
+  }
 }
 
 /** Validates a high-water mark option: a positive integer up to MAX_HIGH_WATER_MARK. */
 export function validateHighWaterMark(value: unknown, name = 'highWaterMark'): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_HIGH_WATER_MARK) {
-    throw codedError(TypeError, 'ERR_SOCKGUARD_INVALID_OPTION', `The "${name}" option must be an integer between 1 and 2^30. Received ${String(value)}`);
+    throw invalidOption(name, `must be an integer between 1 and 2^30. Received ${describeValue(value)}`);
   }
   return value;
 }
@@ -291,7 +295,7 @@ export class RawSocket extends Endpoint implements ConnectClient {
     if (this.flags & F_PAUSED) nat.socket_read(this.id, false);
     const opts = c.opts;
     if (opts !== undefined) {
-      if (opts[0] !== undefined) nat.socket_setsockopt(this.id, 6, 1, opts[0] ? 1 : 0); // IPPROTO_TCP, TCP_NODELAY
+      if (opts[0] !== undefined) nat.socket_setsockopt(this.id, C.SOL_TCP, C.TCP_NODELAY, opts[0] ? 1 : 0);
       if (opts[1] !== undefined) nat.socket_keepalive(this.id, opts[1], Math.floor(opts[2] / 1000));
     }
     if (c.queue !== null) {
@@ -366,8 +370,8 @@ export class RawSocket extends Endpoint implements ConnectClient {
    */
   write(data: ArrayBufferView): boolean {
     const isBytes = data instanceof Uint8Array;
-    if (!isBytes && !ArrayBuffer.isView(data)) throw notBytes('data', data);
-    const len = data.byteLength;
+    if (!isBytes && !ArrayBuffer.isView(data)) throw invalidArg('data', 'Buffer, TypedArray or DataView', data);
+    const len = isBytes ? data.byteLength : byteLengthOf(data);
     if (this.port.quota.enabled) this.chargeSend(len);
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
       // Nothing to send (an empty or detached view) is accepted and changes nothing, as with net.
@@ -388,12 +392,12 @@ export class RawSocket extends Endpoint implements ConnectClient {
 
   /** Queues several buffers at once (one native call per slice of buffers). */
   writev(chunks: ArrayBufferView[]): boolean {
-    if (!Array.isArray(chunks)) throw notBytes('chunks', chunks);
+    if (!Array.isArray(chunks)) throw invalidArg('chunks', 'Array', chunks);
     let n = 0;
     for (let i = 0; i < chunks.length; i++) {
       const c = chunks[i];
-      if (!ArrayBuffer.isView(c)) throw notBytes(`chunks[${i}]`, c);
-      n += c.byteLength;
+      if (!ArrayBuffer.isView(c)) throw invalidArg(`chunks[${i}]`, 'Buffer, TypedArray or DataView', c);
+      n += byteLengthOf(c);
     }
     if (this.port.quota.enabled) this.chargeSend(n);
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
@@ -424,7 +428,7 @@ export class RawSocket extends Endpoint implements ConnectClient {
       throw systemError('EPIPE', { syscall: 'write', address: this.remoteAddress, port: this.remotePort || undefined });
     }
     const c = this.pending();
-    if (data.byteLength > 0) {
+    if (byteLengthOf(data) > 0) {
       const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       (c.queue ??= []).push(buf);
       c.queued += buf.length;
@@ -525,7 +529,7 @@ export class RawSocket extends Endpoint implements ConnectClient {
    * latency); turning it off is honoured. Applied once connected if called before.
    */
   setNoDelay(on: boolean): void {
-    if (this.state === RawState.Open) getLoop().nat.socket_setsockopt(this.id, 6, 1, on ? 1 : 0);
+    if (this.state === RawState.Open) getLoop().nat.socket_setsockopt(this.id, C.SOL_TCP, C.TCP_NODELAY, on ? 1 : 0);
     else if (this.state !== RawState.Closed) (this.pending().opts ??= [undefined, undefined, 0])[0] = on;
   }
 

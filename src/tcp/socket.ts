@@ -4,10 +4,10 @@
  */
 import { Duplex } from 'node:stream';
 import { endpointSockoptHooks } from '../core/endpoint.js';
-import { codedError, invalidOption, systemError } from '../errors.js';
+import { codedError, describeValue, invalidArg, systemError, validateSignal } from '../errors.js';
 import { NO_PORT, defaultPort, type LayerPort } from '../service/port.js';
 import { getsockopt, setsockopt } from '../service/sockopts.js';
-import { RAW_F_FAST_DRAIN, RawSocket, RawState } from './raw.js';
+import { RAW_F_FAST_DRAIN, RawSocket, RawState, byteLengthOf } from './raw.js';
 import { kRaw } from './symbols.js';
 
 /** Node's largest timer delay: longer ones would fire after 1 ms. */
@@ -168,14 +168,14 @@ export class Socket extends Duplex {
       throw codedError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed');
     }
     if (options.path !== undefined) {
-      throw systemError('EAFNOSUPPORT', { syscall: 'connect', address: String(options.path) });
+      throw systemError('EAFNOSUPPORT', { syscall: 'connect', address: typeof options.path === 'string' ? options.path : describeValue(options.path) });
     }
     const raw = this[kRaw];
     const port = raw.port === NO_PORT ? defaultPort() : raw.port;
     // Everything is validated before anything is admitted: a bad option leaves no trace in the layer.
     const request = port.validateConnect(options);
     const timeout = options.timeout === undefined ? undefined : validateTimeout(options.timeout, 'timeout');
-    const signal = options.signal === undefined ? undefined : validateSignal(options.signal);
+    const signal = validateSignal(options.signal, 'options.signal');
     if (raw.port === NO_PORT) {
       raw.port = port;
       raw.highWaterMark = port.highWaterMark;
@@ -223,6 +223,13 @@ export class Socket extends Duplex {
     // bookkeeping that dominates the cost of small writes; anything unusual takes the stream path.
     const ws = (this as unknown as { _writableState: { length: number; corked: number; ending: boolean; destroyed: boolean } })
       ._writableState;
+    // Nothing to send (an empty or detached view) is accepted and changes nothing, as with net; the stream's own
+    // path would try to wrap a detached view in a Buffer and throw.
+    if (ArrayBuffer.isView(chunk) && byteLengthOf(chunk) === 0 && !ws.ending && !ws.destroyed) {
+      const callback = typeof encoding === 'function' ? encoding : cb;
+      if (typeof callback === 'function') process.nextTick(callback as Callback, null);
+      return !this.writableNeedDrain;
+    }
     if (
       ws.length === 0 &&
       ws.corked === 0 &&
@@ -503,17 +510,10 @@ Object.defineProperties(Socket.prototype, {
 
 function validateTimeout(ms: unknown, name: string): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > TIMEOUT_MAX) {
-    throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be >= 0 && <= ${TIMEOUT_MAX}. Received ${String(ms)}`);
+    if (typeof ms !== 'number') throw invalidArg(name, 'number', ms);
+    throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be >= 0 && <= ${TIMEOUT_MAX}. Received ${ms}`);
   }
   return ms;
-}
-
-function validateSignal(signal: unknown): AbortSignal {
-  if (signal === null || typeof signal !== 'object' || typeof (signal as AbortSignal).aborted !== 'boolean' ||
-      typeof (signal as AbortSignal).addEventListener !== 'function') {
-    throw invalidOption('signal', 'must be an AbortSignal');
-  }
-  return signal as AbortSignal;
 }
 
 function abortError(signal: AbortSignal): Error {

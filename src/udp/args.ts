@@ -8,7 +8,9 @@
  * Nothing here reads a property of a user object more than once, and error messages never convert user values
  * with `String()`, which can throw or recurse without bound.
  */
-import { codedError, describeValue } from '../errors.js';
+import { codedError, describeValue, invalidArg, validateSignal } from '../errors.js';
+
+export { invalidArg };
 
 /** `bind(options)`, as dgram takes it. */
 export interface UdpBindOptions {
@@ -37,24 +39,6 @@ export interface SocketArgs {
   signal: AbortSignal | undefined;
 }
 
-/** Node's "Received ..." wording, without running user code (no getters, no toString). */
-function received(value: unknown): string {
-  if (value === null || value === undefined) return String(value);
-  if (typeof value === 'object') {
-    let name: unknown;
-    try {
-      name = (value as { constructor?: { name?: unknown } }).constructor?.name;
-    } catch {
-      name = undefined;
-    }
-    return `an instance of ${typeof name === 'string' && name !== '' ? name : 'Object'}`;
-  }
-  return `type ${typeof value} (${describeValue(value)})`;
-}
-
-export function invalidArg(name: string, type: string, value: unknown): TypeError {
-  return codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be of type ${type}. Received ${received(value)}`);
-}
 
 export function badPort(port: unknown): RangeError {
   return codedError(RangeError, 'ERR_SOCKET_BAD_PORT', `Port should be > 0 and < 65536. Received ${describeValue(port)}.`);
@@ -75,25 +59,6 @@ export function bufferSize(size: unknown, name: string): number | undefined {
     throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be a positive int32. Received ${size}`);
   }
   return size;
-}
-
-export function isAnyAddress(a: string): boolean {
-  return a === '' || a === '0.0.0.0' || a === '::' || a === '0:0:0:0:0:0:0:0';
-}
-
-/** An AbortSignal, as Node's validateAbortSignal accepts one (any object that behaves like a signal). */
-export function validateSignal(signal: unknown, name: string): AbortSignal | undefined {
-  if (signal === undefined) return undefined;
-  if (
-    signal === null ||
-    typeof signal !== 'object' ||
-    typeof (signal as AbortSignal).aborted !== 'boolean' ||
-    typeof (signal as AbortSignal).addEventListener !== 'function' ||
-    typeof (signal as AbortSignal).removeEventListener !== 'function'
-  ) {
-    throw invalidArg(name, 'AbortSignal', signal);
-  }
-  return signal as AbortSignal;
 }
 
 /**

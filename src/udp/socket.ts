@@ -25,7 +25,8 @@ import { getLoop, type Loop } from '../core/loop.js';
 import { formatV4, formatV6 } from '../policy/literal.js';
 import { chargeQuota, chargeSend, recordReceive, type Candidate, type LayerPort } from '../service/port.js';
 import { constants as C, getsockopt, setsockopt, type SockoptValue } from '../service/sockopts.js';
-import { bindArgs, bufferSize, connectArgs, invalidArg, isAnyAddress, lastFunction, sendArgs, socketArgs, type SendCallback, type UdpBindOptions } from './args.js';
+import { bindRefusal } from '../service/bind.js';
+import { bindArgs, bufferSize, connectArgs, invalidArg, lastFunction, sendArgs, socketArgs, type SendCallback, type UdpBindOptions } from './args.js';
 
 /** `layer.createSocket()` options (a subset of dgram's). */
 export interface UdpSocketOptions {
@@ -220,10 +221,6 @@ export class UdpSocket extends EventEmitter {
     this.#port = port;
     this.#h = new UdpHandle(this, port);
     const signal = args.signal;
-    if (signal !== undefined && (signal === null || typeof signal !== 'object' || typeof signal.aborted !== 'boolean' ||
-        typeof signal.addEventListener !== 'function')) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "options.signal" property must be an AbortSignal');
-    }
     // Validated in full before admission: a refused socket leaves no trace in the layer.
     const over = port.quota.enabled ? port.quota.check('creates') : null;
     if (over !== null) {
@@ -258,15 +255,8 @@ export class UdpSocket extends EventEmitter {
     let refused: Error | undefined;
     if (fd !== undefined && fd !== null) {
       refused = systemError('EACCES', { syscall: 'bind', detail: 'binding to an existing descriptor is not allowed' });
-    } else if (address !== undefined && address !== null && !isAnyAddress(address)) {
-      refused = systemError('EACCES', { syscall: 'bind', address, port: port ?? 0, detail: 'binding to a specific address is not allowed' });
-    } else if (port !== undefined && port !== null && port !== 0) {
-      refused = systemError('EACCES', {
-        syscall: 'bind',
-        address: (address as string | undefined) || this.#anyAddress(),
-        port,
-        detail: 'binding to a specific port is not allowed',
-      });
+    } else {
+      refused = bindRefusal(address, port, this.#anyAddress());
     }
     if (refused === undefined) refused = chargeQuota(this.#port, 'binds') ?? undefined;
     if (refused !== undefined) {

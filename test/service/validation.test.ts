@@ -66,7 +66,7 @@ describe('refused options admit nothing', () => {
     ['connectTimeout: -1', { connectTimeout: -1 }, 'ERR_SOCKGUARD_INVALID_OPTION'],
     ['connectTimeout: NaN', { connectTimeout: Number.NaN }, 'ERR_SOCKGUARD_INVALID_OPTION'],
     ['connectTimeout: 3e9 (past the largest timer)', { connectTimeout: 3e9 }, 'ERR_SOCKGUARD_INVALID_OPTION'],
-    ["signal: 'x'", { signal: 'x' }, 'ERR_SOCKGUARD_INVALID_OPTION'],
+    ["signal: 'x'", { signal: 'x' }, 'ERR_INVALID_ARG_TYPE'],
     ["lookup: 'x'", { lookup: 'x' }, 'ERR_SOCKGUARD_INVALID_OPTION'],
     ['timeout: 3e9', { timeout: 3e9 }, 'ERR_OUT_OF_RANGE'],
     ['family: 5', { family: 5 }, 'ERR_SOCKGUARD_INVALID_OPTION'],
