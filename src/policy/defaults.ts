@@ -102,6 +102,11 @@ export function googlePrefixes(): string[] {
   return googleCache;
 }
 
+/** Is `list` the vendored Google list itself (as returned by {@link googlePrefixes}), not an operator's list? */
+export function isGooglePrefixes(list: readonly string[]): boolean {
+  return googleCache !== undefined && list === googleCache;
+}
+
 /**
  * Extracts the prefixes of a provider list: Google's published shape (`{ prefixes: [{ ipv4Prefix } |
  * { ipv6Prefix }] }`), `{ prefixes: ["cidr", ...] }`, or a bare array of CIDR strings.

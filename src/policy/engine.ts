@@ -12,7 +12,7 @@
  */
 import diagnostics_channel from 'node:diagnostics_channel';
 import { codedError, codes } from '../errors.js';
-import { DEFAULT_DENIED_PORTS, DEFAULT_EXCEPTIONS, type Exception, PORT_REASONS, SPECIAL_V4, SPECIAL_V6, googlePrefixes } from './defaults.js';
+import { DEFAULT_DENIED_PORTS, DEFAULT_EXCEPTIONS, type Exception, PORT_REASONS, SPECIAL_V4, SPECIAL_V6, googlePrefixes, isGooglePrefixes } from './defaults.js';
 import * as lit from './literal.js';
 import { flatten, parsePrefix, type Prefix, type Tagged, V4Table, V6Table } from './tables.js';
 import type { Decision, Denied, Family, Policy, Target } from './types.js';
@@ -226,6 +226,25 @@ function normaliseHostKey(name: string): string {
   return n.toLowerCase();
 }
 
+// Every policy compiles the special-purpose table and (unless replaced) the vendored Google list. Their parsed
+// prefixes are the same in every policy, so they are parsed once per process: parsing them was most of the cost
+// of building a policy from an object or a file. Prefixes and denials are immutable, so compiled policies can
+// share them. Operator prefixes are parsed per policy (they differ, and caching them would grow without bound).
+let specialCache: readonly Tagged<Tag>[] | undefined;
+function specialItems(): readonly Tagged<Tag>[] {
+  specialCache ??= [...SPECIAL_V4, ...SPECIAL_V6].map((e) => {
+    const prefix = parsePrefix(e.cidr);
+    return { prefix, tag: { kind: 'special', denial: e.rule === null ? null : denial(e.rule, `${prefix.text}: ${e.reason}`) } };
+  });
+  return specialCache;
+}
+
+let googleParsedCache: readonly Prefix[] | undefined;
+function googleParsed(): readonly Prefix[] {
+  googleParsedCache ??= googlePrefixes().map((cidr) => parsePrefix(cidr));
+  return googleParsedCache;
+}
+
 /** A policy configuration compiled into lookup tables. Immutable; shared by the policies built from it. */
 export class CompiledPolicy {
   private readonly v4: V4Table<Cell>;
@@ -236,10 +255,7 @@ export class CompiledPolicy {
 
   constructor(config: PolicyConfig) {
     const items: Tagged<Tag>[] = [];
-    for (const e of [...SPECIAL_V4, ...SPECIAL_V6]) {
-      const prefix = parsePrefix(e.cidr);
-      items.push({ prefix, tag: { kind: 'special', denial: e.rule === null ? null : denial(e.rule, `${prefix.text}: ${e.reason}`) } });
-    }
+    items.push(...specialItems());
     for (const d of config.deny) {
       const prefix = parsePrefix(d.cidr, true);
       items.push({ prefix, tag: { kind: 'deny', denial: denial(d.rule, d.reason ?? `${prefix.text}: denied by the operator policy`) } });
@@ -250,8 +266,9 @@ export class CompiledPolicy {
       items.push({ prefix, tag: { kind: 'allow', rule } });
     }
     for (const p of config.providers) {
-      for (const cidr of p.prefixes) {
-        const prefix = parsePrefix(cidr);
+      const builtin = isGooglePrefixes(p.prefixes) ? googleParsed() : null;
+      for (let i = 0; i < p.prefixes.length; i++) {
+        const prefix = builtin !== null ? builtin[i]! : parsePrefix(p.prefixes[i]!);
         items.push({ prefix, tag: { kind: 'provider', denial: denial(`provider:${p.name}`, `${prefix.text}: published range of provider ${p.name}`) } });
       }
     }
