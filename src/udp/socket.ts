@@ -3,10 +3,10 @@
  * before a datagram leaves, every datagram is counted natively, and the socket is tracked for the ledger and
  * idle reclaim like a TCP socket.
  *
- * Split in two, like Socket over RawSocket: `UdpSocket` is the user-facing EventEmitter; `UdpHandle` owns the
- * native slot (id, counter view) and is what the loop dispatches to and what the layer tracks. The split is
- * forced by dgram's API: `socket.remoteAddress()` is a method there, while the layer reads `remoteAddress` as a
- * property of its entries.
+ * Split like Socket over RawSocket: `UdpSocket` is the user-facing EventEmitter; `UdpHandle` (handle.ts) owns
+ * the native slot and is what the loop dispatches to and what the layer tracks; waiting sends keep their order
+ * in a SendQueue (send-queue.ts); received datagrams are decoded by a DatagramReader (datagram.ts); arguments
+ * are parsed in args.ts.
  *
  * Where this deliberately differs from dgram:
  * - bind() accepts only the any-address and port 0 (docs/service.md#binding); anything else is an EACCES 'error'.
@@ -18,15 +18,17 @@
  *   setTTL() is EACCES too: IP_TTL is not among the service's options (docs/service.md#socket-options).
  */
 import { EventEmitter } from 'node:events';
-import { constants as osConstants, endianness } from 'node:os';
+import { constants as osConstants } from 'node:os';
 import { codedError, statusError, systemError } from '../errors.js';
-import { EF_UNREF, Endpoint, endpointSockoptHooks } from '../core/endpoint.js';
+import { endpointSockoptHooks } from '../core/endpoint.js';
 import { getLoop, type Loop } from '../core/loop.js';
-import { formatV4, formatV6 } from '../policy/literal.js';
 import { chargeQuota, chargeSend, recordReceive, type Candidate, type LayerPort } from '../service/port.js';
 import { constants as C, getsockopt, setsockopt, type SockoptValue } from '../service/sockopts.js';
 import { bindRefusal } from '../service/bind.js';
 import { bindArgs, bufferSize, connectArgs, invalidArg, lastFunction, sendArgs, socketArgs, type SendCallback, type UdpBindOptions } from './args.js';
+import { DatagramReader, type RemoteInfo } from './datagram.js';
+import { UdpHandle, kClose, kLayerClose, kMessage, kRecvError, type UdpOwner } from './handle.js';
+import { MAX_SEND_RETRIES, SendQueue, type PendingSend } from './send-queue.js';
 
 /** `layer.createSocket()` options (a subset of dgram's). */
 export interface UdpSocketOptions {
@@ -40,15 +42,8 @@ export interface UdpSocketOptions {
   signal?: AbortSignal;
 }
 
-/** Where a datagram came from, as dgram reports it. */
-export interface RemoteInfo {
-  address: string;
-  family: 'IPv4' | 'IPv6';
-  port: number;
-  size: number;
-}
+export type { RemoteInfo };
 
-/** A local or remote address, as dgram's `address()` and `remoteAddress()` report it. */
 export interface AddressInfo {
   address: string;
   family: 'IPv4' | 'IPv6';
@@ -63,9 +58,6 @@ type SendData = string | ArrayBufferView | ReadonlyArray<string | ArrayBufferVie
 
 const EAGAIN = osConstants.errno.EAGAIN;
 const ENOBUFS = osConstants.errno.ENOBUFS;
-const LITTLE_ENDIAN = endianness() === 'LE';
-/** Retries of a datagram the kernel refused for lack of buffer space (about one per millisecond) before it fails. */
-const MAX_SEND_RETRIES = 1000;
 
 // Socket states.
 const S_UNBOUND = 0; // no native socket yet
@@ -77,111 +69,12 @@ const C_NONE = 0;
 const C_CONNECTING = 1;
 const C_CONNECTED = 2;
 
-/** A send waiting its turn: behind a name resolution, a connect, or a kernel buffer that was full. */
-interface PendingSend {
-  data: Buffer[];
-  bytes: number;
-  /** The vetted destination; null for a send on the connected peer. */
-  dest: Candidate | null;
-  port: number;
-  /** Set when vetting failed: reported instead of sending. */
-  error: Error | null;
-  ready: boolean;
-  charged: boolean;
-  retries: number;
-  cb: SendCallback | undefined;
-  /** Report only to the callback: the failure already surfaced as an 'error' (a failed connect). */
-  quiet: boolean;
-}
-
-let dgramHeader = -1;
-
-/**
- * The native side of a UdpSocket and its layer entry. disconnect() replaces the native socket, so there may be
- * several over its life; the endpoint keeps the counters of those already closed.
- */
-class UdpHandle extends Endpoint {
-  readonly owner: UdpSocket;
-  /** Closed for good (the socket's own state lives in UdpSocket). */
-  shut = false;
-
-  constructor(owner: UdpSocket, port: LayerPort) {
-    super();
-    this.owner = owner;
-    this.port = port;
-  }
-
-  protected get closed(): boolean {
-    return this.shut;
-  }
-
-  /** A bound UDP socket is always reading: it keeps the process alive unless unref'd, as with dgram. */
-  protected active(): boolean {
-    return !this.shut;
-  }
-
-  /** The EPIPE/activity guard of every operation. */
-  guard(syscall: string): void {
-    this.operation(syscall);
-  }
-
-  get unrefd(): boolean {
-    return (this.flags & EF_UNREF) !== 0;
-  }
-
-  /** Opens and registers a native socket bound to the any-address, port `port` (0: the kernel picks). */
-  open(loop: Loop, family: 4 | 6, port: number): number {
-    const id = loop.open(this);
-    let r = loop.nat.udp_open(id, family);
-    if (r < 0) {
-      loop.release(id);
-      return r;
-    }
-    r = loop.nat.udp_bind(id, family, family === 6 ? '::' : '0.0.0.0', port);
-    if (r < 0) {
-      loop.nat.socket_close(id);
-      loop.release(id);
-      return r;
-    }
-    this.bindNative(loop, id);
-    return 0;
-  }
-
-  /** Closes the native socket, keeping its final counters. */
-  drop(): void {
-    this.dropNative();
-  }
-
-  _reclaimClose(): void {
-    this.owner[kClose](null);
-  }
-
-  _layerClose(): Promise<void> {
-    return this.owner[kLayerClose]();
-  }
-
-  override _onDgram(slab: Buffer, offset: number, length: number): void {
-    this.owner[kMessage](slab, offset, length);
-  }
-
-  override _onError(status: number): void {
-    this.owner[kRecvError](status);
-  }
-}
-
-// Internal entry points the handle calls; symbols keep them off the dgram-shaped public surface.
-const kClose = Symbol('sockguard.udp.close');
-const kLayerClose = Symbol('sockguard.udp.layerClose');
-const kMessage = Symbol('sockguard.udp.message');
-const kRecvError = Symbol('sockguard.udp.recvError');
-const kRetry = Symbol('sockguard.udp.retry');
-
 /**
  * A dgram.Socket-compatible UDP socket on sockguard's native core. Create it with `layer.createSocket()`.
  *
  * Events: `'message'` (msg, rinfo), `'listening'`, `'connect'`, `'error'`, `'close'`.
  */
-export class UdpSocket extends EventEmitter {
+export class UdpSocket extends EventEmitter implements UdpOwner {
   /** 'udp4' or 'udp6'. */
   readonly type: 'udp4' | 'udp6';
   readonly #port: LayerPort;
@@ -189,17 +82,11 @@ export class UdpSocket extends EventEmitter {
   readonly #h: UdpHandle;
   #state = S_UNBOUND;
   #connect = C_NONE;
-  /** Sends waiting their turn, oldest first, from index #head. */
-  #queue: PendingSend[] = [];
-  #head = 0;
-  #retry: NodeJS.Timeout | undefined = undefined;
+  readonly #sends = new SendQueue((s) => this.#dispatch(s));
   #sizes: [recv: number | undefined, send: number | undefined];
   #onAbort: (() => void) | undefined = undefined;
   #signal: AbortSignal | undefined;
-  /** The last decoded sender, so a steady peer costs no string building per datagram. */
-  #lastFamily = 0;
-  #lastWords = new Uint32Array(4);
-  #lastAddress = '';
+  readonly #reader = new DatagramReader();
 
   /**
    * @param port the layer's interface for UDP sockets
@@ -319,8 +206,7 @@ export class UdpSocket extends EventEmitter {
     if (err !== null) {
       this.#connect = C_NONE;
       // Sends queued for the connection that never came fail with the same reason, in their callbacks only.
-      for (let i = this.#head; i < this.#queue.length; i++) {
-        const s = this.#queue[i]!;
+      for (const s of this.#sends.waiting()) {
         if (s.dest === null && !s.ready && s.error === null) {
           s.error = err;
           s.ready = true;
@@ -333,7 +219,7 @@ export class UdpSocket extends EventEmitter {
       } else {
         this.emit('error', err);
       }
-      this.#drain();
+      this.#sends.drain();
       return;
     }
     this.#connect = C_CONNECTED;
@@ -341,12 +227,11 @@ export class UdpSocket extends EventEmitter {
     this.#h.remotePort = port;
     this.#port.connected();
     this.#port.touch(this.#h);
-    for (let i = this.#head; i < this.#queue.length; i++) {
-      const s = this.#queue[i]!;
+    for (const s of this.#sends.waiting()) {
       if (s.dest === null && s.error === null) s.ready = true;
     }
     this.emit('connect');
-    this.#drain();
+    this.#sends.drain();
   }
 
   /** Dissolves the association made by connect(); the local port, options and queued datagrams stay. */
@@ -436,12 +321,12 @@ export class UdpSocket extends EventEmitter {
             (c) => {
               s.dest = c;
               s.ready = true;
-              this.#drain();
+              this.#sends.drain();
             },
             (err: Error) => {
               s.error = err;
               s.ready = true;
-              this.#drain();
+              this.#sends.drain();
             },
           );
         } else if (vetted !== undefined) {
@@ -451,25 +336,7 @@ export class UdpSocket extends EventEmitter {
       }
     }
     // Nothing ahead of it: send now. Otherwise (or when the kernel had no room) it waits its turn.
-    if (!s.ready || this.#head !== this.#queue.length || !this.#dispatch(s)) this.#queue.push(s);
-  }
-
-  /** Sends every ready send at the head of the queue, in order; stops at the first that is still waiting. */
-  #drain(): void {
-    const q = this.#queue;
-    while (this.#head < q.length && this.#retry === undefined && this.#state !== S_CLOSED) {
-      const s = q[this.#head]!;
-      if (!s.ready) return;
-      q[this.#head++] = undefined as unknown as PendingSend;
-      if (!this.#dispatch(s)) {
-        q[--this.#head] = s;
-        return;
-      }
-    }
-    if (this.#head === q.length) {
-      q.length = 0;
-      this.#head = 0;
-    }
+    this.#sends.push(s);
   }
 
   /** Sends (or fails) one ready send. False when the kernel had no room: it stays first in line for a retry. */
@@ -492,20 +359,13 @@ export class UdpSocket extends EventEmitter {
       return true;
     }
     if ((r === -EAGAIN || r === -ENOBUFS) && s.retries++ < MAX_SEND_RETRIES) {
-      // UDP sockets have no writability wait in the core: the send buffer drains on its own, so try again
-      // shortly, keeping this datagram (and everything after it) in order.
-      this.#retry = setTimeout(retrySend, 1, this);
-      if (this.#h.unrefd) this.#retry.unref();
+      // The send buffer drains on its own: try again shortly, keeping this datagram (and everything after it)
+      // in order.
+      this.#sends.retrySoon();
       return false;
     }
     this.#report(s, statusError(r, { syscall: 'send', address: dest?.address ?? this.#h.remoteAddress, port: dest === null ? this.#h.remotePort : s.port }));
     return true;
-  }
-
-  /** @internal timer callback of a send retry */
-  [kRetry](): void {
-    this.#retry = undefined;
-    this.#drain();
   }
 
   #report(s: PendingSend, err: Error): void {
@@ -590,14 +450,12 @@ export class UdpSocket extends EventEmitter {
 
   /** Bytes of the sends still waiting (for a resolution, a connect or kernel buffer space). */
   getSendQueueSize(): number {
-    let n = 0;
-    for (let i = this.#head; i < this.#queue.length; i++) n += this.#queue[i]!.bytes;
-    return n;
+    return this.#sends.bytes;
   }
 
   /** Number of sends still waiting. */
   getSendQueueCount(): number {
-    return this.#queue.length - this.#head;
+    return this.#sends.count;
   }
 
   /** IP_TTL is not one of the service's options (docs/service.md#socket-options): EACCES once the argument is valid. */
@@ -650,14 +508,14 @@ export class UdpSocket extends EventEmitter {
   /** Keeps the process alive while the socket is open (the default). */
   ref(): this {
     this.#h.ref();
-    this.#retry?.ref();
+    this.#sends.ref();
     return this;
   }
 
   /** Lets the process exit while the socket is open. */
   unref(): this {
     this.#h.unref();
-    this.#retry?.unref();
+    this.#sends.unref();
     return this;
   }
 
@@ -696,7 +554,6 @@ export class UdpSocket extends EventEmitter {
   /** Opens the native socket bound to the any-address, port 0, and announces 'listening' (also when implicit). */
   #open(): Error | null {
     const loop = getLoop();
-    if (dgramHeader < 0) dgramHeader = loop.nat.layout().dgramHeader;
     const r = this.#h.open(loop, this.#family, 0);
     if (r < 0) return statusError(r, { syscall: 'bind', address: this.#anyAddress(), port: 0 });
     this.#state = S_BOUND;
@@ -731,20 +588,7 @@ export class UdpSocket extends EventEmitter {
     this.#state = S_CLOSED;
     this.#h.shut = true;
     this.#connect = C_NONE;
-    if (this.#retry !== undefined) {
-      clearTimeout(this.#retry);
-      this.#retry = undefined;
-    }
-    const q = this.#queue;
-    if (this.#head < q.length) {
-      const epipe = systemError('EPIPE', { syscall: 'send' });
-      for (let i = this.#head; i < q.length; i++) {
-        const cb = q[i]!.cb;
-        if (cb !== undefined) process.nextTick(cb, epipe);
-      }
-    }
-    this.#queue = [];
-    this.#head = 0;
+    this.#sends.close(sendEpipe);
     if (this.#signal !== undefined) {
       this.#signal.removeEventListener('abort', this.#onAbort!);
       this.#signal = undefined;
@@ -780,43 +624,8 @@ export class UdpSocket extends EventEmitter {
       }
     }
     port.touch(this.#h);
-    const start = offset + dgramHeader;
-    const msg = Buffer.allocUnsafe(length);
-    slab.copy(msg, 0, start, start + length);
-    const family = slab[offset]!;
-    const rport = LITTLE_ENDIAN ? slab.readUInt16LE(offset + 2) : slab.readUInt16BE(offset + 2);
-    const rinfo: RemoteInfo = {
-      address: this.#sender(slab, offset + 4, family),
-      family: family === 6 ? 'IPv6' : 'IPv4',
-      port: rport,
-      size: length,
-    };
+    const [msg, rinfo] = this.#reader.read(slab, offset, length);
     this.emit('message', msg, rinfo);
-  }
-
-  #sender(slab: Buffer, at: number, family: number): string {
-    const w = this.#lastWords;
-    const w0 = slab.readUInt32BE(at);
-    if (family === 4) {
-      if (this.#lastFamily !== 4 || w[0] !== w0) {
-        this.#lastFamily = 4;
-        w[0] = w0;
-        this.#lastAddress = formatV4(w0);
-      }
-      return this.#lastAddress;
-    }
-    const w1 = slab.readUInt32BE(at + 4);
-    const w2 = slab.readUInt32BE(at + 8);
-    const w3 = slab.readUInt32BE(at + 12);
-    if (this.#lastFamily !== 6 || w[0] !== w0 || w[1] !== w1 || w[2] !== w2 || w[3] !== w3) {
-      this.#lastFamily = 6;
-      w[0] = w0;
-      w[1] = w1;
-      w[2] = w2;
-      w[3] = w3;
-      this.#lastAddress = formatV6(w0, w1, w2, w3);
-    }
-    return this.#lastAddress;
   }
 
   /**
@@ -829,10 +638,6 @@ export class UdpSocket extends EventEmitter {
     const h = this.#h;
     this.emit('error', statusError(status, { syscall: 'recvmsg', address: h.remoteAddress, port: h.remotePort || undefined }));
   }
-}
-
-function retrySend(socket: UdpSocket): void {
-  socket[kRetry]();
 }
 
 function emitErrorNT(socket: UdpSocket, err: Error): void {
@@ -858,4 +663,8 @@ function unsupportedType(type: unknown, detail: string): Error {
 
 function eisconnOnSend(): Error {
   return systemError('EISCONN', { syscall: 'send', detail: 'the socket is connected: omit port and address' });
+}
+
+function sendEpipe(): Error {
+  return systemError('EPIPE', { syscall: 'send' });
 }
