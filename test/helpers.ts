@@ -112,8 +112,10 @@ export interface Blackhole {
  * Connecting to it hangs in SYN_SENT, which is what a connect timeout needs, without leaving the machine.
  */
 export async function blackhole(): Promise<Blackhole> {
+  // The first filler's handshake completes into the empty queue, which then holds all a backlog of 0 admits:
+  // once it is connected (writable), later SYNs are dropped, so the port is announced only then.
   const script = `
-import socket, sys
+import select, socket, sys
 s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)
 port = s.getsockname()[1]
 fill = []
@@ -122,6 +124,8 @@ for i in range(4):
     try: c.connect(('127.0.0.1', port))
     except BlockingIOError: pass
     fill.append(c)
+select.select([], [fill[0]], [], 5)
+if fill[0].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0: sys.exit(1)
 print(port, flush=True)
 sys.stdin.read()
 `;
@@ -135,8 +139,6 @@ sys.stdin.read()
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`blackhole exited ${code}`)));
   });
-  // Give the filler connections time to occupy the accept queue.
-  await new Promise((r) => setTimeout(r, 50));
   return {
     port,
     close() {
