@@ -137,7 +137,9 @@ export class Socket extends Duplex {
     super({
       allowHalfOpen: options.allowHalfOpen ?? false,
       readableHighWaterMark: options.readableHighWaterMark,
-      writableHighWaterMark: options.writableHighWaterMark,
+      // writableLength counts the native queue too, so the stream's mark is the queue's: write() says stop
+      // once about that many bytes wait, as net's does at its own mark.
+      writableHighWaterMark: options.writableHighWaterMark ?? options.layer?.port.highWaterMark,
       signal: options.signal,
       emitClose: false,
       autoDestroy: true,
