@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { codedError, codes, describeValue } from '../errors.js';
 import { SPECIAL_V4, SPECIAL_V6, googlePrefixes, providerPrefixesOf } from './defaults.js';
 import { type PolicyConfig, defaultConfig } from './engine.js';
-import { childPath, JsonSyntaxError, lineColumn, parseJson } from './json.js';
+import { childPath, JsonSyntaxError, lineColumn, parseJson, type Positions } from './json.js';
 import { normaliseName } from './literal.js';
 import { contains, parsePrefix, type Prefix, PrefixError } from './tables.js';
 
@@ -29,7 +29,7 @@ export interface PolicyError extends Error {
 interface Source {
   file?: string;
   text?: string;
-  positions?: Map<string, number>;
+  positions?: Positions;
   /** Directory that relative provider paths are resolved against. */
   baseDir: string;
 }
