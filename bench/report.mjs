@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ARM_ORDER = ['net', 'net+cork', 'sockguard', 'sockguard-raw', 'c'];
+const ARM_ORDER = ['net', 'net+cork', 'sockguard', 'sockguard-raw', 'sockguard@base', 'sockguard-raw@base', 'c'];
 const COLORS = { 'net+cork': '#8c8c8c', sockguard: '#1f77b4', 'sockguard-raw': '#2ca02c', c: '#d62728' };
 
 export function median(xs) {

@@ -5,10 +5,11 @@
 //
 //   node bench/run.mjs [--quick] [--reps N] [--seconds S] [--scenarios a,b] [--arms a,b]
 //                      [--server c|net] [--echo-refill each|window] [--no-micro] [--server-cpu N] [--client-cpu N]
+//                      [--baseline DIR]   (DIR: another built checkout; adds its Duplex and raw arms to every scenario)
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderMarkdown, renderSvg } from './report.mjs';
 
@@ -55,6 +56,16 @@ const ARMS = {
   'sockguard-raw': { label: 'sockguard raw', cmd: () => [process.execPath, join(here, 'clients/sockguard-raw.mjs')], needsDist: true },
   c: { label: 'C (limit)', cmd: () => [join(binDir, 'client')] },
 };
+
+// A built checkout of another version (for example the previous release), run side by side with this one so a
+// change is measured against its base in one run, on the same machine state.
+const baseline = opt('--baseline', null);
+if (baseline) {
+  const dist = resolve(baseline, 'dist', 'index.js');
+  if (!existsSync(dist)) die(`--baseline: ${dist} not found (build that checkout first)`);
+  ARMS['sockguard@base'] = { ...ARMS.sockguard, label: 'sockguard Duplex (baseline)', extra: { dist } };
+  ARMS['sockguard-raw@base'] = { ...ARMS['sockguard-raw'], label: 'sockguard raw (baseline)', extra: { dist } };
+}
 
 // `net+cork` only where corking changes what `net` does (batches of small writes).
 const SCENARIOS = [
@@ -132,6 +143,12 @@ const SCENARIOS = [
 const onlyScenarios = opt('--scenarios', null)?.split(',');
 const onlyArms = opt('--arms', null)?.split(',');
 const scenarios = SCENARIOS.filter((s) => !onlyScenarios || onlyScenarios.includes(s.id));
+if (baseline) {
+  for (const s of scenarios) {
+    const i = s.arms.indexOf('sockguard-raw');
+    if (i >= 0) s.arms.splice(i + 1, 0, 'sockguard@base', 'sockguard-raw@base');
+  }
+}
 
 // ---- process hygiene: every child is stopped on exit, failure or Ctrl-C ------------------------
 
@@ -465,7 +482,7 @@ async function main() {
   writeFileSync(join(outDir, `latest-${config.mode}.json`), JSON.stringify(run, null, 2));
   const md = renderMarkdown(run);
   // Only a complete run replaces the published results; a filtered one stays in bench/out/.
-  const complete = !onlyScenarios && !onlyArms && sg.ok;
+  const complete = !onlyScenarios && !onlyArms && !baseline && sg.ok;
   if (complete) {
     writeFileSync(join(resultsDir, 'latest.md'), md);
     writeFileSync(join(resultsDir, 'latest.svg'), renderSvg(run));

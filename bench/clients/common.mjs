@@ -27,7 +27,7 @@ export function parseArgs(argv = process.argv.slice(2)) {
     if (i < 0) continue;
     const k = a.slice(0, i);
     const v = a.slice(i + 1);
-    o[k] = k === 'host' || k === 'policy' || k === 'refill' ? v : Number(v);
+    o[k] = k === 'host' || k === 'policy' || k === 'refill' || k === 'dist' ? v : Number(v);
   }
   if (!/^127\.\d+\.\d+\.\d+$/.test(o.host)) fail(new Error('host must be an IPv4 loopback address'));
   return o;

@@ -12,8 +12,10 @@ export const distEntry = join(root, 'dist', 'index.js');
  * range, written by the driver (bench/policies/), so the connect-rate arm pays for a real rule match.
  */
 export async function createLayer(o) {
-  if (!existsSync(distEntry)) throw new Error('dist/index.js missing: run `npm run build`');
-  const { SocketLayer } = await import(pathToFileURL(distEntry).href);
+  // dist=PATH: another build of sockguard (the driver's --baseline arms).
+  const entry = o.dist || distEntry;
+  if (!existsSync(entry)) throw new Error(`${entry} missing: run \`npm run build\``);
+  const { SocketLayer } = await import(pathToFileURL(entry).href);
   // A policy file path goes to the layer as is, so its loader (and its errors) are the real ones.
   const policy = o.policy || 'development';
   return new SocketLayer({ appId: 'bench', policy, idleTimeoutMs: 0 });
