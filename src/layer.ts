@@ -104,7 +104,7 @@ export class SocketLayer {
   /** @internal */ readonly quota: QuotaMeter;
   /** @internal */ readonly ledger: Ledger;
   /** @internal */ readonly sweeper: ReclaimSweeper<LayerEntry>;
-  /** @internal the interface every transport uses to reach this layer */ readonly port: LayerPort;
+  /** @internal the interface every transport uses to reach this layer */ readonly port: LayerPort<ConnectPlan>;
   /** @internal */ readonly secret: string | Buffer | undefined;
   readonly #resolver: Resolver;
   readonly #hwm: number;
@@ -228,7 +228,7 @@ export class SocketLayer {
   }
 
   /** Validation shared by every connect form: throws coded errors before any I/O and before any admission. */
-  #validateConnect(options: ConnectRequest): ValidatedConnect {
+  #validateConnect(options: ConnectRequest): ValidatedConnect<ConnectPlan> {
     if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
     const family = options.family ?? 0;
     if (family !== 0 && family !== 4 && family !== 6) {
@@ -258,7 +258,7 @@ export class SocketLayer {
   }
 
   /** Admits a validated connection and starts it; its timeout bounds resolution and policy too. */
-  #connect(client: ConnectClient, request: ValidatedConnect): void {
+  #connect(client: ConnectClient, request: ValidatedConnect<ConnectPlan>): void {
     this.port.admit(client);
     client.markStarted();
     if (request.refused) {
@@ -267,7 +267,7 @@ export class SocketLayer {
       return;
     }
     if (request.connectTimeout > 0) client.startConnectTimer(request.connectTimeout);
-    const { target, resolver } = request.plan as ConnectPlan;
+    const { target, resolver } = request.plan;
     const plan = this.#plan(target, request.port, request.family, resolver);
     if (plan instanceof Promise) {
       plan.then(

@@ -63,18 +63,21 @@ export interface ConnectRequest {
   lookup?: unknown;
 }
 
-/** A connect request after validation: nothing can fail synchronously once this exists. */
-export interface ValidatedConnect {
+/**
+ * A connect request after validation: nothing can fail synchronously once this exists. `P` is what the layer
+ * keeps for itself (the parsed target, the resolver); transports only pass it back.
+ */
+export interface ValidatedConnect<P = unknown> {
   readonly port: number;
   readonly family: 0 | 4 | 6;
   readonly connectTimeout: number;
   /** Set when the request is refused before any I/O (a bind the service does not allow). */
   readonly refused: Error | undefined;
-  /** @internal the parsed target and resolver, opaque to transports */
-  readonly plan: unknown;
+  /** @internal the layer's own part, opaque to transports */
+  readonly plan: P;
 }
 
-export interface LayerPort {
+export interface LayerPort<P = unknown> {
   readonly appId: string;
   readonly sockopts: SockoptMode;
   readonly quota: QuotaMeter;
@@ -93,9 +96,9 @@ export interface LayerPort {
   /** Vets one destination: resolves names once, returns the first allowed address or rejects with EACCES. */
   vet(host: string, port: number, family: 0 | 4 | 6, syscall: string): Candidate | Promise<Candidate>;
   /** Validates a TCP connect request; throws a coded error and admits nothing when it is invalid. */
-  validateConnect(request: ConnectRequest): ValidatedConnect;
+  validateConnect(request: ConnectRequest): ValidatedConnect<P>;
   /** Admits `client` and starts the validated connection: resolve once, vet every address, connect. */
-  connect(client: ConnectClient, request: ValidatedConnect): void;
+  connect(client: ConnectClient, request: ValidatedConnect<P>): void;
 }
 
 function noLayer(): never {
