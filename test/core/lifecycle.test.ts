@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { SocketLayer } from '../../src/index.js';
+import { getLoop } from '../../src/core/loop.js';
 import { blackhole, distPath, echoServer, errorOf, fdCount, listen, once, runChild, until } from '../helpers.js';
 
 const dist = distPath;
@@ -35,6 +36,9 @@ describe('connect timeout', () => {
   test('destroy during an in-flight connect releases the descriptor, no error', async () => {
     const hole = await blackhole();
     try {
+      // The thread's loop (created by the first socket of the process) exists before the baseline, so the
+      // only new descriptor is the connecting socket's, whichever test runs first.
+      getLoop();
       const before = fdCount();
       const s = layer.connect({ host: '127.0.0.1', port: hole.port });
       // The descriptor exists once the connect is in flight (the blackhole never answers it).
