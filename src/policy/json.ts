@@ -13,35 +13,59 @@ export interface Located {
 
 /**
  * Offsets of values by JSON path. Only an error message looks one up, so the parser records each value's
- * parent, key and offset, and the paths and their map are built on the first lookup: building a path string
- * and a map entry per value as it parsed made the parser eight times slower on a file with a long array (e.g.
- * 70,000 numbers).
+ * parent, key and offset, and a lookup walks down from the root, building only the paths of the children it
+ * passes. Building a path string and a map entry for every value as it parsed (or all of them at the first
+ * lookup) made loading a file with a long array (e.g. 70,000 numbers) several times slower.
  */
 export class Positions {
-  private map: Map<string, number> | undefined;
-  /** Per value, in parse order: index of the enclosing value (-1 for the root), its key, its offset. */
+  /** Per value, in parse order (the root first): index of the enclosing value (-1 for the root), key, offset. */
   readonly parents: number[] = [];
   readonly keys: (string | number)[] = [];
   readonly offsets: number[] = [];
+  private firstChild: Int32Array | undefined;
+  private nextSibling: Int32Array | undefined;
 
-  private index(): Map<string, number> {
-    if (this.map === undefined) {
-      this.map = new Map();
-      const paths: string[] = [];
-      for (let k = 0; k < this.offsets.length; k++) {
+  /** Index of the value at `path`, or -1. */
+  private find(path: string): number {
+    const n = this.offsets.length;
+    if (n === 0) return -1;
+    if (this.firstChild === undefined || this.nextSibling === undefined) {
+      // Children in parse order, as first-child / next-sibling links.
+      const first = new Int32Array(n).fill(-1);
+      const next = new Int32Array(n).fill(-1);
+      for (let k = n - 1; k > 0; k--) {
         const parent = this.parents[k]!;
-        const path = parent < 0 ? '$' : childPath(paths[parent]!, this.keys[k]!);
-        paths.push(path);
-        this.map.set(path, this.offsets[k]!);
+        next[k] = first[parent]!;
+        first[parent] = k;
       }
+      this.firstChild = first;
+      this.nextSibling = next;
     }
-    return this.map;
+    // Invariant: `at` (the path of value `cur`) is a prefix of `path`.
+    let cur = 0;
+    let at = '$';
+    if (!path.startsWith(at)) return -1;
+    for (;;) {
+      if (at.length === path.length) return cur;
+      let found = -1;
+      for (let c = this.firstChild[cur]!; c >= 0; c = this.nextSibling[c]!) {
+        const p = childPath(at, this.keys[c]!);
+        if (path.startsWith(p) && (path.length === p.length || path[p.length] === '.' || path[p.length] === '[')) {
+          found = c;
+          at = p;
+          break;
+        }
+      }
+      if (found < 0) return -1;
+      cur = found;
+    }
   }
   has(path: string): boolean {
-    return this.index().has(path);
+    return this.find(path) >= 0;
   }
   get(path: string): number | undefined {
-    return this.index().get(path);
+    const k = this.find(path);
+    return k < 0 ? undefined : this.offsets[k];
   }
 }
 
