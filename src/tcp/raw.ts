@@ -11,7 +11,7 @@
 import { describeValue, invalidArg, invalidOption, statusError, systemError, type SockguardSystemError } from '../errors.js';
 import { EF_FREE, Endpoint } from '../core/endpoint.js';
 import { STAGE_MAX, getLoop, type Loop } from '../core/loop.js';
-import { CTR_STAGED, syscallNames } from '../core/native.js';
+import { CTR_PENDING, CTR_STAGED, syscallNames } from '../core/native.js';
 import { chargeSend, recordReceive, type Candidate, type ConnectClient } from '../service/port.js';
 import { constants as C } from '../service/sockopts.js';
 
@@ -379,9 +379,9 @@ export class RawSocket extends Endpoint implements ConnectClient {
       const loop = getLoop();
       // Small writes are staged in JS: no native call; the loop moves them into the queue before it flushes.
       if (len <= STAGE_MAX && isBytes && loop.stage(this.id, data)) {
-        this.add32(CTR_STAGED, len);
+        const staged = this.add32(CTR_STAGED, len);
         this.port.touch(this);
-        if (this.pendingBytes <= this.highWaterMark) return true;
+        if (this.read64(CTR_PENDING) + staged <= this.highWaterMark) return true;
         this.flags |= F_WANT_DRAIN;
         return false;
       }
