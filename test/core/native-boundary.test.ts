@@ -41,7 +41,7 @@ async function connected(layer: SocketLayer, port: number): Promise<Socket> {
   return s;
 }
 
-const idOf = (s: Socket): number => (s as unknown as { [kRaw]: { nativeId: number } })[kRaw].nativeId;
+const idOf = (s: Socket): number => s.raw.id;
 
 const distDir = dirname(distPath);
 const repo = fileURLToPath(new URL('../..', import.meta.url));
