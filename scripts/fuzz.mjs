@@ -11,8 +11,8 @@
  *
  * The suites run as separate vitest processes, SOCKGUARD_FUZZ_JOBS at a time (default: one per CPU, at most
  * two), the native suite first, then the longest first: the million-input run is CPU-bound and takes hours on
- * one core. Each process's output
- * is printed when it ends. The native suite already runs its own two child processes, so it takes two slots.
+ * one core. Each process's output is printed when it ends. The native suite already runs its own two child
+ * processes, so it takes two slots.
  * A suite can be split into parts (vitest -t patterns over its target names) when one of its targets alone is
  * as long as the rest; targets that check what earlier ones left behind stay with them.
  */
