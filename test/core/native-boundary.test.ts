@@ -11,7 +11,6 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { SocketLayer, constants as C, type Socket } from '../../src/index.js';
-import { kRaw } from '../../src/tcp/symbols.js';
 import { getLoop } from '../../src/core/loop.js';
 import * as N from '../../src/core/native.js';
 import { distPath, listen, once, until, type Peer } from '../helpers.js';
