@@ -44,8 +44,6 @@ export abstract class Endpoint implements LayerEntry, LoopClient {
   private base = 0;
   /** Counters [written, read, sends, recvs] of native sockets already closed. */
   private acc: Float64Array | null = null;
-  /** Bytes sent as of the last idle check (see _busy). */
-  private seen = 0;
 
   /** Whether the endpoint has work that should keep the process alive (connecting, reading, writing). */
   protected abstract active(): boolean;
@@ -145,16 +143,14 @@ export abstract class Endpoint implements LayerEntry, LoopClient {
   }
 
   /**
-   * @internal reclaim: not idle while bytes are queued, or while the kernel keeps taking bytes that were queued
-   * at the previous check. Only a flush moves counters without a call from JS (received bytes are delivered to
-   * JS, which counts as activity), so bytes sent since a check that saw an empty queue were already refreshed
-   * by the write that queued them: they do not postpone reclaim a second time.
+   * @internal reclaim: not idle while bytes are queued, nor at the first check after a queue emptied: only a
+   * flush moves bytes without a call from JS (received bytes are delivered to JS, which counts as activity), and
+   * a queue seen non-empty that is empty now was taken by the kernel in between. Bytes that left before a check
+   * that saw an empty queue were already refreshed by the write that queued them.
    */
   _busy(): boolean {
-    const sent = this.bytesWritten;
     const queued = this.pendingBytes > 0;
-    const busy = queued || ((this.flags & EF_QUEUED) !== 0 && sent !== this.seen);
-    this.seen = sent;
+    const busy = queued || (this.flags & EF_QUEUED) !== 0;
     this.flags = queued ? this.flags | EF_QUEUED : this.flags & ~EF_QUEUED;
     return busy;
   }
