@@ -149,6 +149,7 @@ export function describeValue(value: unknown): string {
 /** Node's "Received ..." wording, without running user code (no getters, no toString). */
 export function receivedValue(value: unknown): string {
   if (value === null || value === undefined) return String(value);
+  if (typeof value === 'function') return 'function';
   if (typeof value === 'object') {
     let name: unknown;
     try {

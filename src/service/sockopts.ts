@@ -34,7 +34,7 @@
  *
  * Lookups index a flat array by `(level << 5) | name`; nothing is allocated unless a `Buffer` is asked for.
  */
-import { codedError, codes, describeValue, invalidOption, systemError } from '../errors.js';
+import { codedError, codes, describeValue, invalidOption, receivedValue, systemError } from '../errors.js';
 
 /** Linux numbering for the levels and option names sockguard knows. */
 export const constants = Object.freeze({
@@ -144,7 +144,7 @@ function lookup(level: number, name: number): OptionEntry | undefined {
 
 function checkInt(value: unknown, argName: string): asserts value is number {
   if (typeof value !== 'number') {
-    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${argName}" argument must be of type number. Received ${describe(value)}`);
+    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${argName}" argument must be of type number. Received ${receivedValue(value)}`);
   }
   if (!Number.isInteger(value) || value < INT32_MIN || value > INT32_MAX) {
     throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${argName}" is out of range. It must be an int32. Received ${String(value)}`);
@@ -153,27 +153,11 @@ function checkInt(value: unknown, argName: string): asserts value is number {
 
 function checkBuflen(value: unknown): asserts value is number {
   if (typeof value !== 'number') {
-    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "buflen" argument must be of type number. Received ${describe(value)}`);
+    throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "buflen" argument must be of type number. Received ${receivedValue(value)}`);
   }
   if (!Number.isSafeInteger(value) || value < 0) {
     throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "buflen" is out of range. It must be a non-negative integer. Received ${String(value)}`);
   }
-}
-
-/** Node's "Received ..." wording. Never throws: the value may be a proxy or have hostile getters. */
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'object') {
-    let name: unknown;
-    try {
-      name = (value as { constructor?: { name?: unknown } }).constructor?.name;
-    } catch {
-      name = undefined;
-    }
-    return `an instance of ${typeof name === 'string' && name !== '' ? name : 'Object'}`;
-  }
-  if (typeof value === 'function') return 'function';
-  return `type ${typeof value} (${describeValue(value)})`;
 }
 
 function unsupported(syscall: 'getsockopt' | 'setsockopt', level: number, name: number): Error {
@@ -272,7 +256,7 @@ function intValue(value: unknown): number {
   throw codedError(
     TypeError,
     'ERR_INVALID_ARG_TYPE',
-    `The "value" argument must be of type number or boolean, or a Buffer. Received ${describe(value)}`,
+    `The "value" argument must be of type number or boolean, or a Buffer. Received ${receivedValue(value)}`,
   );
 }
 
@@ -299,7 +283,7 @@ function lingerValue(value: unknown): number {
     throw codedError(
       TypeError,
       'ERR_INVALID_ARG_TYPE',
-      `The "value" argument for SO_LINGER must be an object { onoff, linger } or a Buffer of 8 bytes. Received ${describe(value)}`,
+      `The "value" argument for SO_LINGER must be an object { onoff, linger } or a Buffer of 8 bytes. Received ${receivedValue(value)}`,
     );
   }
   // l_linger is an int in the kernel but is stored in a 16-bit field on several systems, and no sane linger time
@@ -342,5 +326,5 @@ export function isSupportedSockopt(level: number, name: number): boolean {
 export function validateSockoptMode(value: unknown): SockoptMode {
   if (value === undefined) return 'emulate';
   if (value === 'emulate' || value === 'native') return value;
-  throw invalidOption('sockopts', `must be 'emulate' or 'native'. Received ${describe(value)}`);
+  throw invalidOption('sockopts', `must be 'emulate' or 'native'. Received ${receivedValue(value)}`);
 }
