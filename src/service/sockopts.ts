@@ -34,7 +34,7 @@
  *
  * Lookups index a flat array by `(level << 5) | name`; nothing is allocated unless a `Buffer` is asked for.
  */
-import { codedError, codes, describeValue, invalidOption, receivedValue, systemError } from '../errors.js';
+import { codedError, codes, invalidOption, receivedValue, systemError } from '../errors.js';
 
 /** Linux numbering for the levels and option names sockguard knows. */
 export const constants = Object.freeze({
