@@ -17,16 +17,14 @@
  * - Broadcast and multicast are denied by policy, so setBroadcast(true) and every multicast method throw EACCES.
  *   setTTL() is EACCES too: IP_TTL is not among the service's options (docs/service.md#socket-options).
  */
-import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { codedError, statusError, systemError } from '../errors.js';
-import { endpointSockoptHooks } from '../core/endpoint.js';
 import { getLoop, type Loop } from '../core/loop.js';
 import { chargeQuota, chargeSend, recordReceive, type Candidate, type LayerPort } from '../service/port.js';
-import { constants as C, getsockopt, setsockopt, type SockoptValue } from '../service/sockopts.js';
 import { bindRefusal } from '../service/bind.js';
-import { bindArgs, bufferSize, connectArgs, invalidArg, lastFunction, sendArgs, socketArgs, type SendCallback, type UdpBindOptions } from './args.js';
+import { bindArgs, connectArgs, invalidArg, lastFunction, sendArgs, socketArgs, type SendCallback, type UdpBindOptions } from './args.js';
 import { DatagramReader, type RemoteInfo } from './datagram.js';
+import { UdpOptions } from './options.js';
 import { UdpHandle, kClose, kLayerClose, kMessage, kRecvError, type UdpOwner } from './handle.js';
 import { MAX_SEND_RETRIES, SendQueue, type PendingSend } from './send-queue.js';
 
@@ -74,7 +72,7 @@ const C_CONNECTED = 2;
  *
  * Events: `'message'` (msg, rinfo), `'listening'`, `'connect'`, `'error'`, `'close'`.
  */
-export class UdpSocket extends EventEmitter implements UdpOwner {
+export class UdpSocket extends UdpOptions implements UdpOwner {
   /** 'udp4' or 'udp6'. */
   readonly type: 'udp4' | 'udp6';
   readonly #port: LayerPort;
@@ -413,41 +411,6 @@ export class UdpSocket extends EventEmitter implements UdpOwner {
     return { address: h.remoteAddress, family: h.remoteAddress.includes(':') ? 'IPv6' : 'IPv4', port: h.remotePort };
   }
 
-  /**
-   * Reads a socket option (docs/service.md#socket-options): App Engine's mock values in emulate mode, real ones with
-   * `sockopts: 'native'`; with `buflen`, the little-endian bytes. Unsupported options throw EACCES.
-   */
-  getsockopt(level: number, name: number, buflen?: number): number | Buffer {
-    this.#operation('getsockopt');
-    return getsockopt(this.#port.sockopts, endpointSockoptHooks, this.#h, level, name, buflen);
-  }
-
-  /** Sets a socket option: validated, then ignored in emulate mode. Unsupported options throw EACCES. */
-  setsockopt(level: number, name: number, value: SockoptValue): void {
-    this.#operation('setsockopt');
-    setsockopt(this.#port.sockopts, endpointSockoptHooks, this.#h, level, name, value);
-  }
-
-  /** SO_RCVBUF through the option table (emulated unless `sockopts: 'native'`). */
-  setRecvBufferSize(size: number): void {
-    this.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, bufferSize(size, 'size')!);
-  }
-
-  /** SO_SNDBUF through the option table (emulated unless `sockopts: 'native'`). */
-  setSendBufferSize(size: number): void {
-    this.setsockopt(C.SOL_SOCKET, C.SO_SNDBUF, bufferSize(size, 'size')!);
-  }
-
-  /** SO_RCVBUF: 2097152 in emulate mode, the kernel's value in native mode. */
-  getRecvBufferSize(): number {
-    return this.getsockopt(C.SOL_SOCKET, C.SO_RCVBUF) as number;
-  }
-
-  /** SO_SNDBUF: 2097152 in emulate mode, the kernel's value in native mode. */
-  getSendBufferSize(): number {
-    return this.getsockopt(C.SOL_SOCKET, C.SO_SNDBUF) as number;
-  }
-
   /** Bytes of the sends still waiting (for a resolution, a connect or kernel buffer space). */
   getSendQueueSize(): number {
     return this.#sends.bytes;
@@ -456,53 +419,6 @@ export class UdpSocket extends EventEmitter implements UdpOwner {
   /** Number of sends still waiting. */
   getSendQueueCount(): number {
     return this.#sends.count;
-  }
-
-  /** IP_TTL is not one of the service's options (docs/service.md#socket-options): EACCES once the argument is valid. */
-  setTTL(ttl: number): number {
-    this.#operation('setTTL');
-    if (typeof ttl !== 'number') throw invalidArg('ttl', 'number', ttl);
-    throw systemError('EACCES', { syscall: 'setTTL', detail: 'IP_TTL is not a supported option' });
-  }
-
-  /** Broadcast destinations are denied by policy: turning broadcast on is EACCES, turning it off a no-op. */
-  setBroadcast(flag: boolean): void {
-    this.#operation('setBroadcast');
-    if (flag) throw systemError('EACCES', { syscall: 'setBroadcast', detail: 'broadcast is not allowed' });
-  }
-
-  /** Multicast is denied by policy: EACCES. */
-  setMulticastTTL(ttl: number): number {
-    throw this.#multicast('setMulticastTTL');
-  }
-  /** Multicast is denied by policy: EACCES. */
-  setMulticastLoopback(flag: boolean): boolean {
-    throw this.#multicast('setMulticastLoopback');
-  }
-  /** Multicast is denied by policy: EACCES. */
-  setMulticastInterface(multicastInterface: string): void {
-    throw this.#multicast('setMulticastInterface');
-  }
-  /** Multicast is denied by policy: EACCES. */
-  addMembership(multicastAddress: string, multicastInterface?: string): void {
-    throw this.#multicast('addMembership');
-  }
-  /** Multicast is denied by policy: EACCES. */
-  dropMembership(multicastAddress: string, multicastInterface?: string): void {
-    throw this.#multicast('dropMembership');
-  }
-  /** Multicast is denied by policy: EACCES. */
-  addSourceSpecificMembership(sourceAddress: string, groupAddress: string, multicastInterface?: string): void {
-    throw this.#multicast('addSourceSpecificMembership');
-  }
-  /** Multicast is denied by policy: EACCES. */
-  dropSourceSpecificMembership(sourceAddress: string, groupAddress: string, multicastInterface?: string): void {
-    throw this.#multicast('dropSourceSpecificMembership');
-  }
-
-  #multicast(syscall: string): Error {
-    this.#operation(syscall);
-    return systemError('EACCES', { syscall, detail: 'multicast is not allowed' });
   }
 
   /** Keeps the process alive while the socket is open (the default). */
@@ -549,6 +465,12 @@ export class UdpSocket extends EventEmitter implements UdpOwner {
   /** Every operation: EPIPE on a closed or reclaimed socket, else refresh the reclaim deadline. */
   #operation(syscall: string): void {
     this.#h.guard(syscall);
+  }
+
+  /** @internal */
+  protected _guarded(syscall: string): UdpHandle {
+    this.#h.guard(syscall);
+    return this.#h;
   }
 
   /** Opens the native socket bound to the any-address, port 0, and announces 'listening' (also when implicit). */
