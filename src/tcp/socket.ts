@@ -136,10 +136,10 @@ export class Socket extends Duplex {
   constructor(options: SocketOptions = {}) {
     super({
       allowHalfOpen: options.allowHalfOpen ?? false,
-      readableHighWaterMark: options.readableHighWaterMark,
+      readableHighWaterMark: streamMark(options.readableHighWaterMark, 'readableHighWaterMark'),
       // writableLength counts the native queue too, so the stream's mark is the queue's: write() says stop
       // once about that many bytes wait, as net's does at its own mark.
-      writableHighWaterMark: options.writableHighWaterMark ?? options.layer?.port.highWaterMark,
+      writableHighWaterMark: streamMark(options.writableHighWaterMark, 'writableHighWaterMark') ?? options.layer?.port.highWaterMark,
       signal: options.signal,
       emitClose: false,
       autoDestroy: true,
@@ -509,6 +509,18 @@ Object.defineProperties(Socket.prototype, {
     enumerable: false,
   },
 });
+
+/**
+ * A stream high-water mark, checked here: the stream's own check describes a bad value with util.inspect, which
+ * throws an uncoded error for some values (a detached DataView).
+ */
+function streamMark(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The option "${name}" is invalid. Received ${describeValue(value)}`);
+  }
+  return value;
+}
 
 function validateTimeout(ms: unknown, name: string): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > TIMEOUT_MAX) {

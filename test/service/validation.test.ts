@@ -31,6 +31,14 @@ function thrown(fn: () => unknown): (Error & { code?: unknown }) | undefined {
   return undefined;
 }
 
+/** A DataView whose buffer was transferred away: even describing it for a message can throw. */
+function detachedView(): DataView {
+  const ab = new ArrayBuffer(8);
+  const view = new DataView(ab);
+  structuredClone(ab, { transfer: [ab] });
+  return view;
+}
+
 /** Nothing was admitted: no open socket, nothing created, and no connection reached the peer. */
 async function nothingAdmitted(): Promise<void> {
   expect(layer.size).toBe(0);
@@ -70,6 +78,9 @@ describe('refused options admit nothing', () => {
     ["lookup: 'x'", { lookup: 'x' }, 'ERR_SOCKGUARD_INVALID_OPTION'],
     ['timeout: 3e9', { timeout: 3e9 }, 'ERR_OUT_OF_RANGE'],
     ['family: 5', { family: 5 }, 'ERR_SOCKGUARD_INVALID_OPTION'],
+    ["highWaterMark: 'x'", { highWaterMark: 'x' }, 'ERR_INVALID_ARG_VALUE'],
+    ['readableHighWaterMark: a detached DataView', { readableHighWaterMark: detachedView() }, 'ERR_INVALID_ARG_VALUE'],
+    ['writableHighWaterMark: -1', { writableHighWaterMark: -1 }, 'ERR_INVALID_ARG_VALUE'],
   ];
   for (const [name, extra, code] of duplexCases) {
     test(`connect with ${name}: coded ${code}, no socket, no connection`, async () => {
