@@ -256,7 +256,22 @@ export class Socket extends Duplex {
       if (!ok) raw.flags |= RAW_F_FAST_DRAIN;
       return ok;
     }
+    checkChunk(chunk, encoding);
     return (super.write as (...a: unknown[]) => boolean)(chunk, encoding, cb);
+  }
+
+  /** Ends like net.Socket#end; the optional last chunk is checked as write() checks it. */
+  override end(chunk?: unknown, encoding?: unknown, cb?: unknown): this {
+    if (typeof chunk === 'function') return super.end(chunk as () => void);
+    if (chunk !== undefined && chunk !== null) {
+      checkChunk(chunk, encoding);
+      // An empty (or detached) view adds nothing; the stream would try to wrap a detached one and throw.
+      if (ArrayBuffer.isView(chunk) && byteLengthOf(chunk) === 0) {
+        const callback = typeof encoding === 'function' ? encoding : cb;
+        return typeof callback === 'function' ? super.end(callback as () => void) : super.end();
+      }
+    }
+    return (super.end as (...a: unknown[]) => this)(chunk, encoding, cb);
   }
 
   /**
@@ -354,7 +369,10 @@ export class Socket extends Duplex {
       if (callback) this.removeListener('timeout', callback);
       return this;
     }
-    if (callback) this.once('timeout', callback);
+    if (callback !== undefined) {
+      if (typeof callback !== 'function') throw invalidArg('callback', 'function', callback);
+      this.once('timeout', callback);
+    }
     const timer = setTimeout(emitTimeout, ms, this);
     timer.unref();
     this[kTimer] = timer;
@@ -509,6 +527,20 @@ Object.defineProperties(Socket.prototype, {
     enumerable: false,
   },
 });
+
+/**
+ * What the stream accepts as a chunk (a string, Buffer or Uint8Array) and as an encoding, checked here with
+ * Node's codes: the stream's own checks build their messages from the value itself, which throws uncoded for a
+ * proxy or a detached view.
+ */
+function checkChunk(chunk: unknown, encoding: unknown): void {
+  if (chunk !== null && typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
+    throw invalidArg('chunk', 'string or an instance of Buffer or Uint8Array', chunk);
+  }
+  if (encoding !== undefined && encoding !== null && typeof encoding !== 'function' && typeof encoding !== 'string') {
+    throw codedError(TypeError, 'ERR_UNKNOWN_ENCODING', `Unknown encoding: ${describeValue(encoding)}`);
+  }
+}
 
 /**
  * A stream high-water mark, checked here: the stream's own check describes a bad value with util.inspect, which

@@ -236,6 +236,37 @@ describe('raw writes', () => {
   });
 });
 
+describe('Duplex arguments', () => {
+  let s: ReturnType<SocketLayer['connect']>;
+  beforeEach(async () => {
+    s = layer.connect(peer.port, '127.0.0.1');
+    await once(s, 'connect');
+  });
+  afterEach(() => s.destroy());
+
+  const hostile = new Proxy({}, { get: () => 80 });
+  test('write() of a proxy is a coded TypeError', () => {
+    expect(thrown(() => s.write(hostile as never))?.code).toBe('ERR_INVALID_ARG_TYPE');
+  });
+  test('write() with a detached view as the encoding is ERR_UNKNOWN_ENCODING', () => {
+    expect(thrown(() => s.write('abc', detachedView() as never))?.code).toBe('ERR_UNKNOWN_ENCODING');
+  });
+  test('end() of a proxy is a coded TypeError and the socket stays writable', () => {
+    expect(thrown(() => s.end(hostile as never))?.code).toBe('ERR_INVALID_ARG_TYPE');
+    expect(s.writable).toBe(true);
+  });
+  test('end() of a detached view ends the socket like end()', async () => {
+    const ab = new ArrayBuffer(8);
+    const view = new Uint8Array(ab);
+    structuredClone(ab, { transfer: [ab] });
+    s.end(view);
+    await once(s, 'finish');
+  });
+  test('setTimeout() with a callback that is not a function is a coded TypeError', () => {
+    expect(thrown(() => s.setTimeout(5, hostile as never))?.code).toBe('ERR_INVALID_ARG_TYPE');
+  });
+});
+
 describe('process lifetime', () => {
   test("after end() and the peer's FIN, an unread socket lets the process exit (as net's does)", async () => {
     const script = `
