@@ -225,13 +225,6 @@ export class Socket extends Duplex {
     // bookkeeping that dominates the cost of small writes; anything unusual takes the stream path.
     const ws = (this as unknown as { _writableState: { length: number; corked: number; ending: boolean; destroyed: boolean } })
       ._writableState;
-    // Nothing to send (an empty or detached view) is accepted and changes nothing, as with net; the stream's own
-    // path would try to wrap a detached view in a Buffer and throw.
-    if (ArrayBuffer.isView(chunk) && byteLengthOf(chunk) === 0 && !ws.ending && !ws.destroyed) {
-      const callback = typeof encoding === 'function' ? encoding : cb;
-      if (typeof callback === 'function') process.nextTick(callback as Callback, null);
-      return !this.writableNeedDrain;
-    }
     if (
       ws.length === 0 &&
       ws.corked === 0 &&
@@ -255,6 +248,13 @@ export class Socket extends Duplex {
       if (typeof callback === 'function') process.nextTick(callback as Callback, null);
       if (!ok) raw.flags |= RAW_F_FAST_DRAIN;
       return ok;
+    }
+    // Nothing to send (an empty or detached view) is accepted and changes nothing, as with net; the stream's own
+    // path would try to wrap a detached view in a Buffer and throw.
+    if (ArrayBuffer.isView(chunk) && byteLengthOf(chunk) === 0 && !ws.ending && !ws.destroyed) {
+      const callback = typeof encoding === 'function' ? encoding : cb;
+      if (typeof callback === 'function') process.nextTick(callback as Callback, null);
+      return !this.writableNeedDrain;
     }
     checkChunk(chunk, encoding);
     return (super.write as (...a: unknown[]) => boolean)(chunk, encoding, cb);
