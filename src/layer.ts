@@ -118,6 +118,7 @@ export class SocketLayer {
   #lastHost: unknown;
   #lastPort: unknown;
   #lastTarget: Target | undefined;
+  #lastValid: ValidatedConnect<ConnectPlan> | undefined;
 
   constructor(options: SocketLayerOptions = {}) {
     if (options === null || typeof options !== 'object') throw invalidOption('options', 'must be an object');
@@ -253,6 +254,15 @@ export class SocketLayer {
       this.#lastTarget = target;
     }
     const refused = bindRefusal(options.localAddress, options.localPort);
+    if (refused === undefined && lookup === undefined) {
+      // Validated requests are never mutated, so a client reconnecting the same way allocates nothing here
+      // (connect-time garbage is what grows the young generation, i.e. RSS per socket).
+      const last = this.#lastValid;
+      if (last !== undefined && last.plan.target === target && last.port === port && last.family === family && last.connectTimeout === connectTimeout) {
+        return last;
+      }
+      return (this.#lastValid = { port: port as number, family: family as 0 | 4 | 6, connectTimeout, refused, plan: { target, resolver: undefined } });
+    }
     const plan: ConnectPlan = { target, resolver: lookup ? lookupResolver(lookup as LookupFunction) : undefined };
     return { port: port as number, family: family as 0 | 4 | 6, connectTimeout, refused, plan };
   }

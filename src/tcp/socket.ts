@@ -360,19 +360,17 @@ export class Socket extends Duplex {
    */
   setTimeout(ms: number, callback?: () => void): this {
     validateTimeout(ms, 'msecs');
+    if (callback !== undefined && typeof callback !== 'function') throw invalidArg('callback', 'function', callback);
     const raw = this[kRaw];
     raw.port.touch(raw);
     const old = this[kTimer];
     if (old !== undefined) clearTimeout(old);
     this[kTimer] = undefined;
     if (ms === 0) {
-      if (callback) this.removeListener('timeout', callback);
+      if (callback !== undefined) this.removeListener('timeout', callback);
       return this;
     }
-    if (callback !== undefined) {
-      if (typeof callback !== 'function') throw invalidArg('callback', 'function', callback);
-      this.once('timeout', callback);
-    }
+    if (callback !== undefined) this.once('timeout', callback);
     const timer = setTimeout(emitTimeout, ms, this);
     timer.unref();
     this[kTimer] = timer;

@@ -264,6 +264,7 @@ describe('Duplex arguments', () => {
   });
   test('setTimeout() with a callback that is not a function is a coded TypeError', () => {
     expect(thrown(() => s.setTimeout(5, hostile as never))?.code).toBe('ERR_INVALID_ARG_TYPE');
+    expect(thrown(() => s.setTimeout(0, hostile as never))?.code).toBe('ERR_INVALID_ARG_TYPE');
   });
 });
 
