@@ -54,8 +54,10 @@ const F_FINISHED = EF_FREE << 3;
 const F_WANT_DRAIN = EF_FREE << 4;
 const F_WAS_OPEN = EF_FREE << 5;
 const F_STARTED = EF_FREE << 6;
-/** Flag bit free for the owner of the raw socket (the Duplex: a 'drain' is owed to a fast-path writer). */
+/** Flag bits free for the owner of the raw socket (the Duplex: a 'drain' is owed to a fast-path writer; an idle
+ * timeout was set and then turned off, so `timeout` reads 0 as with net). */
 export const RAW_F_FAST_DRAIN = EF_FREE << 7;
+export const RAW_F_TIMEOUT_OFF = EF_FREE << 8;
 
 /** What only matters until the connection is up. */
 interface Connecting {
@@ -473,6 +475,16 @@ export class RawSocket extends Endpoint implements ConnectClient {
       this.updateRef();
       process.nextTick(RawSocket._emit, this, 'finish', null);
     }
+  }
+
+  /**
+   * Makes the coming close abortive: the connection ends with a RST and whatever is queued is discarded (SO_LINGER
+   * on with a zero time, so the kernel resets instead of finishing the stream; bytes it has not taken may be lost).
+   */
+  abort(): void {
+    if (this.state !== RawState.Open) return;
+    const nat = getLoop().nat;
+    nat.socket_setsockopt(this.id, C.SOL_SOCKET, C.SO_LINGER, 0);
   }
 
   /** Closes at once. Bytes already accepted by write() are handed to the kernel first; nothing else is sent. */

@@ -7,7 +7,7 @@ import { endpointSockoptHooks } from '../core/endpoint.js';
 import { codedError, describeValue, invalidArg, systemError, validateSignal } from '../errors.js';
 import { NO_PORT, defaultPort, type LayerPort } from '../service/port.js';
 import { getsockopt, setsockopt } from '../service/sockopts.js';
-import { RAW_F_FAST_DRAIN, RawSocket, RawState, byteLengthOf } from './raw.js';
+import { RAW_F_FAST_DRAIN, RAW_F_TIMEOUT_OFF, RawSocket, RawState, byteLengthOf } from './raw.js';
 import { kRaw } from './symbols.js';
 
 /** Node's largest timer delay: longer ones would fire after 1 ms. */
@@ -164,13 +164,29 @@ export class Socket extends Duplex {
   connect(...args: unknown[]): this {
     const [options, cb] = normalizeConnectArgs(args);
     if (this.connecting || this[kRaw].wasOpen) {
-      throw systemError('EISCONN', { syscall: 'connect', address: options.host, port: Number(options.port) });
+      // As with net: a second connect() fails the socket with an 'error' (EALREADY while connecting, EISCONN
+      // once connected) instead of throwing at the caller.
+      const err = systemError(this.connecting ? 'EALREADY' : 'EISCONN', {
+        syscall: 'connect',
+        address: typeof options.host === 'string' ? options.host : undefined,
+        port: typeof options.port === 'number' ? options.port : undefined,
+      });
+      process.nextTick(destroyNT, this, err);
+      return this;
     }
     if (this.destroyed) {
       throw codedError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed');
     }
-    if (options.path !== undefined) {
-      throw systemError('EAFNOSUPPORT', { syscall: 'connect', address: typeof options.path === 'string' ? options.path : describeValue(options.path) });
+    // `path: null` (what Node's http agents pass) means "no path"; a path is a Unix domain socket, which the
+    // outbound service does not offer: an 'error', like any other failed connect.
+    if (options.path !== undefined && options.path !== null) {
+      const err = systemError('EAFNOSUPPORT', {
+        syscall: 'connect',
+        address: typeof options.path === 'string' ? options.path : describeValue(options.path),
+        detail: 'Unix domain sockets are not part of the outbound socket service',
+      });
+      process.nextTick(destroyNT, this, err);
+      return this;
     }
     const raw = this[kRaw];
     const port = raw.port === NO_PORT ? defaultPort() : raw.port;
@@ -367,6 +383,7 @@ export class Socket extends Duplex {
     if (old !== undefined) clearTimeout(old);
     this[kTimer] = undefined;
     if (ms === 0) {
+      raw.flags |= RAW_F_TIMEOUT_OFF;
       if (callback !== undefined) this.removeListener('timeout', callback);
       return this;
     }
@@ -377,9 +394,34 @@ export class Socket extends Duplex {
     return this;
   }
 
+  /** The idle timeout set with setTimeout() (0 once turned off), or undefined if never set, as with net. */
   get timeout(): number | undefined {
     const t = this[kTimer] as unknown as { _idleTimeout?: number } | undefined;
-    return t?._idleTimeout;
+    if (t !== undefined) return t._idleTimeout;
+    return this[kRaw].flags & RAW_F_TIMEOUT_OFF ? 0 : undefined;
+  }
+
+  /** net's older name for writableLength. */
+  get bufferSize(): number {
+    return this.writableLength;
+  }
+
+  /**
+   * Closes with a TCP RST instead of a FIN (SO_LINGER on with a zero time, then close), discarding what is
+   * queued, as net's resetAndDestroy(). A socket still connecting is reset once connected; one that never had a
+   * connection fails with ERR_SOCKET_CLOSED.
+   */
+  resetAndDestroy(): this {
+    const raw = this[kRaw];
+    if (raw.state === RawState.Open) {
+      raw.abort();
+      this.destroy();
+    } else if (this.connecting) {
+      this.once('connect', () => this.resetAndDestroy());
+    } else {
+      this.destroy(codedError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed'));
+    }
+    return this;
   }
 
   setNoDelay(noDelay = true): this {
@@ -476,6 +518,10 @@ export class Socket extends Duplex {
     const raw = this[kRaw];
     return { bytesSent: raw.bytesWritten, bytesReceived: raw.bytesRead, sendCalls: raw.sendCalls, receiveCalls: raw.recvCalls };
   }
+}
+
+function destroyNT(s: Socket, err: Error): void {
+  s.destroy(err);
 }
 
 function emitTimeout(s: Socket): void {

@@ -289,13 +289,29 @@ describe('errors', () => {
     expect(() => layer.connect({ host: '127.0.0.1', port: -1 })).toThrow(RangeError);
   });
 
-  test('connecting twice is EISCONN', async () => {
+  test('connect() on a connecting socket fails it with an EALREADY error event, as net does', async () => {
     const peer = await echoServer();
     try {
       const s = layer.connect(peer.port, '127.0.0.1');
-      expect(() => s.connect(peer.port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'EISCONN' }));
-      s.destroy();
-      await once(s, 'close');
+      const closed = new Promise((resolve) => s.once('close', resolve));
+      expect(s.connect(peer.port, '127.0.0.1')).toBe(s);
+      expect((await errorOf(s)).code).toBe('EALREADY');
+      await closed;
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('connect() on a connected socket fails it with an EISCONN error event', async () => {
+    const peer = await echoServer();
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      await once(s, 'connect');
+      const err = new Promise<NodeJS.ErrnoException>((resolve) => s.once('error', resolve));
+      const closed = new Promise((resolve) => s.once('close', resolve));
+      s.connect(peer.port, '127.0.0.1');
+      expect((await err).code).toBe('EISCONN');
+      await closed;
     } finally {
       await peer.close();
     }
