@@ -8,11 +8,14 @@
  * Memory: everything that only matters while connecting lives in a side object that is dropped once the
  * connection is up; booleans share one bit field.
  */
-import { describeValue, invalidArg, invalidOption, statusError, systemError, type SockguardSystemError } from '../errors.js';
+import { invalidArg, statusError, systemError, type SockguardSystemError } from '../errors.js';
 import { EF_FREE, Endpoint } from '../core/endpoint.js';
 import { STAGE_MAX, getLoop, type Loop } from '../core/loop.js';
 import { CTR_PENDING, CTR_STAGED, syscallNames } from '../core/native.js';
 import { chargeSend, recordReceive, type Candidate, type ConnectClient } from '../service/port.js';
+import { byteLengthOf } from './args.js';
+
+export { MAX_HIGH_WATER_MARK, byteLengthOf, validateHighWaterMark } from './args.js';
 import { constants as C } from '../service/sockopts.js';
 
 export type { Candidate };
@@ -39,8 +42,6 @@ export type RawState = (typeof RawState)[keyof typeof RawState];
 
 /** Default bytes queued natively before write() asks the caller to wait for drain. */
 export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
-/** Largest accepted high-water mark (the native queue counts in 32 bits). */
-export const MAX_HIGH_WATER_MARK = 0x40000000;
 /** Buffers handed to the core in one call; longer writev() lists go in slices, in order. */
 const WRITEV_SLICE = 1024;
 
@@ -70,23 +71,6 @@ interface Connecting {
   queued: number;
   /** setNoDelay / setKeepAlive made before the connection was up: [noDelay, keepAlive, keepAliveDelayMs]. */
   opts: [boolean | undefined, boolean | undefined, number] | undefined;
-}
-
-/** A view's byte length; 0 for a view whose buffer was detached (a detached DataView throws on the getter). */
-export function byteLengthOf(view: ArrayBufferView): number {
-  try {
-    return view.byteLength;
-  } catch {
-    return 0;
-  }
-}
-
-/** Validates a high-water mark option: a positive integer up to MAX_HIGH_WATER_MARK. */
-export function validateHighWaterMark(value: unknown, name = 'highWaterMark'): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_HIGH_WATER_MARK) {
-    throw invalidOption(name, `must be an integer between 1 and 2^30. Received ${describeValue(value)}`);
-  }
-  return value;
 }
 
 export class RawSocket extends Endpoint implements ConnectClient {

@@ -5,57 +5,22 @@
 import { Duplex } from 'node:stream';
 import { endpointSockoptHooks } from '../core/endpoint.js';
 import { codedError, describeValue, invalidArg, systemError, validateSignal } from '../errors.js';
-import { NO_PORT, defaultPort, type LayerPort } from '../service/port.js';
+import { NO_PORT, defaultPort } from '../service/port.js';
 import { getsockopt, setsockopt } from '../service/sockopts.js';
-import { RAW_F_FAST_DRAIN, RAW_F_TIMEOUT_OFF, RawSocket, RawState, byteLengthOf } from './raw.js';
+import { RAW_F_FAST_DRAIN, RAW_F_TIMEOUT_OFF, RawSocket, RawState } from './raw.js';
+import {
+  abortError,
+  byteLengthOf,
+  checkChunk,
+  normalizeConnectArgs,
+  streamMark,
+  validateTimeout,
+  type SocketConnectOptions,
+  type SocketOptions,
+} from './args.js';
+
+export { TIMEOUT_MAX, normalizeConnectArgs, type SocketConnectOptions, type SocketOptions } from './args.js';
 import { kRaw } from './symbols.js';
-
-/** Node's largest timer delay: longer ones would fire after 1 ms. */
-export const TIMEOUT_MAX = 0x7fffffff;
-
-/** Options of `connect()`, as net.connect takes them, plus sockguard's. */
-export interface SocketConnectOptions {
-  /** @default 'localhost' */
-  host?: string;
-  port?: number | string;
-  /** Unix domain sockets are not part of the outbound socket service. */
-  path?: string;
-  /** Idle timeout in ms: emits 'timeout' like net's `timeout` option (the socket stays open). */
-  timeout?: number;
-  /** Bounds the whole connection attempt; ETIMEDOUT when it passes. @default 0 (the kernel's limit) */
-  connectTimeout?: number;
-  /** @default false (writes are coalesced natively, so the native socket runs with TCP_NODELAY on anyway) */
-  noDelay?: boolean;
-  /** @default false */
-  keepAlive?: boolean;
-  /** @default 0 */
-  keepAliveInitialDelay?: number;
-  /** @default false */
-  allowHalfOpen?: boolean;
-  signal?: AbortSignal;
-  /** 0 (both), 4 or 6. @default 0 */
-  family?: number;
-  /** Only the any-address is accepted. */
-  localAddress?: string;
-  /** Only 0 is accepted. */
-  localPort?: number;
-  /** A dns.lookup-compatible resolver for this connection; its answers are still vetted by the policy. */
-  lookup?: (hostname: string, options: object, cb: (...args: any[]) => void) => void;
-  /** Stream buffer sizes. */
-  highWaterMark?: number;
-  readableHighWaterMark?: number;
-  writableHighWaterMark?: number;
-}
-
-export interface SocketOptions {
-  /** The layer whose policy, ledger and reclaim govern this socket. @default the module's default layer */
-  layer?: { readonly port: LayerPort };
-  /** @default false */
-  allowHalfOpen?: boolean;
-  readableHighWaterMark?: number;
-  writableHighWaterMark?: number;
-  signal?: AbortSignal;
-}
 
 type Callback = (err?: Error | null) => void;
 
@@ -532,22 +497,6 @@ function emitCloseNT(s: Socket, hadError: boolean): void {
   s.emit('close', hadError);
 }
 
-/** net.connect's argument forms, normalised. */
-export function normalizeConnectArgs(args: unknown[]): [SocketConnectOptions, (() => void) | undefined] {
-  let cb: (() => void) | undefined;
-  if (args.length > 0 && typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
-  const first = args[0];
-  if (first !== null && typeof first === 'object') return [{ ...(first as SocketConnectOptions) }, cb];
-  const options: SocketConnectOptions = {};
-  if (typeof first === 'string' && !/^\d+$/.test(first) && first.length > 0 && Number.isNaN(Number(first))) {
-    options.path = first;
-  } else {
-    options.port = first as number | string;
-    if (typeof args[1] === 'string') options.host = args[1];
-  }
-  return [options, cb];
-}
-
 /**
  * The stream's own accounting sees a write as done once the native queue has it; libraries that pace
  * themselves on `writableLength` / `writableNeedDrain` must also see what waits in that queue (as with net,
@@ -571,44 +520,3 @@ Object.defineProperties(Socket.prototype, {
     enumerable: false,
   },
 });
-
-/**
- * What the stream accepts as a chunk (a string, Buffer or Uint8Array) and as an encoding, checked here with
- * Node's codes: the stream's own checks build their messages from the value itself, which throws uncoded for a
- * proxy or a detached view.
- */
-function checkChunk(chunk: unknown, encoding: unknown): void {
-  if (chunk !== null && typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
-    throw invalidArg('chunk', 'string or an instance of Buffer or Uint8Array', chunk);
-  }
-  if (encoding !== undefined && encoding !== null && typeof encoding !== 'function' && typeof encoding !== 'string') {
-    throw codedError(TypeError, 'ERR_UNKNOWN_ENCODING', `Unknown encoding: ${describeValue(encoding)}`);
-  }
-}
-
-/**
- * A stream high-water mark, checked here: the stream's own check describes a bad value with util.inspect, which
- * throws an uncoded error for some values (a detached DataView).
- */
-function streamMark(value: unknown, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The option "${name}" is invalid. Received ${describeValue(value)}`);
-  }
-  return value;
-}
-
-function validateTimeout(ms: unknown, name: string): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > TIMEOUT_MAX) {
-    if (typeof ms !== 'number') throw invalidArg(name, 'number', ms);
-    throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be >= 0 && <= ${TIMEOUT_MAX}. Received ${ms}`);
-  }
-  return ms;
-}
-
-function abortError(signal: AbortSignal): Error {
-  const err = new Error('The operation was aborted', { cause: signal.reason });
-  err.name = 'AbortError';
-  (err as Error & { code: string }).code = 'ABORT_ERR';
-  return err;
-}
