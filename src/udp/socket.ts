@@ -133,7 +133,7 @@ export class UdpSocket extends UdpOptions implements UdpOwner {
    */
   bind(port?: number | UdpBindOptions | (() => void), address?: string | (() => void), callback?: () => void): this;
   bind(...args: unknown[]): this {
-    this.#operation('bind');
+    this._guarded('bind');
     if (this.#state !== S_UNBOUND) throw codedError(Error, 'ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound');
     const { port, address, fd, cb } = bindArgs(args);
     if (cb !== undefined) this.once('listening', cb as () => void);
@@ -162,7 +162,7 @@ export class UdpSocket extends UdpOptions implements UdpOwner {
    */
   connect(port: number, address?: string | (() => void), callback?: (err?: Error) => void): void;
   connect(port: number, ...rest: unknown[]): void {
-    this.#operation('connect');
+    this._guarded('connect');
     const { port: p, address, cb: callback } = connectArgs(port, rest);
     if (this.#connect !== C_NONE) throw systemError('EISCONN', { syscall: 'connect', address: this.#h.remoteAddress, port: this.#h.remotePort || undefined });
     if (callback !== undefined) this.once('connect', callback);
@@ -234,7 +234,7 @@ export class UdpSocket extends UdpOptions implements UdpOwner {
 
   /** Dissolves the association made by connect(); the local port, options and queued datagrams stay. */
   disconnect(): void {
-    this.#operation('disconnect');
+    this._guarded('disconnect');
     if (this.#connect !== C_CONNECTED) {
       throw codedError(Error, 'ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected');
     }
@@ -394,7 +394,7 @@ export class UdpSocket extends UdpOptions implements UdpOwner {
 
   /** The local address: `{ address, family, port }`. Throws EBADF before the socket is bound, as dgram does. */
   address(): AddressInfo {
-    this.#operation('getsockname');
+    this._guarded('getsockname');
     const loop = getLoop();
     const r = this.#state === S_BOUND ? loop.nat.socket_name(this.#h.id, false) : -osConstants.errno.EBADF;
     if (typeof r === 'number') throw statusError(r, { syscall: 'getsockname' });
@@ -403,7 +403,7 @@ export class UdpSocket extends UdpOptions implements UdpOwner {
 
   /** The connected peer: `{ address, family, port }`. Throws ERR_SOCKET_DGRAM_NOT_CONNECTED otherwise. */
   remoteAddress(): AddressInfo {
-    this.#operation('getpeername');
+    this._guarded('getpeername');
     const h = this.#h;
     if (this.#connect !== C_CONNECTED || h.remoteAddress === undefined) {
       throw codedError(Error, 'ERR_SOCKET_DGRAM_NOT_CONNECTED', 'Not connected');
@@ -462,12 +462,7 @@ export class UdpSocket extends UdpOptions implements UdpOwner {
 
   // --- internals
 
-  /** Every operation: EPIPE on a closed or reclaimed socket, else refresh the reclaim deadline. */
-  #operation(syscall: string): void {
-    this.#h.guard(syscall);
-  }
-
-  /** @internal */
+  /** @internal every operation: EPIPE on a closed or reclaimed socket, else a refresh of the reclaim deadline */
   protected _guarded(syscall: string): UdpHandle {
     this.#h.guard(syscall);
     return this.#h;
