@@ -8,6 +8,7 @@
         "native/poll_kqueue.cc",
         "native/loop.cc",
         "native/socket.cc",
+        "native/tls.cc",
         "native/binding.cc"
       ],
       "include_dirs": [

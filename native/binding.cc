@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <napi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <memory>
@@ -560,6 +561,209 @@ Napi::Value socket_keepalive(const Napi::CallbackInfo& info) {
   return num(env, sg::sys_set_keepalive(s->fd, on ? 1 : 0, idle));
 }
 
+// ---- TLS (tls.cc) ----------------------------------------------------------------------------------------
+
+// A string argument, or null/undefined for none, copied into malloc'ed memory (freed by the caller). Text with
+// an embedded NUL is refused: OpenSSL would read it shorter than it is.
+bool opt_string_arg(napi_env env, napi_value v, const char* name, char** out, size_t* len) {
+  *out = nullptr;
+  *len = 0;
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, v, &t);
+  if (t == napi_null || t == napi_undefined) return true;
+  if (t != napi_string) return type_error(env, name, "of type string or null", v);
+  size_t n = 0;
+  napi_get_value_string_utf8(env, v, nullptr, 0, &n);
+  char* p = static_cast<char*>(malloc(n + 1));
+  if (!p) {
+    napi_throw_range_error(env, kOutOfRange, "out of memory");
+    return false;
+  }
+  napi_get_value_string_utf8(env, v, p, n + 1, &n);
+  if (strlen(p) != n) {
+    free(p);
+    char msg[160];
+    snprintf(msg, sizeof(msg), "The \"%s\" argument must not contain NUL characters", name);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", msg);
+    return false;
+  }
+  *out = p;
+  *len = n;
+  return true;
+}
+
+// Bytes of a Buffer/TypedArray, or null/undefined for none.
+bool opt_view_arg(napi_env env, napi_value v, const char* name, void** data, size_t* len) {
+  *data = nullptr;
+  *len = 0;
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, v, &t);
+  if (t == napi_null || t == napi_undefined) return true;
+  return view_arg(env, v, name, data, len);
+}
+
+Napi::Value str_or_null(napi_env env, const char* p, size_t len = NAPI_AUTO_LENGTH) {
+  napi_value v;
+  if (!p) napi_get_null(env, &v);
+  else napi_create_string_utf8(env, p, len, &v);
+  return Napi::Value(env, v);
+}
+
+// Copies malloc'ed DER into a new Buffer and frees it; null for none.
+Napi::Value der_buffer(napi_env env, unsigned char* der, int len) {
+  napi_value v;
+  if (len < 0 || !der) {
+    free(der);
+    napi_get_null(env, &v);
+    return Napi::Value(env, v);
+  }
+  void* out = nullptr;
+  if (napi_create_buffer_copy(env, static_cast<size_t>(len), der, &out, &v) != napi_ok) napi_get_null(env, &v);
+  free(der);
+  return Napi::Value(env, v);
+}
+
+// The socket `id` with TLS on it, or null.
+socket* find_tls(napi_env env, uint32_t id) {
+  socket* s = find(env, id);
+  return s && s->tls ? s : nullptr;
+}
+
+// tls_available(): whether this runtime gives the core an OpenSSL to use
+Napi::Value tls_available(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), sg::sg_tls_available());
+}
+
+void free_context(napi_env env, void* data, void* hint) { sg::sg_tls_context_free(data); }
+
+// tls_context(ca, cert, key, passphrase, ciphers, suites, minVersion, maxVersion): an external holding the
+// context, or a string saying why none could be made
+Napi::Value tls_context(const Napi::CallbackInfo& info) {
+  SG_ARGS(8);
+  const char* names[] = {"ca", "cert", "key", "passphrase", "ciphers", "suites"};
+  char* str[6] = {};
+  size_t len[6] = {};
+  int32_t minv, maxv;
+  bool ok = true;
+  for (int i = 0; i < 6 && ok; i++) ok = opt_string_arg(env, argv[i], names[i], &str[i], &len[i]);
+  ok = ok && i32_arg(env, argv[6], "minVersion", &minv) && i32_arg(env, argv[7], "maxVersion", &maxv);
+  if (ok && !str[0]) ok = type_error(env, "ca", "of type string", argv[0]);
+  Napi::Value result;
+  if (ok) {
+    sg::tls_ctx_args a{str[0], len[0], str[1], len[1], str[2], len[2], str[3], str[4], str[5], minv, maxv};
+    char err[256] = "";
+    void* ctx = sg::sg_tls_context(&a, err, sizeof(err));
+    napi_value v;
+    if (ctx && napi_create_external(env, ctx, free_context, nullptr, &v) == napi_ok) {
+      result = Napi::Value(env, v);
+    } else {
+      if (ctx) sg::sg_tls_context_free(ctx);
+      result = str_or_null(env, err[0] ? err : "cannot create a TLS context");
+    }
+  }
+  for (char* p : str) free(p);
+  return ok ? result : thrown();
+}
+
+// tls_start(id, context, servername, alpn, session): 0 | -errno. The socket must be connecting.
+Napi::Value tls_start(const Napi::CallbackInfo& info) {
+  SG_ARGS(5);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  if (!is_type(env, argv[1], napi_external)) return type_error(env, "context", "a TLS context", argv[1]), thrown();
+  char* name = nullptr;
+  size_t name_len = 0;
+  void *alpn = nullptr, *sess = nullptr;
+  size_t alpn_len = 0, sess_len = 0;
+  if (!opt_string_arg(env, argv[2], "servername", &name, &name_len)) return thrown();
+  if (!opt_view_arg(env, argv[3], "alpn", &alpn, &alpn_len) || !opt_view_arg(env, argv[4], "session", &sess, &sess_len)) {
+    free(name);
+    return thrown();
+  }
+  void* ctx = nullptr;
+  napi_get_value_external(env, argv[1], &ctx);
+  socket* s = find(env, id);
+  int r = !s ? -EBADF
+             : sg::sg_tls_start(s, ctx, name, static_cast<const unsigned char*>(alpn), alpn_len,
+                                static_cast<const unsigned char*>(sess), sess_len);
+  free(name);
+  return num(env, r);
+}
+
+// tls_info(id): [verifyCode, verifyText, alpn | false, version, cipherName, cipherStandardName, cipherVersion,
+// reused] once the handshake is done, or -EBADF
+Napi::Value tls_info(const Napi::CallbackInfo& info) {
+  SG_ARGS(1);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  socket* s = find_tls(env, id);
+  if (!s || (s->flags & sg::SG_F_TLS_HS)) return num(env, -EBADF);
+  napi_value arr, v;
+  napi_create_array_with_length(env, 8, &arr);
+  const char* text = nullptr;
+  int code = sg::sg_tls_verify_result(s, &text);
+  napi_create_int32(env, code, &v);
+  napi_set_element(env, arr, 0, v);
+  napi_set_element(env, arr, 1, str_or_null(env, text));
+  unsigned alen = 0;
+  const unsigned char* alpn = sg::sg_tls_alpn(s, &alen);
+  if (alpn) napi_create_string_latin1(env, reinterpret_cast<const char*>(alpn), alen, &v);
+  else napi_get_boolean(env, false, &v);
+  napi_set_element(env, arr, 2, v);
+  napi_set_element(env, arr, 3, str_or_null(env, sg::sg_tls_version(s)));
+  const char *name, *standard, *version;
+  sg::sg_tls_cipher(s, &name, &standard, &version);
+  napi_set_element(env, arr, 4, str_or_null(env, name));
+  napi_set_element(env, arr, 5, str_or_null(env, standard));
+  napi_set_element(env, arr, 6, str_or_null(env, version));
+  napi_get_boolean(env, sg::sg_tls_reused(s), &v);
+  napi_set_element(env, arr, 7, v);
+  return Napi::Value(env, arr);
+}
+
+// tls_peer_cert(id, index): DER of the peer's certificate (0) or of the chain's `index`th, or null
+Napi::Value tls_peer_cert(const Napi::CallbackInfo& info) {
+  SG_ARGS(2);
+  uint32_t id, index;
+  if (!u32_arg(env, argv[0], "id", &id) || !u32_arg(env, argv[1], "index", &index)) return thrown();
+  socket* s = find_tls(env, id);
+  unsigned char* der = nullptr;
+  int len = s && !(s->flags & sg::SG_F_TLS_HS) && index < 64 ? sg::sg_tls_peer_cert(s, static_cast<int>(index), &der) : -1;
+  return der_buffer(env, der, len);
+}
+
+// tls_session(id): DER of the latest session the server issued (or of the current one), or null
+Napi::Value tls_session(const Napi::CallbackInfo& info) {
+  SG_ARGS(1);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  socket* s = find_tls(env, id);
+  if (!s || (s->flags & sg::SG_F_TLS_HS)) return der_buffer(env, nullptr, -1);
+  if (s->tls->session) {
+    auto* copy = static_cast<unsigned char*>(malloc(s->tls->session_len));
+    if (copy) memcpy(copy, s->tls->session, s->tls->session_len);
+    return der_buffer(env, copy, copy ? static_cast<int>(s->tls->session_len) : -1);
+  }
+  unsigned char* der = nullptr;
+  int len = sg::sg_tls_session_der(s, &der);
+  return der_buffer(env, der, len);
+}
+
+// tls_error(id): [text, library, reason] of the TLS failure the socket reported, or null
+Napi::Value tls_error(const Napi::CallbackInfo& info) {
+  SG_ARGS(1);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  socket* s = find_tls(env, id);
+  if (!s || !s->tls->err[0]) return str_or_null(env, nullptr);
+  napi_value arr;
+  napi_create_array_with_length(env, 3, &arr);
+  napi_set_element(env, arr, 0, str_or_null(env, s->tls->err));
+  napi_set_element(env, arr, 1, str_or_null(env, s->tls->err_lib));
+  napi_set_element(env, arr, 2, str_or_null(env, s->tls->err_reason));
+  return Napi::Value(env, arr);
+}
+
 #undef SG_ARGS
 
 void set(napi_env env, napi_value o, const char* key, double v) {
@@ -597,6 +801,7 @@ Napi::Value layout(const Napi::CallbackInfo& info) {
   set(env, rec, "connect", sg::SG_REC_CONNECT);
   set(env, rec, "drain", sg::SG_REC_DRAIN);
   set(env, rec, "shutdown", sg::SG_REC_SHUTDOWN);
+  set(env, rec, "session", sg::SG_REC_SESSION);
   napi_set_named_property(env, o, "rec", rec);
 
   napi_create_object(env, &sys);
@@ -655,6 +860,13 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   SG_EXPORT(socket_getsockopt);
   SG_EXPORT(socket_setsockopt);
   SG_EXPORT(socket_keepalive);
+  SG_EXPORT(tls_available);
+  SG_EXPORT(tls_context);
+  SG_EXPORT(tls_start);
+  SG_EXPORT(tls_info);
+  SG_EXPORT(tls_peer_cert);
+  SG_EXPORT(tls_session);
+  SG_EXPORT(tls_error);
   SG_EXPORT(layout);
 #undef SG_EXPORT
   return exports;

@@ -4,6 +4,8 @@
 //   sys.cc          syscalls: return >= 0 or a negative errno, EINTR retried in place
 //   poll_*.cc       one readiness backend (epoll on Linux, kqueue on macOS/BSD) behind sg_poll_*
 //   socket.cc       per-socket operations: connect, queue/flush writes, drain reads, shutdown, close
+//   tls.cc          optional TLS on a socket: OpenSSL (the one the host runtime exports, found at run time)
+//                   between the socket's queue and the kernel, so encrypted bytes never cross into JS
 //   loop.cc         one loop per N-API environment: the poll set, its uv handles, the shared receive slab,
 //                   the event records and the JS dispatch
 //   binding.cc      N-API glue only: converts types, never decides
@@ -20,6 +22,8 @@
 #include <uv.h>
 
 #include <vector>
+
+struct ssl_st;  // OpenSSL's SSL, only ever handled by tls.cc
 
 namespace sg {
 
@@ -87,7 +91,7 @@ int sg_poll_wait(int pfd, poll_event* out, int max);
 //
 // Bumped whenever a record, counter or staging layout changes (or what the JS Loop expects of the addon), so a
 // second copy of the JS side sharing this thread's loop can tell whether it speaks the same format.
-constexpr uint32_t SG_LAYOUT_VERSION = 2;
+constexpr uint32_t SG_LAYOUT_VERSION = 3;
 
 // event records shared with JS (loop.cc writes, src/core/loop.ts reads)
 //
@@ -97,9 +101,11 @@ constexpr uint32_t SG_LAYOUT_VERSION = 2;
 //             header: u8 family (4|6), u8 0, u16 port (host order), 16 bytes address (v4 uses the first 4)
 //   EOF       peer finished sending
 //   ERROR     a = -errno, b = syscall (SG_SYS_*)
-//   CONNECT   a = 0 or -errno
+//   CONNECT   a = 0 or -errno; b = 1 when a TLS handshake failed (tls_error() tells why)
+//             (a TLS socket reports CONNECT once its handshake is complete, not when TCP is up)
 //   DRAIN     the write queue became empty after write() reported it above the high-water mark
 //   SHUTDOWN  a = 0 or -errno: the queued bytes are flushed and SHUT_WR has been sent
+//   SESSION   a TLS session (ticket) arrived: tls_session() returns it
 enum : int32_t {
   SG_REC_DATA = 1,
   SG_REC_DGRAM = 2,
@@ -108,6 +114,7 @@ enum : int32_t {
   SG_REC_CONNECT = 5,
   SG_REC_DRAIN = 6,
   SG_REC_SHUTDOWN = 7,
+  SG_REC_SESSION = 8,
 };
 
 enum : int32_t {
@@ -176,7 +183,11 @@ enum : uint32_t {
   SG_F_FAILED = 1u << 10,      // an error was reported; no further I/O
   SG_F_DIRECT = 1u << 11,      // watched by the loop's direct uv_poll_t instead of the poll set
   SG_F_LINGER = 1u << 12,      // SO_LINGER may be on with a timeout: close() would block, so sg_close defuses it
+  SG_F_TLS_HS = 1u << 13,      // TCP is up and the TLS handshake is running
+  SG_F_TLS_AGAIN = 1u << 14,   // TLS holds decrypted-ready bytes the kernel will not signal: read them at flush
 };
+
+struct tls_conn;
 
 struct loop;
 
@@ -208,6 +219,7 @@ struct socket {
   uint32_t wlen;
   uint32_t pend;
   char* wbuf;
+  tls_conn* tls;  // null for plain sockets
 };
 
 static_assert(sizeof(socket) <= 128, "native socket must stay small");
@@ -247,6 +259,76 @@ void sg_close(socket* s);
 // bytes are still queued natively.
 int sg_detach(socket* s);
 void sg_update_interest(socket* s);
+// Appends bytes to the queue (copied) and schedules a flush: what TLS produces goes out this way.
+bool sg_queue_copy(socket* s, const char* p, uint32_t n);
+// Reports an error for s once and stops its I/O.
+void sg_fail(socket* s, int err, int32_t syscall);
+
+// ---------------------------------------------------------------------------------------------------------
+// TLS (tls.cc). OpenSSL is taken from the host process (Node exports its own); where it is absent every call
+// answers "unavailable" and JS uses its own TLS over the plain socket instead.
+
+struct tls_conn {
+  ::ssl_st* ssl;
+  // Plaintext written since the last flush: small writes become one TLS record per flush, not one each.
+  char* plain;
+  uint32_t plain_len;
+  uint32_t plain_cap;
+  int sys_err;   // errno of the last failed recv under TLS
+  bool eof;      // the kernel reported end of stream under TLS
+  // The latest session the server handed out (DER), for resumption; and why TLS failed, for JS.
+  unsigned char* session;
+  uint32_t session_len;
+  char err[256];
+  char err_lib[64];
+  char err_reason[128];
+};
+
+struct tls_ctx_args {
+  const char* ca;       // PEM bundle of trusted roots (required)
+  size_t ca_len;
+  const char* cert;     // client certificate chain, PEM, or null
+  size_t cert_len;
+  const char* key;      // its private key, PEM, or null
+  size_t key_len;
+  const char* passphrase;
+  const char* ciphers;  // TLS 1.2 cipher list, or null
+  const char* suites;   // TLS 1.3 ciphersuites, or null
+  int min_version;      // TLS1_2_VERSION etc., 0 for the library default
+  int max_version;
+};
+
+bool sg_tls_available();
+// A client context (SSL_CTX*), or null with `err` filled. Freed with sg_tls_context_free once JS drops it
+// (connections keep their own reference).
+void* sg_tls_context(const tls_ctx_args* a, char* err, size_t errlen);
+void sg_tls_context_free(void* ctx);
+// Puts TLS on a socket that is connecting: the handshake starts once TCP is up. 0 or -errno.
+int sg_tls_start(socket* s, void* ctx, const char* servername, const unsigned char* alpn, size_t alpn_len,
+                 const unsigned char* session, size_t session_len);
+void sg_tls_connected(socket* s);
+void sg_tls_handshake(socket* s);
+void sg_tls_read(socket* s);
+// Takes plaintext: small pieces wait for the flush, large ones are encrypted at once. false: out of memory.
+bool sg_tls_write(socket* s, const char* p, uint32_t n);
+// Encrypts the waiting plaintext into the queue. 0 or -errno.
+int sg_tls_encrypt(socket* s);
+// Queues close_notify (after the waiting plaintext).
+void sg_tls_close_notify(socket* s);
+void sg_tls_free(socket* s);
+bool sg_tls_has_pending(socket* s);
+// After the handshake (s->tls set): the certificate check's result (X509_V_OK = 0) and its text.
+int sg_tls_verify_result(socket* s, const char** text);
+// Negotiated ALPN protocol (null when none), protocol version name, cipher names, whether resumed.
+const unsigned char* sg_tls_alpn(socket* s, unsigned* len);
+const char* sg_tls_version(socket* s);
+void sg_tls_cipher(socket* s, const char** name, const char** standard, const char** version);
+bool sg_tls_reused(socket* s);
+// DER of the peer's certificate `i` (0 = its own, then the chain it sent), malloc'ed into *der; the length, or
+// -1 when there is no such certificate.
+int sg_tls_peer_cert(socket* s, int i, unsigned char** der);
+// DER of the current session, malloc'ed; the length, or -1.
+int sg_tls_session_der(socket* s, unsigned char** der);
 
 // ---------------------------------------------------------------------------------------------------------
 // loop (loop.cc)

@@ -32,8 +32,9 @@ constexpr uint32_t kMinRead = 16 * 1024;
 constexpr uint32_t kMaxDgram = 64 * 1024;
 constexpr int kDgramBudget = 64;
 
-static inline uint32_t pending(const socket* s) { return s->pend; }
-uint32_t sg_pending(const socket* s) { return s->pend; }
+// Bytes accepted and not yet taken by the kernel: the queue, and under TLS the plaintext waiting for the flush.
+static inline uint32_t pending(const socket* s) { return s->pend + (s->tls ? s->tls->plain_len : 0); }
+uint32_t sg_pending(const socket* s) { return pending(s); }
 
 static socket* make_socket(loop* lp, uint32_t id, int fd, uint32_t flags, uint32_t hwm) {
   auto* s = static_cast<socket*>(calloc(1, sizeof(socket)));
@@ -54,6 +55,8 @@ void sg_update_interest(socket* s) {
   else if (s->flags & SG_F_CONNECTING) want = SG_OUT;
   else {
     if ((s->flags & SG_F_READING) && !(s->flags & SG_F_EOF)) want |= SG_IN;
+    // The handshake reads whether or not JS wants data yet.
+    if (s->flags & SG_F_TLS_HS) want |= SG_IN;
     if (s->flags & SG_F_WAIT_OUT) want |= SG_OUT;
   }
   if (want == s->interest) return;
@@ -261,6 +264,12 @@ static void queue_clear(socket* s) {
 }
 
 // One sendmsg of the head of the queue. Bytes the kernel took leave the queue. Returns them, or -errno.
+bool sg_queue_copy(socket* s, const char* p, uint32_t n) {
+  if (!copy_in(s, p, n)) return false;
+  if ((s->flags & SG_F_CONNECTED) && !(s->flags & (SG_F_WAIT_OUT | SG_F_DIRTY))) sg_loop_mark_dirty(s->lp, s);
+  return true;
+}
+
 static ssize_t send_head(socket* s, size_t* offered) {
   struct iovec v[kMaxIov];
   int n = 0;
@@ -300,7 +309,9 @@ static ssize_t send_head(socket* s, size_t* offered) {
   return w;
 }
 
-static void fail(socket* s, int err, int32_t syscall) {
+static void fail(socket* s, int err, int32_t syscall) { sg_fail(s, err, syscall); }
+
+void sg_fail(socket* s, int err, int32_t syscall) {
   if (s->flags & SG_F_FAILED) return;
   s->flags |= SG_F_FAILED;
   s->flags &= ~(SG_F_WAIT_OUT | SG_F_WANT_DRAIN);
@@ -332,11 +343,12 @@ int64_t sg_write(socket* s, const struct iovec* iov, const napi_value* holders, 
   if (s->flags & (SG_F_SHUT_PENDING | SG_F_SHUT_DONE)) return -EPIPE;
   for (int i = 0; i < iovcnt; i++) {
     size_t l = iov[i].iov_len;
-    if (l > UINT32_MAX / 2 - s->pend) return -ENOBUFS;
+    if (l > UINT32_MAX / 2 - pending(s)) return -ENOBUFS;
     const char* p = static_cast<const char*>(iov[i].iov_base);
-    bool ok = (holders && l >= kHoldWrite) ? hold(s, p, static_cast<uint32_t>(l), holders[i])
-                                            : copy_in(s, p, static_cast<uint32_t>(l));
-    if (!ok) return -ENOBUFS;
+    bool ok = s->tls ? sg_tls_write(s, p, static_cast<uint32_t>(l))
+              : (holders && l >= kHoldWrite) ? hold(s, p, static_cast<uint32_t>(l), holders[i])
+                                              : copy_in(s, p, static_cast<uint32_t>(l));
+    if (!ok) return s->tls && s->tls->err[0] ? -EPROTO : -ENOBUFS;
   }
   uint32_t left = pending(s);
   s->ctr[SG_CTR_PENDING] = left;
@@ -348,6 +360,14 @@ int64_t sg_write(socket* s, const struct iovec* iov, const napi_value* holders, 
 
 void sg_flush(socket* s) {
   if (!(s->flags & SG_F_CONNECTED) || (s->flags & SG_F_FAILED)) return;
+  if (s->tls) {
+    if (s->flags & SG_F_TLS_AGAIN) sg_tls_read(s);
+    int r = sg_tls_encrypt(s);
+    if (r < 0) {
+      fail(s, r, SG_SYS_WRITE);
+      return;
+    }
+  }
   // Bounded: at most a few batches of kMaxIov segments per turn; the rest waits for writability.
   for (int round = 0; round < kFlushRounds && pending(s) > 0; round++) {
     size_t offered = 0;
@@ -388,6 +408,8 @@ ssize_t sg_udp_send(socket* s, const void* buf, size_t len, const char* ip, int 
 
 int sg_shutdown(socket* s) {
   if (s->flags & (SG_F_SHUT_PENDING | SG_F_SHUT_DONE)) return 0;
+  // TLS ends with close_notify, then the FIN.
+  if (s->tls && (s->flags & SG_F_CONNECTED)) sg_tls_close_notify(s);
   if ((s->flags & SG_F_CONNECTED) && pending(s) == 0) {
     s->flags |= SG_F_SHUT_DONE;
     int r = sys_shutdown_wr(s->fd);
@@ -402,6 +424,11 @@ void sg_set_reading(socket* s, bool on) {
   if (on) s->flags |= SG_F_READING;
   else s->flags &= ~SG_F_READING;
   if (!(s->flags & SG_F_CONNECTING)) sg_update_interest(s);
+  // Records TLS already took from the kernel will not be signalled again.
+  if (on && sg_tls_has_pending(s) && !(s->flags & SG_F_TLS_HS)) {
+    s->flags |= SG_F_TLS_AGAIN;
+    if ((s->flags & SG_F_CONNECTED) && !(s->flags & SG_F_DIRTY)) sg_loop_mark_dirty(s->lp, s);
+  }
 }
 
 static void on_connected(socket* s) {
@@ -415,6 +442,11 @@ static void on_connected(socket* s) {
   }
   s->flags &= ~SG_F_CONNECTING;
   s->flags |= SG_F_CONNECTED;
+  if (s->tls) {
+    // JS hears of the connection once the handshake is done; until then JS holds its writes.
+    sg_tls_connected(s);
+    return;
+  }
   sg_update_interest(s);
   sg_loop_record(s->lp, s->id, SG_REC_CONNECT, 0, 0);
   // Bytes written while connecting, and an end() called meanwhile, leave with the next flush.
@@ -502,8 +534,13 @@ void sg_on_event(socket* s, uint32_t flags) {
     sg_flush(s);
     if (!(s->flags & SG_F_WAIT_OUT)) sg_update_interest(s);
   }
+  if (s->flags & SG_F_TLS_HS) {
+    if (flags & (SG_IN | SG_HUP | SG_ERR)) sg_tls_handshake(s);
+    return;
+  }
   if ((flags & (SG_IN | SG_HUP | SG_ERR)) && (s->flags & SG_F_READING) && !(s->flags & SG_F_EOF)) {
-    if (s->flags & SG_F_STREAM) read_stream(s);
+    if (s->tls) sg_tls_read(s);
+    else if (s->flags & SG_F_STREAM) read_stream(s);
     else read_dgrams(s);
     return;
   }
@@ -549,9 +586,11 @@ void sg_close(socket* s) {
   // Bytes already accepted by write() leave before the descriptor closes: with net they would usually have
   // been written synchronously, so `write(); destroy()` must not lose them here just because we coalesce.
   if ((s->flags & SG_F_CONNECTED) && !(s->flags & SG_F_FAILED) && pending(s) > 0) {
+    if (s->tls) sg_tls_encrypt(s);
     size_t offered = 0;
     send_head(s, &offered);
   }
+  sg_tls_free(s);
   sg_loop_unregister(s->lp, s);
   // With SO_LINGER on and a timeout, close() waits (up to that timeout) for unsent bytes to be acknowledged,
   // non-blocking descriptor or not, and would stall the whole thread. Lingering off lets the kernel finish
@@ -565,6 +604,8 @@ void sg_close(socket* s) {
 int sg_detach(socket* s) {
   // The new owner would receive a descriptor without the bytes that were accepted for it.
   if (pending(s) != 0) return -EBUSY;
+  // The TLS session lives in this process's OpenSSL: the descriptor alone cannot carry it.
+  if (s->tls) return -EOPNOTSUPP;
   int fd = s->fd;
   sg_loop_unregister(s->lp, s);
   queue_clear(s);

@@ -7,6 +7,8 @@ import type { Socket, SocketConnectOptions } from './tcp/socket.js';
 export { SocketLayer, getDefaultLayer, type SocketLayerOptions, type RawConnectOptions } from './layer.js';
 export { Socket, type SocketConnectOptions, type SocketOptions } from './tcp/socket.js';
 export { RawSocket, type RawHandlers } from './tcp/raw.js';
+export { TlsSocket } from './tls/socket.js';
+export type { TlsConnectOptions } from './tls/context.js';
 export { UdpSocket, type UdpSocketOptions, type RemoteInfo, type UdpBindOptions, type SendCallback } from './udp/socket.js';
 export { constants } from './service/sockopts.js';
 export { codes } from './errors.js';

@@ -9,6 +9,7 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import { isIP } from 'node:net';
+import tls from 'node:tls';
 import { codedError, codes, deniedError, describeValue, invalidArg, invalidOption, systemError } from './errors.js';
 import { bindRefusal } from './service/bind.js';
 import { Ledger, type Usage } from './service/ledger.js';
@@ -40,6 +41,9 @@ import { ReclaimSweeper, validateIdleTimeout } from './service/reclaim.js';
 import { DEFAULT_HIGH_WATER_MARK, RawSocket, validateHighWaterMark, type RawHandlers } from './tcp/raw.js';
 import { Socket, TIMEOUT_MAX, normalizeConnectArgs, type SocketConnectOptions } from './tcp/socket.js';
 import { UdpSocket, type UdpSocketOptions } from './udp/socket.js';
+import { tlsParams, unsupportedKey, validateEngine, type TlsConnectOptions } from './tls/context.js';
+import { TlsSocket } from './tls/socket.js';
+import { native, type NativeBinding } from './core/native.js';
 
 export type { LayerEntry, LayerPort };
 
@@ -182,11 +186,13 @@ export class SocketLayer {
   }
 
   /** Opens a TCP connection, like net.connect. Returns the Socket at once; failures arrive as 'error'. */
+  connect(options: SocketConnectOptions & { tls: true | TlsConnectOptions }, secureConnectListener?: () => void): TlsSocket | tls.TLSSocket;
   connect(options: SocketConnectOptions, connectListener?: () => void): Socket;
   connect(port: number | string, host?: string, connectListener?: () => void): Socket;
   connect(port: number | string, connectListener?: () => void): Socket;
-  connect(...args: unknown[]): Socket {
+  connect(...args: unknown[]): Socket | tls.TLSSocket {
     const [options, cb] = normalizeConnectArgs(args);
+    if (options.tls !== undefined && options.tls !== false) return this.#connectTls(options, cb);
     const socket = new Socket({
       layer: this,
       allowHalfOpen: options.allowHalfOpen,
@@ -194,6 +200,45 @@ export class SocketLayer {
       writableHighWaterMark: options.writableHighWaterMark ?? options.highWaterMark,
     });
     return socket.connect(options, cb);
+  }
+
+  /**
+   * connect({ tls }): TLS in the native core (a TlsSocket) when the runtime provides OpenSSL and the options ask
+   * only for what it implements; otherwise the runtime's tls.connect over a sockguard socket. Either way the
+   * policy, ledger, quotas and reclaim apply to the connection underneath, and the callback is 'secureConnect'.
+   */
+  #connectTls(options: SocketConnectOptions, cb: (() => void) | undefined): TlsSocket | tls.TLSSocket {
+    const o = options.tls === true ? {} : options.tls;
+    if (o === null || typeof o !== 'object') throw invalidOption('tls', `must be a boolean or an object of TLS options. Received ${describeValue(o)}`);
+    const engine = validateEngine(o.engine);
+    const unsupported = unsupportedKey(o);
+    if (engine === 'native' && unsupported !== undefined) {
+      throw invalidOption(`tls.${unsupported}`, "is not implemented by the native TLS engine (use engine: 'node' or 'auto')");
+    }
+    const nat = nativeTls();
+    if (engine === 'native' && nat === undefined) {
+      throw codedError(Error, codes.TLS_UNAVAILABLE, 'The native TLS engine needs an OpenSSL exported by the runtime (Node does; Bun and Deno do not)');
+    }
+    const { tls: _tls, ...plain } = options;
+    const host = typeof plain.host === 'string' ? plain.host : 'localhost';
+    if (engine === 'node' || nat === undefined || unsupported !== undefined) {
+      const { engine: _engine, ...tlsOptions } = o;
+      const socket = this.connect(plain);
+      return tls.connect({ ...(tlsOptions as tls.ConnectionOptions), socket, host }, cb);
+    }
+    const params = tlsParams(nat, o, host);
+    const socket = new TlsSocket(
+      {
+        layer: this,
+        allowHalfOpen: options.allowHalfOpen,
+        readableHighWaterMark: options.readableHighWaterMark ?? options.highWaterMark,
+        writableHighWaterMark: options.writableHighWaterMark ?? options.highWaterMark,
+      },
+      params,
+    );
+    if (typeof cb === 'function') socket.once('secureConnect', cb);
+    socket.connect(plain);
+    return socket;
   }
 
   /** Alias of connect(), as in net. */
@@ -491,3 +536,13 @@ export function getDefaultLayer(): SocketLayer {
 }
 
 provideDefaultPort(() => getDefaultLayer().port);
+
+/** The binding when it can run TLS, else undefined (no addon, or a runtime without an exported OpenSSL). */
+function nativeTls(): NativeBinding | undefined {
+  try {
+    const nat = native();
+    return nat.tls_available() ? nat : undefined;
+  } catch {
+    return undefined;
+  }
+}

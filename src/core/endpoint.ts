@@ -53,13 +53,14 @@ export abstract class Endpoint implements LayerEntry, LoopClient {
   abstract _layerClose(): Promise<void>;
 
   // LoopClient: records a transport does not expect are ignored.
-  _onConnect(_status: number): void {}
+  _onConnect(_status: number, _tls: number): void {}
   _onData(_slab: Buffer, _offset: number, _length: number): void {}
   _onDgram(_slab: Buffer, _offset: number, _length: number): void {}
   _onEof(): void {}
   _onError(_status: number, _syscall: number): void {}
   _onDrain(): void {}
   _onShutdown(_status: number): void {}
+  _onSession(): void {}
 
   /** Set by the layer when the socket was closed for inactivity. */
   get reclaimed(): boolean {

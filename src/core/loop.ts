@@ -19,6 +19,7 @@ import {
   REC_DRAIN,
   REC_EOF,
   REC_ERROR,
+  REC_SESSION,
   REC_SHUTDOWN,
   native,
   type NativeBinding,
@@ -40,13 +41,15 @@ const kProtocol = Symbol.for('sockguard.loop.protocol');
 
 /** What a socket implements to receive its records. */
 export interface LoopClient {
-  _onConnect(status: number): void;
+  /** `tls` 1: the TLS handshake failed (the core's tls_error says why). */
+  _onConnect(status: number, tls: number): void;
   _onData(slab: Buffer, offset: number, length: number): void;
   _onDgram(slab: Buffer, offset: number, length: number): void;
   _onEof(): void;
   _onError(status: number, syscall: number): void;
   _onDrain(): void;
   _onShutdown(status: number): void;
+  _onSession(): void;
 }
 
 export class Loop {
@@ -160,13 +163,16 @@ export class Loop {
             client._onError(a, rec[p + 3]!);
             break;
           case REC_CONNECT:
-            client._onConnect(a);
+            client._onConnect(a, rec[p + 3]!);
             break;
           case REC_DRAIN:
             client._onDrain();
             break;
           case REC_SHUTDOWN:
             client._onShutdown(a);
+            break;
+          case REC_SESSION:
+            client._onSession();
             break;
         }
       } catch (err) {

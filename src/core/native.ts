@@ -40,7 +40,7 @@ export interface NativeLayout {
   lingerOff: number;
   lingerMax: number;
   socketSize: number;
-  rec: { data: number; dgram: number; eof: number; error: number; connect: number; drain: number; shutdown: number };
+  rec: { data: number; dgram: number; eof: number; error: number; connect: number; drain: number; shutdown: number; session: number };
   /** ERROR records' syscall codes, and their names indexed by code. */
   sys: { read: number; write: number; connect: number; shutdown: number };
   syscallNames: string[];
@@ -95,8 +95,40 @@ export interface NativeBinding {
   socket_setsockopt(id: number, level: number, name: number, value: number): number;
   /** `idleSeconds` <= 0 keeps the system's idle time. */
   socket_keepalive(id: number, on: boolean, idleSeconds: number): number;
+  /** Whether the core has an OpenSSL to run TLS with (the host runtime exports one: Node does, Bun and Deno not). */
+  tls_available(): boolean;
+  /**
+   * A TLS client context: trusted roots (PEM), optional client cert chain / key (PEM) and passphrase, TLS 1.2
+   * cipher list and TLS 1.3 suites (null: OpenSSL's), protocol bounds (OpenSSL version numbers, 0: default).
+   * Answers the reason as a string when no context can be made.
+   */
+  tls_context(
+    ca: string,
+    cert: string | null,
+    key: string | null,
+    passphrase: string | null,
+    ciphers: string | null,
+    suites: string | null,
+    minVersion: number,
+    maxVersion: number,
+  ): TlsContextHandle | string;
+  /** Puts TLS on a connecting socket: the CONNECT record then follows the handshake. 0 or -errno. */
+  tls_start(id: number, context: TlsContextHandle, servername: string | null, alpn: Uint8Array | null, session: Uint8Array | null): number;
+  /** After the handshake: [verify code, verify text, ALPN protocol or false, version, cipher name, standard name, cipher version, resumed]. */
+  tls_info(
+    id: number,
+  ): [code: number, text: string, alpn: string | false, version: string, cipher: string, standardName: string, cipherVersion: string, reused: boolean] | number;
+  /** DER of the peer's certificate (index 0) or of its chain's `index`th, or null. */
+  tls_peer_cert(id: number, index: number): Buffer | null;
+  /** DER of the latest session (ticket) the server issued, or of the current one, or null. */
+  tls_session(id: number): Buffer | null;
+  /** Why TLS failed on this socket: [OpenSSL's text, library, reason], or null. */
+  tls_error(id: number): [text: string, library: string, reason: string] | null;
   layout(): NativeLayout;
 }
+
+/** An OpenSSL client context held by the addon (freed when collected). */
+export type TlsContextHandle = { readonly __tlsContext: unique symbol };
 
 /** Record types written by native/loop.cc. */
 export let REC_DATA: number;
@@ -106,6 +138,7 @@ export let REC_ERROR: number;
 export let REC_CONNECT: number;
 export let REC_DRAIN: number;
 export let REC_SHUTDOWN: number;
+export let REC_SESSION: number;
 
 /** Syscall names of ERROR records, indexed by their code. */
 export let syscallNames: readonly string[] = [];
@@ -136,6 +169,7 @@ function adopt(b: NativeBinding): void {
   REC_CONNECT = l.rec.connect;
   REC_DRAIN = l.rec.drain;
   REC_SHUTDOWN = l.rec.shutdown;
+  REC_SESSION = l.rec.session;
   syscallNames = Object.freeze(l.syscallNames.slice());
   CTR_BYTES_WRITTEN = l.ctr.bytesWritten * UINT32_PER_COUNTER;
   CTR_BYTES_READ = l.ctr.bytesRead * UINT32_PER_COUNTER;

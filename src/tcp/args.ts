@@ -4,6 +4,7 @@
  */
 import { codedError, describeValue, invalidArg, invalidOption } from '../errors.js';
 import type { LayerPort } from '../service/port.js';
+import type { TlsConnectOptions } from '../tls/context.js';
 
 /** Node's largest timer delay: longer ones would fire after 1 ms. */
 export const TIMEOUT_MAX = 0x7fffffff;
@@ -36,6 +37,11 @@ export interface SocketConnectOptions {
   localPort?: number;
   /** A dns.lookup-compatible resolver for this connection; its answers are still vetted by the policy. */
   lookup?: (hostname: string, options: object, cb: (...args: any[]) => void) => void;
+  /**
+   * TLS on the connection (`true` for the defaults): run by the native core where the runtime allows, else by
+   * the runtime's tls module over the socket. See TlsConnectOptions.
+   */
+  tls?: boolean | TlsConnectOptions;
   /** Stream buffer sizes. */
   highWaterMark?: number;
   readableHighWaterMark?: number;

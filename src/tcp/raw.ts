@@ -250,8 +250,16 @@ export class RawSocket extends Endpoint implements ConnectClient {
         c.lastError = err as Error;
         break;
       }
-      const r = loop.nat.tcp_connect(id, cand.family, cand.address, this.remotePort, this.highWaterMark);
+      let r = loop.nat.tcp_connect(id, cand.family, cand.address, this.remotePort, this.highWaterMark);
       if (r === 0) {
+        r = this.startNative(loop, id);
+        if (r < 0) {
+          // What failed is not the address: no other candidate would do better.
+          loop.nat.socket_close(id);
+          loop.release(id);
+          c.lastError = statusError(r, { syscall: 'connect', address: cand.address, port: this.remotePort });
+          break;
+        }
         this.state = RawState.Connecting;
         this.bindNative(loop, id);
         return;
@@ -264,7 +272,7 @@ export class RawSocket extends Endpoint implements ConnectClient {
   }
 
   /** @internal */
-  override _onConnect(status: number): void {
+  override _onConnect(status: number, _tls = 0): void {
     const c = this.conn!;
     if (status < 0) {
       c.lastError = statusError(status, { syscall: 'connect', address: this.remoteAddress, port: this.remotePort });
@@ -299,6 +307,11 @@ export class RawSocket extends Endpoint implements ConnectClient {
     this.updateRef();
     this.port.touch(this);
     this.emitConnect(null);
+  }
+
+  /** Called when the native socket exists and its connect is under way (TLS puts itself on it here). 0 or -errno. */
+  protected startNative(_loop: Loop, _id: number): number {
+    return 0;
   }
 
   /** @internal */

@@ -31,7 +31,7 @@ const kTimer = Symbol('sockguard.timer');
 /**
  * The raw socket of a Duplex: delivers its events straight to the stream (no handlers object per socket).
  */
-class StreamRaw extends RawSocket {
+export class StreamRaw extends RawSocket {
   /** The stream this raw socket serves (its owner): a prototype getter, so it costs no field. */
   get s(): Socket {
     return this.owner as Socket;
@@ -98,7 +98,8 @@ export class Socket extends Duplex {
   /** @internal */ [kFinalCb]: Callback | null = null;
   /** @internal */ [kTimer]: NodeJS.Timeout | undefined = undefined;
 
-  constructor(options: SocketOptions = {}) {
+  /** `raw` is for subclasses that bring their own kind of raw socket (TLS). */
+  constructor(options: SocketOptions = {}, raw: StreamRaw = new StreamRaw()) {
     super({
       allowHalfOpen: options.allowHalfOpen ?? false,
       readableHighWaterMark: streamMark(options.readableHighWaterMark, 'readableHighWaterMark'),
@@ -110,7 +111,6 @@ export class Socket extends Duplex {
       autoDestroy: true,
       decodeStrings: true,
     });
-    const raw = new StreamRaw();
     raw.owner = this;
     this[kRaw] = raw;
     if (options.layer) {

@@ -204,7 +204,7 @@ describe('layout from the addon', () => {
     getLoop();
     const l = N.LAYOUT;
     expect(l.version).toBeGreaterThan(0);
-    expect([N.REC_DATA, N.REC_DGRAM, N.REC_EOF, N.REC_ERROR, N.REC_CONNECT, N.REC_DRAIN, N.REC_SHUTDOWN]).toEqual([
+    expect([N.REC_DATA, N.REC_DGRAM, N.REC_EOF, N.REC_ERROR, N.REC_CONNECT, N.REC_DRAIN, N.REC_SHUTDOWN, N.REC_SESSION]).toEqual([
       l.rec.data,
       l.rec.dgram,
       l.rec.eof,
@@ -212,8 +212,9 @@ describe('layout from the addon', () => {
       l.rec.connect,
       l.rec.drain,
       l.rec.shutdown,
+      l.rec.session,
     ]);
-    expect(new Set(Object.values(l.rec)).size).toBe(7);
+    expect(new Set(Object.values(l.rec)).size).toBe(8);
     expect(N.CTR_PENDING).toBe(l.ctr.pending * 2);
     expect(N.CTR_STAGED).toBe(l.ctr.staged * 2);
     expect(N.syscallNames[l.sys.write]).toBe('write');
