@@ -27,10 +27,10 @@ function ratios(run, sid, arm, base, key) {
   return a.map((v, i) => (v != null && b[i] != null && b[i] !== 0 ? v / b[i] : null));
 }
 
-/** One row per (scenario, metric): the unit of every table and of the chart. */
+/** One row per (scenario, metric): the unit of every table and of the chart. Real workloads have their own section. */
 export function rows(run) {
   const out = [];
-  for (const s of run.scenarios) {
+  for (const s of run.scenarios.filter((x) => !x.real)) {
     const arms = ARM_ORDER.filter((a) => run.results[s.id]?.[a]);
     for (const m of s.metrics) {
       const perArm = {};
@@ -92,23 +92,10 @@ function evalTarget(t, row, arm) {
   return { text: `${fx(r)} ${t.vs}`, met };
 }
 
-export function renderMarkdown(run) {
-  const e = run.env;
-  const c = run.config;
-  const L = [];
+/** The socket scenarios (echo, bulk, ping-pong, connect, idle): ratio tables, targets, per-scenario detail. */
+function renderSockets(run, all, L) {
+  if (!all.length) return;
   const label = (a) => run.arms[a] ?? a;
-  L.push('# sockguard benchmark: latest results', '');
-  L.push(`- Date: ${e.date.slice(0, 19).replace('T', ' ')} UTC · ${c.mode} run (${c.reps} repetitions, ${c.seconds} s windows, warm-up discarded)`);
-  L.push(`- CPU: ${e.cpu} (${e.cpus} CPUs; server pinned to CPU ${c.serverCpu}, client to CPU ${c.clientCpu}) · kernel ${e.kernel} · Node ${e.node} · gcc ${e.gcc ?? '?'}`);
-  L.push(`- Code: ${e.commit ?? 'unknown commit'} · server: ${c.server === 'c' ? 'C epoll server (bench/c/server.c)' : 'net server (bench/servers/net-server.mjs)'} · ${c.policy}`);
-  if (!run.sockguard.ok) L.push(`- **sockguard arms not run**: ${run.sockguard.why}`);
-  const trials = Object.values(run.results).flatMap((byArm) => Object.values(byArm).flat());
-  const busy = trials.filter((t) => t?.busyBefore > 0.15).length;
-  L.push(`- ${trials.length} trials; ${busy} started while other work kept the CPUs over 15 % busy (the driver waits up to ${c.mode === 'quick' ? 0.3 : 5} s for a quiet machine)`);
-  L.push('- Ratios are taken per repetition (arms side by side, interleaved), then the median of those ratios is shown. For throughput higher is better; for latency and memory lower is better.');
-  L.push('', '![median ratios to net](latest.svg)', '');
-
-  const all = rows(run);
   const armsShown = ARM_ORDER.filter((a) => all.some((r) => r.perArm[a]));
 
   L.push('## Median ratio to `net` (per-repetition ratios, median)', '');
@@ -129,7 +116,7 @@ export function renderMarkdown(run) {
   if (run.sockguard.ok) {
     L.push('', '## Targets (docs/performance.md#targets)', '');
     L.push('| scenario | target | sockguard Duplex | sockguard raw |', '|---|---|---|---|');
-    for (const s of run.scenarios) {
+    for (const s of run.scenarios.filter((x) => !x.real)) {
       for (const t of s.targets ?? []) {
         const metricKey = t.metric ?? s.metrics[0].key;
         const row = all.find((r) => r.scenario.id === s.id && r.metric.key === metricKey);
@@ -158,6 +145,26 @@ export function renderMarkdown(run) {
     L.push('');
   }
 
+}
+
+export function renderMarkdown(run) {
+  const e = run.env;
+  const c = run.config;
+  const L = [];
+  L.push('# sockguard benchmark: latest results', '');
+  L.push(`- Date: ${e.date.slice(0, 19).replace('T', ' ')} UTC · ${c.mode} run (${c.reps} repetitions, ${c.seconds} s windows, warm-up discarded)`);
+  L.push(`- CPU: ${e.cpu} (${e.cpus} CPUs; server pinned to CPU ${c.serverCpu}, client to CPU ${c.clientCpu}) · kernel ${e.kernel} · Node ${e.node} · gcc ${e.gcc ?? '?'}`);
+  L.push(`- Code: ${e.commit ?? 'unknown commit'} · server: ${c.server === 'c' ? 'C epoll server (bench/c/server.c)' : 'net server (bench/servers/net-server.mjs)'} · ${c.policy}`);
+  if (!run.sockguard.ok) L.push(`- **sockguard arms not run**: ${run.sockguard.why}`);
+  const trials = Object.values(run.results).flatMap((byArm) => Object.values(byArm).flat());
+  const busy = trials.filter((t) => t?.busyBefore > 0.15).length;
+  L.push(`- ${trials.length} trials; ${busy} started while other work kept the CPUs over 15 % busy (the driver waits up to ${c.mode === 'quick' ? 0.3 : 5} s for a quiet machine)`);
+  L.push('- Ratios are taken per repetition (arms side by side, interleaved), then the median of those ratios is shown. For throughput higher is better; for latency and memory lower is better.');
+  const all = rows(run);
+  L.push('', ...(all.length ? ['![median ratios to net](latest.svg)', ''] : []));
+  renderSockets(run, all, L);
+  renderReal(run, L);
+
   if (run.micro?.length) {
     L.push('## Micro-benchmarks (tinybench, in-process, per operation)', '');
     L.push('| file | benchmark | median | mean | samples |', '|---|---|---:|---:|---:|');
@@ -174,6 +181,67 @@ export function renderMarkdown(run) {
   }
   L.push(`Raw JSON of this run: \`bench/out/latest-${c.mode}.json\` (not committed). Reproduce: \`npm run bench${c.mode === 'quick' ? ':quick' : ''}\`.`, '');
   return L.join('\n');
+}
+
+const REAL_ARM_ORDER = ['net', 'sockguard', 'sockguard-js'];
+
+/** A rate with its own unit (94.8 k cmd/s); other formats as elsewhere. */
+function fmtUnit(v, m) {
+  if (m.format === 'ns' && v >= 1e6) return `${(v / 1e6).toFixed(2)} ms`;
+  if (m.format !== 'rate' || v == null || !Number.isFinite(v)) return fmt(v, m.format);
+  const n = v >= 1e6 ? `${(v / 1e6).toFixed(2)} M` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} k` : v >= 100 ? `${v.toFixed(0)} ` : `${v.toFixed(1)} `;
+  return `${n}${m.label}`;
+}
+
+/**
+ * Real workloads: a real client library or Node's TLS against a real server, each arm beside the same
+ * client over `net`. Per arm: median value, per-repetition ratios to net and their median, client CPU per
+ * operation and its median ratio to net; then the targets, checked on every non-net arm.
+ */
+function renderReal(run, L) {
+  const real = run.scenarios.filter((s) => s.real);
+  if (!real.length) return;
+  const skipped = run.skipped ?? {};
+  const label = (s, a) => s.armLabels?.[a] ?? run.arms[a] ?? a;
+  L.push('## Real workloads', '');
+  L.push('Each client library (or Node\'s TLS) runs unchanged; only the socket under it changes. Value: higher is better; CPU: the client process\'s user + system time per operation, lower is better. Ratios are to the same client over `net`, per repetition.', '');
+  L.push('| scenario | arm | median | ratio to net, per rep | median ratio | client CPU/op | CPU ratio, per rep | median CPU ratio |');
+  L.push('|---|---|---:|---|---:|---:|---|---:|');
+  const verdicts = [];
+  for (const s of real) {
+    const [vm, cm] = s.metrics;
+    if (skipped[s.id]?.why) {
+      L.push(`| ${s.title} | all arms skipped: ${skipped[s.id].why} | – | – | – | – | – | – |`);
+      continue;
+    }
+    for (const a of REAL_ARM_ORDER.filter((x) => s.arms?.includes(x) || run.results[s.id]?.[x])) {
+      const why = skipped[s.id]?.arms?.[a];
+      if (why || !run.results[s.id]?.[a]) {
+        L.push(`| ${s.title} | ${label(s, a)}: skipped${why ? ` (${why})` : ''} | – | – | – | – | – | – |`);
+        continue;
+      }
+      const v = values(run, s.id, a, vm.key);
+      const rn = ratios(run, s.id, a, 'net', vm.key);
+      const c = values(run, s.id, a, cm.key);
+      const rc = ratios(run, s.id, a, 'net', cm.key);
+      const errs = (run.results[s.id][a] ?? []).filter((r) => r?.error).map((r) => r.error);
+      const err = errs.length ? ` (${errs.length} failed: ${errs[0].split('\n')[0].slice(0, 80)})` : '';
+      const isNet = a === 'net';
+      L.push(`| ${s.title} | ${label(s, a)}${err} | ${fmtUnit(median(v), vm)} | ${isNet ? '–' : list(rn)} | ${isNet ? '1.00×' : fx(median(rn))} | ${fmtUnit(median(c), cm)} | ${isNet ? '–' : list(rc)} | ${isNet ? '1.00×' : fx(median(rc))} |`);
+      if (isNet) continue;
+      for (const t of s.targets ?? []) {
+        const m = s.metrics.find((x) => x.key === (t.metric ?? vm.key));
+        const r = median(ratios(run, s.id, a, t.vs, m.key));
+        const met = r == null ? null : t.op === '<=' ? r <= t.x : r >= t.x;
+        verdicts.push(`| ${s.title} | ${label(s, a)} | ${m.key === vm.key ? vm.label : cm.label} ${t.op === '<=' ? '≤' : '≥'} ${t.x.toFixed(1)}× ${t.vs} | ${fx(r)} | ${met == null ? '–' : met ? 'met' : '**missed**'} |`);
+      }
+    }
+  }
+  if (verdicts.length) {
+    L.push('', '### Real-workload targets (docs/performance.md#targets)', '');
+    L.push('| scenario | arm | target | median ratio | |', '|---|---|---|---:|---|', ...verdicts);
+  }
+  L.push('');
 }
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

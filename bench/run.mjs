@@ -4,7 +4,7 @@
 // repetition so slow drift of the machine hits every arm alike. Ratios are taken per repetition.
 //
 //   node bench/run.mjs [--quick] [--reps N] [--seconds S] [--scenarios a,b] [--arms a,b]
-//                      [--server c|net] [--echo-refill each|window] [--no-micro] [--server-cpu N] [--client-cpu N]
+//                      [--server c|net] [--echo-refill each|window] [--no-micro] [--no-real] [--server-cpu N] [--client-cpu N]
 //                      [--baseline DIR]   (DIR: another built checkout; adds its Duplex and raw arms to every scenario)
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -12,6 +12,8 @@ import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderMarkdown, renderSvg } from './report.mjs';
+import { createPeers } from './real/peers.mjs';
+import { REAL_SCENARIOS } from './real/scenarios.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -39,6 +41,8 @@ const config = {
   serverCpu: opt('--server-cpu', '0'),
   clientCpu: opt('--client-cpu', '1'),
   micro: !flag('--no-micro'),
+  // Real clients against real servers (bench/real/); a quick run takes the scenarios marked `quick`.
+  real: !flag('--no-real'),
   // The bench's warm-ups (docs/performance.md#method); the same in quick and full runs.
   warmupBytes: 64 * 1024 * 1024,
   warmupSeconds: 0.5,
@@ -55,6 +59,8 @@ const ARMS = {
   sockguard: { label: 'sockguard Duplex', cmd: () => [process.execPath, join(here, 'clients/sockguard.mjs')], needsDist: true },
   'sockguard-raw': { label: 'sockguard raw', cmd: () => [process.execPath, join(here, 'clients/sockguard-raw.mjs')], needsDist: true },
   c: { label: 'C (limit)', cmd: () => [join(binDir, 'client')] },
+  // Real workloads only (bench/real/): Node's TLS running over the sockguard Duplex as its transport.
+  'sockguard-js': { label: 'Node TLS over sockguard Duplex', needsDist: true },
 };
 
 // A built checkout of another version (for example the previous release), run side by side with this one so a
@@ -142,9 +148,16 @@ const SCENARIOS = [
 
 const onlyScenarios = opt('--scenarios', null)?.split(',');
 const onlyArms = opt('--arms', null)?.split(',');
-const scenarios = SCENARIOS.filter((s) => !onlyScenarios || onlyScenarios.includes(s.id));
+const realScenarios = config.real
+  ? REAL_SCENARIOS.map((s) => ({ ...s, real: true })).filter((s) => (onlyScenarios ? onlyScenarios.includes(s.id) : !quick || s.quick))
+  : [];
+const scenarios = [...SCENARIOS.filter((s) => !onlyScenarios || onlyScenarios.includes(s.id)), ...realScenarios];
+if (onlyScenarios) {
+  const unknown = onlyScenarios.filter((id) => !scenarios.some((s) => s.id === id));
+  if (unknown.length) die(`unknown scenario(s) ${unknown.join(', ')}${config.real ? '' : ' (real workloads are off: --no-real)'}`);
+}
 if (baseline) {
-  for (const s of scenarios) {
+  for (const s of scenarios.filter((x) => !x.real)) {
     const i = s.arms.indexOf('sockguard-raw');
     if (i >= 0) s.arms.splice(i + 1, 0, 'sockguard@base', 'sockguard-raw@base');
   }
@@ -163,7 +176,11 @@ function killAll(signal = 'SIGKILL') {
     try { c.kill(signal); } catch { /* already gone */ }
   }
 }
-process.on('exit', () => killAll());
+const peers = createPeers({ track, serverCpu: config.serverCpu, log: (m) => process.stderr.write(m) });
+process.on('exit', () => {
+  killAll();
+  peers.cleanup();
+});
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     killAll();
@@ -227,6 +244,11 @@ function startServer(mode, host) {
   const cmd = config.server === 'c'
     ? [join(binDir, 'server'), mode, host, '0']
     : [process.execPath, join(here, 'servers/net-server.mjs'), mode, host, '0'];
+  return startListening(cmd);
+}
+
+/** Starts a pinned server that prints `LISTENING <port>` once it accepts connections. */
+function startListening(cmd) {
   const [file, args] = taskset(config.serverCpu, cmd);
   const child = track(spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   return new Promise((resolve, reject) => {
@@ -350,6 +372,67 @@ async function trial(arm, scenario) {
   }
 }
 
+// ---- real workloads (bench/real/) --------------------------------------------------------------
+
+/** A fresh server for one trial (tls, http) or for one scenario's repetition, shared by its arms (redis, postgres). */
+async function startPeer(s) {
+  const host = freshAddress();
+  switch (s.peer) {
+    case 'tls': {
+      const c = peers.certificate();
+      const r = await startListening([process.execPath, join(here, 'real', 'tls-server.mjs'), s.serverMode, host, '0', c.key, c.cert]);
+      return { ...r, host };
+    }
+    case 'http': {
+      const r = await startListening([process.execPath, join(here, 'real', 'http-server.mjs'), host, '0']);
+      return { ...r, host };
+    }
+    case 'redis': return peers.startRedis(host);
+    case 'postgres': return peers.startPostgres(host);
+    default: throw new Error(`unknown peer ${s.peer}`);
+  }
+}
+const sharedPeer = (s) => s.peer === 'redis' || s.peer === 'postgres';
+
+async function realTrial(arm, s, shared) {
+  const busyBefore = await waitQuiet();
+  let server = shared;
+  if (!server) {
+    try {
+      server = await startPeer(s);
+    } catch (err) {
+      return { error: String(err.message) };
+    }
+  }
+  try {
+    const params = {
+      arm, host: server.host, port: server.port,
+      seconds: config.seconds, warmupSeconds: config.warmupSeconds, warmupBytes: config.warmupBytes,
+      ...s.args,
+    };
+    const cmd = [process.execPath, join(here, 'real', s.client), s.workload, ...Object.entries(params).map(([k, v]) => `${k}=${v}`)];
+    // Batches of fixed work run to the end of the window, so a trial can overrun it by one batch.
+    const r = await runClient(cmd, (config.seconds + config.warmupSeconds) * 1000 + 60000);
+    return { ...r, host: server.host, busyBefore };
+  } finally {
+    if (!shared) await stopProcess(server.child);
+  }
+}
+
+/** Whether this build's layer.connect() does TLS itself; the native TLS arm is skipped (with the reason) if not. */
+let tlsProbe = null;
+function probeNativeTls() {
+  if (tlsProbe) return tlsProbe;
+  const c = peers.certificate();
+  try {
+    const out = execFileSync(process.execPath, [join(here, 'real', 'probe-tls.mjs'), freshAddress(), c.key, c.cert], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30000 });
+    tlsProbe = JSON.parse(out.toString().trim().split('\n').pop());
+  } catch (err) {
+    tlsProbe = { ok: false, why: `TLS probe failed: ${String(err.stderr || err.message).trim().split('\n').slice(-1)[0]}` };
+  }
+  return tlsProbe;
+}
+
 // ---- operator policy for the connect-rate arms -------------------------------------------------
 
 // docs/performance.md#targets measures connect rate with the policy on and an operator rule allowing the IP
@@ -445,7 +528,28 @@ async function main() {
   const sg = probeSockguard();
   if (!sg.ok) process.stderr.write(`bench: sockguard arms skipped: ${sg.why}\n`);
   const env = environment();
-  const armsFor = (s) => s.arms.filter((a) => (!onlyArms || onlyArms.includes(a)) && (sg.ok || !ARMS[a].needsDist));
+  // skipped[scenario] = { why } for a whole scenario, { arms: { arm: why } } for single arms; shown in the report.
+  const skipped = {};
+  for (const s of scenarios.filter((x) => x.real)) {
+    const peer = peers.check(s.peer);
+    if (!peer.ok) {
+      skipped[s.id] = { why: peer.why };
+      process.stderr.write(`bench: ${s.id} skipped: ${peer.why}\n`);
+      continue;
+    }
+    const arms = {};
+    if (!sg.ok) for (const a of s.arms.filter((x) => ARMS[x].needsDist)) arms[a] = sg.why;
+    else if (s.peer === 'tls' && s.arms.includes('sockguard') && (!onlyArms || onlyArms.includes('sockguard'))) {
+      const t = probeNativeTls();
+      if (!t.ok) arms.sockguard = t.why;
+    }
+    if (Object.keys(arms).length) {
+      skipped[s.id] = { arms };
+      for (const [a, why] of Object.entries(arms)) process.stderr.write(`bench: ${s.id} arm ${a} skipped: ${why}\n`);
+    }
+  }
+  const armsFor = (s) => (skipped[s.id]?.why ? [] : s.arms.filter((a) => (!onlyArms || onlyArms.includes(a))
+    && (sg.ok || !ARMS[a].needsDist) && !skipped[s.id]?.arms?.[a]));
 
   // results[scenario][arm] = one entry per repetition
   const results = {};
@@ -453,13 +557,43 @@ async function main() {
     results[s.id] = {};
     for (const a of armsFor(s)) results[s.id][a] = [];
   }
+  const show = (rep, s, a, r) => {
+    const shown = r.error ? `ERROR ${r.error.split('\n')[0]}` : s.metrics.map((m) => `${m.key}=${fmtNum(r[m.key])}`).join(' ');
+    process.stderr.write(`rep ${rep + 1}/${config.reps}  ${s.id.padEnd(12)} ${a.padEnd(14)} ${shown}\n`);
+  };
   for (let rep = 0; rep < config.reps; rep++) {
     for (const s of scenarios) {
-      for (const a of armsFor(s)) {
-        const r = await trial(a, s);
-        results[s.id][a].push(r);
-        const shown = r.error ? `ERROR ${r.error.split('\n')[0]}` : s.metrics.map((m) => `${m.key}=${fmtNum(r[m.key])}`).join(' ');
-        process.stderr.write(`rep ${rep + 1}/${config.reps}  ${s.id.padEnd(12)} ${a.padEnd(14)} ${shown}\n`);
+      const arms = armsFor(s);
+      if (!arms.length) continue;
+      if (!s.real) {
+        for (const a of arms) {
+          const r = await trial(a, s);
+          results[s.id][a].push(r);
+          show(rep, s, a, r);
+        }
+        continue;
+      }
+      let shared = null;
+      if (sharedPeer(s)) {
+        try {
+          shared = await startPeer(s);
+        } catch (err) {
+          for (const a of arms) {
+            const r = { error: `${s.peer} did not start: ${err.message}` };
+            results[s.id][a].push(r);
+            show(rep, s, a, r);
+          }
+          continue;
+        }
+      }
+      try {
+        for (const a of arms) {
+          const r = await realTrial(a, s, shared);
+          results[s.id][a].push(r);
+          show(rep, s, a, r);
+        }
+      } finally {
+        if (shared) await stopProcess(shared.child);
       }
     }
   }
@@ -470,8 +604,10 @@ async function main() {
     config: { ...config, policy: policyNote },
     sockguard: sg,
     arms: Object.fromEntries(Object.entries(ARMS).map(([k, v]) => [k, v.label])),
-    scenarios: scenarios.map(({ id, title, server, args, metrics, targets, policy }) => ({ id, title, server, args, metrics, targets, policy })),
+    scenarios: scenarios.map(({ id, title, server, args, metrics, targets, policy, real, peer, workload, armLabels }) =>
+      ({ id, title, server, args, metrics, targets, policy, real, peer, workload, armLabels })),
     results,
+    skipped,
     micro,
     elapsedSeconds: (Date.now() - t0) / 1000,
   };
@@ -481,14 +617,14 @@ async function main() {
   writeFileSync(join(outDir, `run-${config.mode}-${stamp}.json`), JSON.stringify(run, null, 2));
   writeFileSync(join(outDir, `latest-${config.mode}.json`), JSON.stringify(run, null, 2));
   const md = renderMarkdown(run);
-  // Only a complete run replaces the published results; a filtered one stays in bench/out/.
-  const complete = !onlyScenarios && !onlyArms && !baseline && sg.ok;
+  // Only a complete full run replaces the published results; a quick or filtered one stays in bench/out/.
+  const complete = !quick && !onlyScenarios && !onlyArms && !baseline && config.real && sg.ok;
   if (complete) {
     writeFileSync(join(resultsDir, 'latest.md'), md);
     writeFileSync(join(resultsDir, 'latest.svg'), renderSvg(run));
   }
   process.stdout.write(md);
-  process.stderr.write(`bench: done in ${run.elapsedSeconds.toFixed(1)} s; ${complete ? 'bench/results/latest.md, latest.svg, ' : '(partial run: bench/results/ untouched) '}bench/out/\n`);
+  process.stderr.write(`bench: done in ${run.elapsedSeconds.toFixed(1)} s; ${complete ? 'bench/results/latest.md, latest.svg, ' : `(${quick ? 'quick' : 'partial'} run: bench/results/ untouched) `}bench/out/\n`);
 }
 
 function fmtNum(v) {
