@@ -223,8 +223,10 @@ export class SocketLayer {
     const host = typeof plain.host === 'string' ? plain.host : 'localhost';
     if (engine === 'node' || nat === undefined || unsupported !== undefined) {
       const { engine: _engine, ...tlsOptions } = o;
-      const socket = this.connect(plain);
-      return tls.connect({ ...(tlsOptions as tls.ConnectionOptions), socket, host }, cb);
+      // The TLS socket decides when its side ends (after its close_notify); the socket under it must not end
+      // itself first when the peer's FIN arrives, or that close_notify would be a write after end.
+      const socket = this.connect({ ...plain, allowHalfOpen: true });
+      return tls.connect({ ...(tlsOptions as tls.ConnectionOptions), allowHalfOpen: plain.allowHalfOpen, socket, host } as tls.ConnectionOptions, cb);
     }
     const params = tlsParams(nat, o, host);
     const socket = new TlsSocket(
