@@ -270,7 +270,7 @@ void sg_fail(socket* s, int err, int32_t syscall);
 
 struct tls_conn {
   ::ssl_st* ssl;
-  // Plaintext written since the last flush: small writes become one TLS record per flush, not one each.
+  // Plaintext written since the last flush: the turn's writes become one record (as Node's TLS batches them).
   char* plain;
   uint32_t plain_len;
   uint32_t plain_cap;
@@ -309,7 +309,8 @@ int sg_tls_start(socket* s, void* ctx, const char* servername, const unsigned ch
 void sg_tls_connected(socket* s);
 void sg_tls_handshake(socket* s);
 void sg_tls_read(socket* s);
-// Takes plaintext: small pieces wait for the flush, large ones are encrypted at once. false: out of memory.
+// Takes plaintext: small pieces wait for the flush (one record for the turn), large ones are encrypted at once.
+// false: out of memory or a TLS failure (then tls->err says which).
 bool sg_tls_write(socket* s, const char* p, uint32_t n);
 // Encrypts the waiting plaintext into the queue. 0 or -errno.
 int sg_tls_encrypt(socket* s);

@@ -341,6 +341,10 @@ static void after_drain(socket* s) {
 int64_t sg_write(socket* s, const struct iovec* iov, const napi_value* holders, int iovcnt) {
   if (s->flags & SG_F_FAILED) return -EPIPE;
   if (s->flags & (SG_F_SHUT_PENDING | SG_F_SHUT_DONE)) return -EPIPE;
+  // Whether this is the first write of the turn for an idle TLS socket (decided before queuing: encrypting
+  // already schedules the flush).
+  const bool now = s->tls && pending(s) == 0 && (s->flags & SG_F_CONNECTED) &&
+                   !(s->flags & (SG_F_WAIT_OUT | SG_F_DIRTY | SG_F_TLS_HS));
   for (int i = 0; i < iovcnt; i++) {
     size_t l = iov[i].iov_len;
     if (l > UINT32_MAX / 2 - pending(s)) return -ENOBUFS;
@@ -353,6 +357,18 @@ int64_t sg_write(socket* s, const struct iovec* iov, const napi_value* holders, 
   uint32_t left = pending(s);
   s->ctr[SG_CTR_PENDING] = left;
   if (left == 0) return 0;
+  if (now) {
+    // The first write of a turn leaves at once as a record of its own, and the rest of the turn's writes follow
+    // together as one record, as Node's TLS does: a request reaches the wire without waiting for the end of the
+    // turn, and a peer that answers record by record starts on it while this side is still producing, so a
+    // pipelined exchange keeps several flights on the wire instead of settling into lock-step.
+    sg_flush(s);
+    left = pending(s);
+    s->ctr[SG_CTR_PENDING] = left;
+    // Later writes of this turn wait for its end, together.
+    if (!(s->flags & (SG_F_DIRTY | SG_F_WAIT_OUT | SG_F_FAILED))) sg_loop_mark_dirty(s->lp, s);
+    return left;
+  }
   if ((s->flags & SG_F_CONNECTED) && !(s->flags & (SG_F_WAIT_OUT | SG_F_DIRTY))) sg_loop_mark_dirty(s->lp, s);
   if (left > s->hwm) s->flags |= SG_F_WANT_DRAIN;
   return left;

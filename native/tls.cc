@@ -1,6 +1,7 @@
 // TLS on a socket, inside the core. The socket's own queue is the TLS write side (a BIO whose write appends to
 // it) and the kernel is its read side (a BIO whose read is recv on the descriptor): ciphertext never becomes a
-// JS object, and a flush turns every small write of the turn into one record. This is what makes TLS over a
+// JS object. Records are framed as Node's TLS frames them: the first write of a turn is a record of its own and
+// leaves at once (socket.cc), the turn's later writes become one record at the flush. This is what makes TLS over a
 // sockguard socket as cheap as Node's own TLS over net, where the JS stream wrapper costs a copy, a Buffer and
 // an event-loop turn per write.
 //
@@ -26,6 +27,9 @@
 
 namespace sg {
 namespace {
+
+// Plaintext beyond this is encrypted at once instead of waiting for the flush: it fills whole records anyway.
+constexpr uint32_t kDirectWrite = 16 * 1024;
 
 // Every OpenSSL function used, looked up by name. Macros of the headers (SSL_set_tlsext_host_name and friends)
 // are spelled out as the ctrl calls they expand to.
@@ -113,8 +117,6 @@ bool api_ok = false;
 BIO_METHOD* bio_method = nullptr;
 std::once_flag api_once;
 
-// Plaintext beyond this is encrypted at once instead of waiting for the flush: it fills whole records anyway.
-constexpr uint32_t kDirectWrite = 16 * 1024;
 // Smallest free slab worth an SSL_read: one full record's plaintext.
 constexpr uint32_t kTlsMinRead = 16 * 1024 + 256;
 constexpr size_t kReadBudget = 1024 * 1024;

@@ -59,6 +59,8 @@ const F_STARTED = EF_FREE << 6;
  * timeout was set and then turned off, so `timeout` reads 0 as with net). */
 export const RAW_F_FAST_DRAIN = EF_FREE << 7;
 export const RAW_F_TIMEOUT_OFF = EF_FREE << 8;
+/** Writes go to the native queue at once instead of being staged in JS (TLS: the core frames and times them). */
+export const RAW_F_NO_STAGE = EF_FREE << 9;
 
 /** What only matters until the connection is up. */
 interface Connecting {
@@ -377,7 +379,7 @@ export class RawSocket extends Endpoint implements ConnectClient {
       if (len === 0) return (this.flags & F_WANT_DRAIN) === 0;
       const loop = getLoop();
       // Small writes are staged in JS: no native call; the loop moves them into the queue before it flushes.
-      if (len <= STAGE_MAX && isBytes && loop.stage(this.id, data)) {
+      if (len <= STAGE_MAX && isBytes && !(this.flags & RAW_F_NO_STAGE) && loop.stage(this.id, data)) {
         const staged = this.add32(CTR_STAGED, len);
         this.port.touch(this);
         if (this.read64(CTR_PENDING) + staged <= this.highWaterMark) return true;

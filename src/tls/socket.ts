@@ -12,6 +12,7 @@ import type tls from 'node:tls';
 import { codedError, systemError } from '../errors.js';
 import { getLoop, type Loop } from '../core/loop.js';
 import { Socket, StreamRaw } from '../tcp/socket.js';
+import { RAW_F_NO_STAGE } from '../tcp/raw.js';
 import type { SocketOptions } from '../tcp/args.js';
 import type { TlsParams } from './context.js';
 
@@ -60,6 +61,7 @@ interface Negotiated {
 class TlsRaw extends StreamRaw {
   constructor(readonly params: TlsParams) {
     super();
+    this.flags |= RAW_F_NO_STAGE;
   }
 
   get t(): TlsSocket {
