@@ -25,7 +25,7 @@ const LIB_ARMS = ['net', 'sockguard'];
 export const REAL_SCENARIOS = [
   {
     id: 'tls-upload', title: 'TLS upload, 64 KiB writes', peer: 'tls', serverMode: 'sink',
-    client: 'tls-client.mjs', workload: 'upload', args: { chunk: 65536 }, quick: true,
+    client: 'tls-client.mjs', workload: 'upload', args: { chunk: 65536 },
     arms: TLS_ARMS, armLabels: TLS_LABELS, metrics: bytes('client CPU per 64 KiB'), targets: atLeast(1.0),
   },
   {
