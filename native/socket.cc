@@ -367,6 +367,7 @@ int64_t sg_write(socket* s, const struct iovec* iov, const napi_value* holders, 
     s->ctr[SG_CTR_PENDING] = left;
     // Later writes of this turn wait for its end, together.
     if (!(s->flags & (SG_F_DIRTY | SG_F_WAIT_OUT | SG_F_FAILED))) sg_loop_mark_dirty(s->lp, s);
+    if (left > s->hwm) s->flags |= SG_F_WANT_DRAIN;
     return left;
   }
   if ((s->flags & SG_F_CONNECTED) && !(s->flags & (SG_F_WAIT_OUT | SG_F_DIRTY))) sg_loop_mark_dirty(s->lp, s);
