@@ -563,9 +563,10 @@ Napi::Value socket_keepalive(const Napi::CallbackInfo& info) {
 
 // ---- TLS (tls.cc) ----------------------------------------------------------------------------------------
 
-// A string argument, or null/undefined for none, copied into malloc'ed memory (freed by the caller). Text with
-// an embedded NUL is refused: OpenSSL would read it shorter than it is.
-bool opt_string_arg(napi_env env, napi_value v, const char* name, char** out, size_t* len) {
+// A string argument, or null/undefined for none, copied into malloc'ed memory (freed by the caller). A wrong type
+// throws; text that cannot be used (an embedded NUL, which OpenSSL would read shorter than it is, or no memory
+// for the copy) is not an exception but an answer: *status is set to -EINVAL / -ENOMEM for the caller to return.
+bool opt_string_arg(napi_env env, napi_value v, const char* name, char** out, size_t* len, int* status) {
   *out = nullptr;
   *len = 0;
   napi_valuetype t = napi_undefined;
@@ -576,16 +577,14 @@ bool opt_string_arg(napi_env env, napi_value v, const char* name, char** out, si
   napi_get_value_string_utf8(env, v, nullptr, 0, &n);
   char* p = static_cast<char*>(malloc(n + 1));
   if (!p) {
-    napi_throw_range_error(env, kOutOfRange, "out of memory");
-    return false;
+    if (*status == 0) *status = -ENOMEM;
+    return true;
   }
   napi_get_value_string_utf8(env, v, p, n + 1, &n);
   if (strlen(p) != n) {
     free(p);
-    char msg[160];
-    snprintf(msg, sizeof(msg), "The \"%s\" argument must not contain NUL characters", name);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", msg);
-    return false;
+    if (*status == 0) *status = -EINVAL;
+    return true;
   }
   *out = p;
   *len = n;
@@ -636,6 +635,17 @@ Napi::Value tls_available(const Napi::CallbackInfo& info) {
 
 void free_context(napi_env env, void* data, void* hint) { sg::sg_tls_context_free(data); }
 
+// Marks the externals that hold a TLS context, so an external made by anything else is refused, not used.
+constexpr napi_type_tag kContextTag = {0x73676374786c7431ULL, 0x9e3779b97f4a7c15ULL};
+
+bool context_arg(napi_env env, napi_value v, void** ctx) {
+  bool tagged = false;
+  if (!is_type(env, v, napi_external) || napi_check_object_type_tag(env, v, &kContextTag, &tagged) != napi_ok || !tagged)
+    return type_error(env, "context", "a TLS context made by tls_context()", v);
+  napi_get_value_external(env, v, ctx);
+  return true;
+}
+
 // tls_context(ca, cert, key, passphrase, ciphers, suites, minVersion, maxVersion): an external holding the
 // context, or a string saying why none could be made
 Napi::Value tls_context(const Napi::CallbackInfo& info) {
@@ -644,17 +654,21 @@ Napi::Value tls_context(const Napi::CallbackInfo& info) {
   char* str[6] = {};
   size_t len[6] = {};
   int32_t minv, maxv;
+  int status = 0;
   bool ok = true;
-  for (int i = 0; i < 6 && ok; i++) ok = opt_string_arg(env, argv[i], names[i], &str[i], &len[i]);
+  for (int i = 0; i < 6 && ok; i++) ok = opt_string_arg(env, argv[i], names[i], &str[i], &len[i], &status);
   ok = ok && i32_arg(env, argv[6], "minVersion", &minv) && i32_arg(env, argv[7], "maxVersion", &maxv);
-  if (ok && !str[0]) ok = type_error(env, "ca", "of type string", argv[0]);
+  if (ok && status == 0 && !str[0] && !is_type(env, argv[0], napi_string)) ok = type_error(env, "ca", "of type string", argv[0]);
   Napi::Value result;
-  if (ok) {
+  if (ok && status != 0) {
+    result = str_or_null(env, status == -ENOMEM ? "out of memory" : "text with a NUL character");
+  } else if (ok) {
     sg::tls_ctx_args a{str[0], len[0], str[1], len[1], str[2], len[2], str[3], str[4], str[5], minv, maxv};
     char err[256] = "";
     void* ctx = sg::sg_tls_context(&a, err, sizeof(err));
     napi_value v;
     if (ctx && napi_create_external(env, ctx, free_context, nullptr, &v) == napi_ok) {
+      napi_type_tag_object(env, v, &kContextTag);
       result = Napi::Value(env, v);
     } else {
       if (ctx) sg::sg_tls_context_free(ctx);
@@ -670,20 +684,21 @@ Napi::Value tls_start(const Napi::CallbackInfo& info) {
   SG_ARGS(5);
   uint32_t id;
   if (!u32_arg(env, argv[0], "id", &id)) return thrown();
-  if (!is_type(env, argv[1], napi_external)) return type_error(env, "context", "a TLS context", argv[1]), thrown();
+  void* ctx = nullptr;
+  if (!context_arg(env, argv[1], &ctx)) return thrown();
   char* name = nullptr;
   size_t name_len = 0;
   void *alpn = nullptr, *sess = nullptr;
   size_t alpn_len = 0, sess_len = 0;
-  if (!opt_string_arg(env, argv[2], "servername", &name, &name_len)) return thrown();
+  int status = 0;
+  if (!opt_string_arg(env, argv[2], "servername", &name, &name_len, &status)) return thrown();
   if (!opt_view_arg(env, argv[3], "alpn", &alpn, &alpn_len) || !opt_view_arg(env, argv[4], "session", &sess, &sess_len)) {
     free(name);
     return thrown();
   }
-  void* ctx = nullptr;
-  napi_get_value_external(env, argv[1], &ctx);
   socket* s = find(env, id);
-  int r = !s ? -EBADF
+  int r = status < 0 ? status
+          : !s     ? -EBADF
              : sg::sg_tls_start(s, ctx, name, static_cast<const unsigned char*>(alpn), alpn_len,
                                 static_cast<const unsigned char*>(sess), sess_len);
   free(name);

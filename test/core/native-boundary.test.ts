@@ -173,6 +173,32 @@ describe('argument validation', () => {
   });
 });
 
+describe('TLS exports', () => {
+  test('wrong types throw coded errors; unusable text and unknown sockets are answers, not exceptions', () => {
+    const nat = getLoop().nat;
+    expect(typeof nat.tls_available()).toBe('boolean');
+    const code = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        return (e as NodeJS.ErrnoException).code;
+      }
+      return 'no throw';
+    };
+    expect(code(() => nat.tls_context(42 as never, null, null, null, null, null, 0, 0))).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code(() => nat.tls_context('', null, null, null, null, null, 1.5, 0))).toBe('ERR_OUT_OF_RANGE');
+    expect(nat.tls_context('a\u0000b', null, null, null, null, null, 0, 0)).toMatch(/NUL/);
+    expect(nat.tls_context('no certificate here', null, null, null, null, null, 0, 0)).toMatch(/no certificate in ca/);
+    // Only a context made by tls_context() is accepted: anything else is refused before it is used.
+    expect(code(() => nat.tls_start(0, {} as never, null, null, null))).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code(() => nat.tls_start(0, null as never, null, null, null))).toBe('ERR_INVALID_ARG_TYPE');
+    expect(nat.tls_info(4000)).toBe(-9);
+    expect(nat.tls_peer_cert(4000, 0)).toBe(null);
+    expect(nat.tls_session(4000)).toBe(null);
+    expect(nat.tls_error(4000)).toBe(null);
+  });
+});
+
 describe('decisions in the core', () => {
   test('socket_detach answers -EBUSY while bytes are queued natively, and leaves the socket working', async () => {
     const p = await peer(() => {}); // never reads

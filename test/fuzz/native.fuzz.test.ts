@@ -47,6 +47,13 @@ const FUNCTIONS = [
   'socket_getsockopt',
   'socket_setsockopt',
   'socket_keepalive',
+  'tls_available',
+  'tls_context',
+  'tls_start',
+  'tls_info',
+  'tls_peer_cert',
+  'tls_session',
+  'tls_error',
   'layout',
 ] as const;
 
@@ -61,7 +68,7 @@ const L = await import(${JSON.stringify(join(distDir, 'core/loop.js'))});
 const loop = L.getLoop();
 // Ids 0..15 get a client that ignores its records (and the first counter chunk, so they may name new sockets).
 const noop = () => {};
-const client = { _onConnect: noop, _onData: noop, _onDgram: noop, _onEof: noop, _onError: noop, _onDrain: noop, _onShutdown: noop };
+const client = { _onConnect: noop, _onData: noop, _onDgram: noop, _onEof: noop, _onError: noop, _onDrain: noop, _onShutdown: noop, _onSession: noop };
 for (let i = 0; i < 16; i++) loop.open(client);
 const nat = N.native();
 const l = N.LAYOUT;
@@ -108,6 +115,15 @@ const fd = fc.integer({ min: 0, max: 64 });
 const buf = fc.oneof(fc.integer({ min: 0, max: 64 * 1024 }).map((n) => new ArrayBuffer(n)), fc.constant(detached));
 const chunks = fc.oneof(fc.array(view, { maxLength: 8 }), fc.constant(huge), fc.constant(overWritev), fc.array(anyValue, { maxLength: 4 }));
 const or = (valid) => fc.oneof({ weight: 2, arbitrary: valid }, { weight: 1, arbitrary: anyValue });
+const { readFileSync } = await import('node:fs');
+const certPem = readFileSync(${JSON.stringify(join(repo, 'test/fixtures/cert.pem'))}, 'latin1');
+const keyPem = readFileSync(${JSON.stringify(join(repo, 'test/fixtures/key.pem'))}, 'latin1');
+const context = nat.tls_context(certPem, null, null, null, null, null, 0, 0);
+const pem = fc.oneof(fc.constantFrom(certPem, keyPem, certPem + keyPem, '', '-----BEGIN CERTIFICATE-----\\nxx\\n-----END CERTIFICATE-----\\n'), fc.string({ maxLength: 200 }));
+const optText = fc.oneof(fc.constant(null), fc.constant(undefined), pem, fc.constantFrom('a\\u0000b', 'HIGH', 'TLS_AES_128_GCM_SHA256'));
+const version = fc.constantFrom(0, 0x301, 0x303, 0x304, 0x305, -1, 2 ** 31 - 1);
+const ctx = fc.oneof(fc.constant(context), fc.constant(typeof context === 'string' ? null : context));
+const bytesOrNull = fc.oneof(fc.constant(null), view);
 
 const sigs = {
   loop_init: [or(buf), or(fc.constantFrom(new Int32Array(l.recCap * l.recInts), new Int32Array(3))), or(fc.constant(() => {})), or(buf), or(fc.constant(new Int32Array(8))), or(fc.constant({}))],
@@ -132,6 +148,13 @@ const sigs = {
   socket_getsockopt: [or(id), or(level), or(optname)],
   socket_setsockopt: [or(id), or(level), or(optname), or(int32)],
   socket_keepalive: [or(id), or(fc.boolean()), or(int32)],
+  tls_available: [anyValue],
+  tls_context: [or(pem), or(optText), or(optText), or(optText), or(optText), or(optText), or(version), or(version)],
+  tls_start: [or(id), or(ctx), or(fc.oneof(fc.constant(null), fc.string({ maxLength: 300 }))), or(bytesOrNull), or(bytesOrNull)],
+  tls_info: [or(id)],
+  tls_peer_cert: [or(id), or(int32)],
+  tls_session: [or(id)],
+  tls_error: [or(id)],
   layout: [anyValue],
 };
 
@@ -160,7 +183,7 @@ for (const [name, args] of Object.entries(sigs)) {
         }
         returned++;
         const t = typeof r;
-        if (!(t === 'number' || Array.isArray(r) || (t === 'object' && r !== null) || r === undefined)) throw new Error(name + ' returned ' + t);
+        if (!(t === 'number' || t === 'boolean' || t === 'string' || t === 'object' || r === undefined)) throw new Error(name + ' returned ' + t);
         if (t === 'number' && !Number.isFinite(r)) throw new Error(name + ' returned ' + r);
         // A detached descriptor now belongs to us: close it so the run does not run out.
         if (name === 'socket_detach' && r >= 0) closeSync(r);
