@@ -43,6 +43,10 @@ import { Socket, TIMEOUT_MAX, normalizeConnectArgs, type SocketConnectOptions } 
 import { UdpSocket, type UdpSocketOptions } from './udp/socket.js';
 import { tlsParams, unsupportedKey, validateEngine, type TlsConnectOptions } from './tls/context.js';
 import { TlsSocket } from './tls/socket.js';
+import { install, type InstallOptions, type VetPlan } from './dropin/install.js';
+import { dispatcher, httpAgent, httpsAgent, optionalDispatcher } from './dropin/agents.js';
+import type http from 'node:http';
+import type https from 'node:https';
 import { native, type NativeBinding } from './core/native.js';
 
 export type { LayerEntry, LayerPort };
@@ -241,6 +245,42 @@ export class SocketLayer {
     if (typeof cb === 'function') socket.once('secureConnect', cb);
     socket.connect(plain);
     return socket;
+  }
+
+  /**
+   * Routes Node's own outbound APIs through this layer (net.connect, new net.Socket().connect, tls.connect,
+   * http2, and what reaches them; with `http: true` the http/https agents and fetch too), and vets whatever
+   * still reaches a kernel connect another way. `listen: 'deny'` refuses listening and specific binds.
+   * Returns uninstall(), which restores Node's functions.
+   */
+  install(options?: InstallOptions): () => void {
+    return install(this, options);
+  }
+
+  /** A keep-alive-capable http.Agent whose connections are this layer's sockets. */
+  httpAgent(options?: http.AgentOptions): http.Agent {
+    return httpAgent(this, options);
+  }
+
+  /** An https.Agent whose connections are this layer's TLS sockets (TLS on the core where it can run). */
+  httpsAgent(options?: https.AgentOptions): https.Agent {
+    return httpsAgent(this, options);
+  }
+
+  /** An undici Dispatcher for fetch(url, { dispatcher }) (needs the undici package). */
+  dispatcher(options?: Record<string, unknown>): object {
+    return dispatcher(this, options);
+  }
+
+  /** @internal install({ http: true })'s fetch dispatcher, when undici is there */
+  globalDispatcher(): object | undefined {
+    return optionalDispatcher(this);
+  }
+
+  /** @internal one destination vetted as connect() vets it (install()'s last-step check) */
+  vetConnect(host: string, port: number): VetPlan | Promise<VetPlan> {
+    const target = this.policy.parse(host, port);
+    return this.#plan(target, port, 0, undefined);
   }
 
   /** Alias of connect(), as in net. */
