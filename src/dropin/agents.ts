@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import { codedError, codes } from '../errors.js';
 import type { SocketConnectOptions } from '../tcp/args.js';
 import { splitTlsOptions } from './options.js';
+import type { TlsConnectOptions } from '../tls/context.js';
 
 /** What the agents need of a layer. */
 export interface AgentLayer {
@@ -87,9 +88,12 @@ const SESSIONS_MAX = 100;
 
 /**
  * An undici Agent whose connections are the layer's (TLS on the core for https). For `fetch(url, { dispatcher })`
- * with Node's fetch or undici's, and as the global dispatcher. Throws ERR_SOCKGUARD_UNDICI_MISSING without undici.
+ * with Node's fetch or undici's, and as the global dispatcher. `options.tls` (TLS options of connect({ tls }):
+ * `ca`, `cert`/`key`, `rejectUnauthorized`, ...) applies to every https origin; the other options are undici
+ * Agent's. Throws ERR_SOCKGUARD_UNDICI_MISSING without undici.
  */
 export function dispatcher(layer: AgentLayer, options: Record<string, unknown> = {}): object {
+  const { tls: tlsOptions, ...agentOptions } = options as { tls?: TlsConnectOptions };
   const u = loadUndici();
   if (u === null) {
     throw codedError(Error, codes.UNDICI_MISSING, 'layer.dispatcher() needs the undici package: npm install undici');
@@ -103,7 +107,7 @@ export function dispatcher(layer: AgentLayer, options: Record<string, unknown> =
     const socket = layer.connect({
       host: o.hostname,
       port,
-      tls: secure ? { servername, ALPNProtocols: ['http/1.1'], ...(session ? { session } : {}) } : undefined,
+      tls: secure ? { ...tlsOptions, servername, ALPNProtocols: ['http/1.1'], ...(session ? { session } : {}) } : undefined,
     }) as Duplex;
     let settled = false;
     const done = (err: Error | null) => {
@@ -127,7 +131,7 @@ export function dispatcher(layer: AgentLayer, options: Record<string, unknown> =
       });
     }
   };
-  return new u.Agent({ ...options, connect });
+  return new u.Agent({ ...agentOptions, connect });
 }
 
 /** The dispatcher for install({ http: true }): undefined when undici is not installed. */

@@ -505,6 +505,10 @@ function emitCloseNT(s: Socket, hadError: boolean): void {
 const streamLength = Object.getOwnPropertyDescriptor(Duplex.prototype, 'writableLength')!.get!;
 const streamNeedDrain = Object.getOwnPropertyDescriptor(Duplex.prototype, 'writableNeedDrain')!.get!;
 Object.defineProperties(Socket.prototype, {
+  // net.Socket's own fields that Node's code reads from any socket it takes for a net.Socket (tls walks the
+  // `_parent` chain to null; `_handle` null means "no native stream": Node then wraps the socket as a stream).
+  _parent: { value: null, writable: true, configurable: true, enumerable: false },
+  _handle: { value: null, writable: true, configurable: true, enumerable: false },
   writableLength: {
     get(this: Socket): number {
       return (streamLength.call(this) as number) + this[kRaw].pendingBytes;
