@@ -1,0 +1,376 @@
+/**
+ * Real peers for the client suite, all on 127.0.0.1: redis-server and PostgreSQL as child processes, a byte
+ * counting relay, a listener that must never be reached, and the two layers every client test uses. Everything
+ * returned here has a stop()/close() that the tests call, so no process, port or directory outlives its file.
+ *
+ * A server binary that is missing fails the tests that need it with a message saying what to install (CI
+ * installs both in .ci/run); SOCKGUARD_SKIP_MISSING_SERVERS=1 skips those tests instead.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SocketLayer } from '../../src/index.js';
+import { freePort, until } from '../helpers.js';
+
+export const fixtureKey = readFileSync(new URL('../fixtures/key.pem', import.meta.url));
+export const fixtureCert = readFileSync(new URL('../fixtures/cert.pem', import.meta.url));
+const fixtureKeyPath = new URL('../fixtures/key.pem', import.meta.url);
+const fixtureCertPath = new URL('../fixtures/cert.pem', import.meta.url);
+
+/**
+ * Production rules plus loopback: the allowed cases run under the same policy engine as production, without the
+ * development mode's would-deny warnings.
+ */
+const LOOPBACK_POLICY = {
+  version: 1,
+  allow: [{ cidr: '127.0.0.0/8', openSpecialPurpose: true }],
+};
+
+export function allowLayer(): SocketLayer {
+  return new SocketLayer({ appId: 'clients', policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0 });
+}
+
+/** The production policy: 127.0.0.1 is denied with rule 'loopback', so no test ever needs a remote address. */
+export function denyLayer(): SocketLayer {
+  return new SocketLayer({ appId: 'clients-denied', policy: 'production', idleTimeoutMs: 0 });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Binaries
+
+export const REDIS_SERVER = '/usr/bin/redis-server';
+
+/** The newest Debian PostgreSQL install (postgresql-15 on Debian 12). */
+export function postgresBin(): string | undefined {
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return undefined;
+  const versions = readdirSync(base)
+    .filter((v) => existsSync(join(base, v, 'bin', 'postgres')) && existsSync(join(base, v, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a));
+  return versions.length ? join(base, versions[0]!, 'bin') : undefined;
+}
+
+export const skipMissing = !!process.env.SOCKGUARD_SKIP_MISSING_SERVERS;
+export const redisMissing = !existsSync(REDIS_SERVER);
+export const postgresMissing = postgresBin() === undefined;
+
+function missing(what: string, pkg: string): Error {
+  return new Error(
+    `${what} is not installed: install the Debian package '${pkg}' (.ci/run does), ` +
+      'or set SOCKGUARD_SKIP_MISSING_SERVERS=1 to skip the tests that need it',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Child processes
+
+interface Child {
+  proc: ChildProcess;
+  output(): string;
+  exited: Promise<number | null>;
+}
+
+function startChild(cmd: string, args: string[]): Child {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-8192);
+  };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => {
+    proc.once('exit', (code) => resolve(code));
+    proc.once('error', (err) => {
+      out += String(err);
+      resolve(null);
+    });
+  });
+  return { proc, output: () => out, exited };
+}
+
+async function stopChild(child: Child, signal: NodeJS.Signals): Promise<void> {
+  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return;
+  child.proc.kill(signal);
+  const killer = setTimeout(() => child.proc.kill('SIGKILL'), 5000);
+  await child.exited;
+  clearTimeout(killer);
+}
+
+/**
+ * Readiness is a real answer from the server: `probe` connects and talks to it (plain net, not sockguard, so a
+ * fault under test cannot look like a server that never came up). Fails early if the process exits.
+ */
+async function waitReady(child: Child, what: string, probe: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  let exited = false;
+  void child.exited.then(() => (exited = true));
+  const start = Date.now();
+  for (;;) {
+    if (exited) throw new Error(`${what} exited before it was ready:\n${child.output()}`);
+    if (await probe().catch(() => false)) return;
+    if (Date.now() - start > ms) throw new Error(`${what} not ready after ${ms} ms:\n${child.output()}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Sends `request` on a fresh plain connection and resolves true once the reply contains `expect`. */
+function ask(port: number, request: Buffer | string, expect: (reply: Buffer) => boolean): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let got = Buffer.alloc(0);
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(1000, () => done(false));
+    s.on('error', () => done(false));
+    s.on('connect', () => s.write(request));
+    s.on('data', (d) => {
+      got = Buffer.concat([got, d]);
+      if (expect(got)) done(true);
+    });
+    s.on('end', () => done(expect(got)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// redis-server
+
+export interface RedisServer {
+  port: number;
+  /** With `tls: true`: a second port speaking TLS with the fixture certificate (client certificates not asked). */
+  tlsPort?: number;
+  stop(): Promise<void>;
+}
+
+export async function startRedis(options: { tls?: boolean } = {}): Promise<RedisServer> {
+  if (redisMissing) throw missing(`redis-server (${REDIS_SERVER})`, 'redis-server');
+  const dir = mkdtempSync(join(tmpdir(), 'sockguard-redis-'));
+  const port = await freePort();
+  const tlsPort = options.tls ? await freePort() : undefined;
+  const tlsArgs = tlsPort
+    ? ['--tls-port', String(tlsPort), '--tls-cert-file', fileURLToPath(fixtureCertPath), '--tls-key-file',
+        fileURLToPath(fixtureKeyPath), '--tls-ca-cert-file', fileURLToPath(fixtureCertPath), '--tls-auth-clients', 'no']
+    : [];
+  const child = startChild(REDIS_SERVER, [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+    '--daemonize', 'no', '--protected-mode', 'no', '--loglevel', 'warning', ...tlsArgs,
+  ]);
+  const stop = async () => {
+    await stopChild(child, 'SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitReady(child, 'redis-server', () => ask(port, 'PING\r\n', (r) => r.toString().includes('+PONG')));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { port, tlsPort, stop };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// PostgreSQL
+
+export interface PostgresServer {
+  port: number;
+  user: string;
+  database: string;
+  stop(): Promise<void>;
+}
+
+/** An SSLRequest: the server answers 'S' once it is up with ssl=on (before that, the connection is refused). */
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+
+/**
+ * initdb into a fresh directory, then postgres on 127.0.0.1 with ssl=on and the fixture certificate, trust
+ * authentication and its Unix socket in that directory. PostgreSQL refuses to run as root: as root, the
+ * directory is given to the `postgres` user (or `nobody`) and both programs run as that user.
+ */
+export async function startPostgres(): Promise<PostgresServer> {
+  const bin = postgresBin();
+  if (!bin) throw missing('PostgreSQL (/usr/lib/postgresql/*/bin/postgres)', 'postgresql');
+  const dir = mkdtempSync(join(tmpdir(), 'sockguard-pg-'));
+  const data = join(dir, 'data');
+  const asUser = (cmd: string, args: string[]): [string, string[]] => (runAs ? ['runuser', ['-u', runAs, '--', cmd, ...args]] : [cmd, args]);
+  let runAs: string | undefined;
+  if (process.getuid?.() === 0) {
+    runAs = userExists('postgres') ? 'postgres' : 'nobody';
+    const uid = Number(execFileSync('id', ['-u', runAs]).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', runAs]).toString().trim());
+    chownSync(dir, uid, gid);
+  }
+  // The key must be private to the server's user, or postgres refuses to start.
+  const keyFile = join(dir, 'server.key');
+  const certFile = join(dir, 'server.crt');
+  copyFileSync(fixtureKeyPath, keyFile);
+  copyFileSync(fixtureCertPath, certFile);
+  chmodSync(keyFile, 0o600);
+  if (runAs) {
+    const uid = Number(execFileSync('id', ['-u', runAs]).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', runAs]).toString().trim());
+    chownSync(keyFile, uid, gid);
+    chownSync(certFile, uid, gid);
+  }
+  const [initCmd, initArgs] = asUser(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-sync']);
+  try {
+    execFileSync(initCmd, initArgs, { stdio: 'pipe' });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    const e = err as { stderr?: Buffer; message: string };
+    throw new Error(`initdb failed: ${e.stderr?.toString() ?? e.message}`);
+  }
+  const port = await freePort();
+  const [cmd, args] = asUser(join(bin, 'postgres'), [
+    '-D', data, '-k', dir, '-p', String(port),
+    '-c', 'listen_addresses=127.0.0.1',
+    '-c', 'ssl=on', '-c', `ssl_cert_file=${certFile}`, '-c', `ssl_key_file=${keyFile}`,
+    '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
+  ]);
+  const child = startChild(cmd, args);
+  // SIGINT is PostgreSQL's fast shutdown: sessions are ended, nothing is waited for.
+  const stop = async () => {
+    await stopChild(child, 'SIGINT');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitReady(child, 'postgres', () => ask(port, SSL_REQUEST, (r) => r.length > 0 && r[0] === 0x53));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { port, user: 'postgres', database: 'postgres', stop };
+}
+
+function userExists(name: string): boolean {
+  try {
+    execFileSync('id', ['-u', name], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loopback peers
+
+export interface Relay {
+  port: number;
+  /** Bytes the relay received from clients (what the clients put on the wire). */
+  readonly up: number;
+  /** Bytes the relay wrote towards clients (what the clients had to receive). */
+  readonly down: number;
+  readonly accepted: number;
+  /** Connections still open on the client side. */
+  readonly open: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP relay in front of a server that counts the bytes of each direction, so a layer's usage can be compared
+ * with what really crossed the wire, whatever protocol runs over it. Half-open on both sides so that one
+ * direction's end is passed on without cutting the other short.
+ */
+export async function countingRelay(targetPort: number): Promise<Relay> {
+  let up = 0;
+  let down = 0;
+  let accepted = 0;
+  const sockets = new Set<net.Socket>();
+  const clients = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
+    accepted++;
+    clients.add(client);
+    const upstream = net.connect({ host: '127.0.0.1', port: targetPort, allowHalfOpen: true });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('close', () => clients.delete(client));
+    client.on('data', (d: Buffer) => (up += d.length));
+    upstream.on('data', (d: Buffer) => (down += d.length));
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => {
+      if (client.writableLength === 0) client.destroySoon();
+      else client.once('drain', () => client.destroySoon());
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    get up() {
+      return up;
+    },
+    get down() {
+      return down;
+    },
+    get accepted() {
+      return accepted;
+    },
+    get open() {
+      return clients.size;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface Sentinel {
+  port: number;
+  readonly accepted: number;
+  close(): Promise<void>;
+}
+
+/** A loopback listener a denied client aims at: any connection it accepts is a policy failure. */
+export async function sentinel(): Promise<Sentinel> {
+  let accepted = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((c) => {
+    accepted++;
+    sockets.add(c);
+    c.on('close', () => sockets.delete(c));
+    c.on('error', () => {});
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    get accepted() {
+      return accepted;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * Waits until the layer's ledger equals what the relay carried, both ways: the last bytes of a reply may still
+ * be in flight when a client reports completion. Resolves with the final usage.
+ */
+export async function meteredLikeRelay(layer: SocketLayer, relay: Relay, ms = 5000) {
+  await until(
+    () => {
+      const u = layer.usage();
+      return u.bytesSent === relay.up && u.bytesReceived === relay.down;
+    },
+    ms,
+    'the ledger to match the relay',
+  ).catch(() => {});
+  return layer.usage();
+}

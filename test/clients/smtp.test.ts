@@ -1,0 +1,165 @@
+/**
+ * nodemailer against smtp-server in this process on loopback, its connection coming from a layer through the
+ * transport's `getSocket` hook. STARTTLS: the hook hands over the plain socket and nodemailer upgrades it itself
+ * (tls.connect({ socket })). Implicit TLS: the hook hands over sockguard's own TLS socket, already verified.
+ */
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import type { AddressInfo } from 'node:net';
+import nodemailer from 'nodemailer';
+import { SMTPServer } from 'smtp-server';
+import type { SocketLayer } from '../../src/index.js';
+import { payload, sha256 } from '../helpers.js';
+import { allowLayer, countingRelay, denyLayer, fixtureCert, fixtureKey, meteredLikeRelay, sentinel } from './servers.js';
+
+interface Received {
+  sha: string;
+  length: number;
+  secure: boolean;
+  from: string;
+  to: string[];
+}
+
+interface Mta {
+  port: number;
+  received: Received[];
+  close(): Promise<void>;
+}
+
+async function startMta(secure: boolean): Promise<Mta> {
+  const received: Received[] = [];
+  const server = new SMTPServer({
+    secure,
+    key: fixtureKey,
+    cert: fixtureCert,
+    authOptional: true,
+    logger: false,
+    onData(stream, session, callback) {
+      const parts: Buffer[] = [];
+      stream.on('data', (d: Buffer) => parts.push(d));
+      stream.on('end', () => {
+        const data = Buffer.concat(parts);
+        received.push({
+          sha: sha256(data),
+          length: data.length,
+          secure: session.secure,
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          to: session.envelope.rcptTo.map((r) => r.address),
+        });
+        callback();
+      });
+    },
+  });
+  server.on('error', () => {});
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (server.server.address() as AddressInfo).port,
+    received,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A message whose bytes nodemailer sends as they are (raw), so the server's checksum is the message's. */
+function rawMessage(bodyBytes: number): Buffer {
+  const body = payload(bodyBytes).toString('base64').replace(/.{76}/g, '$&\r\n');
+  return Buffer.from(
+    'From: app@example.com\r\nTo: ops@example.com\r\nSubject: report\r\nMIME-Version: 1.0\r\n' +
+      'Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n' +
+      body + '\r\n',
+  );
+}
+
+type GetSocket = (options: { host?: string; port?: number }, cb: (err: Error | null, socketOptions?: object) => void) => void;
+
+/** The plain route: nodemailer gets a connected sockguard socket and runs STARTTLS over it. */
+const plainSocket = (layer: SocketLayer): GetSocket => (options, cb) => {
+  // allowHalfOpen: the TLS socket nodemailer puts on top must get to send its close_notify after the server's FIN.
+  const socket = layer.connect({ host: options.host!, port: options.port!, allowHalfOpen: true });
+  socket.once('error', (err) => cb(err));
+  socket.once('connect', () => {
+    socket.removeAllListeners('error');
+    cb(null, { connection: socket });
+  });
+};
+
+/** The implicit-TLS route: sockguard's TLS socket, handed over once the server's certificate is verified. */
+const tlsSocket = (layer: SocketLayer): GetSocket => (options, cb) => {
+  const socket = layer.connect({
+    host: options.host!, port: options.port!, tls: { ca: fixtureCert, servername: 'localhost' },
+  });
+  socket.once('error', (err) => cb(err));
+  socket.once('secureConnect', () => {
+    socket.removeAllListeners('error');
+    cb(null, { connection: socket, secured: true });
+  });
+};
+
+let layer: SocketLayer;
+beforeEach(() => {
+  layer = allowLayer();
+});
+afterEach(() => layer.close());
+
+describe('nodemailer through a layer', () => {
+  for (const mode of ['STARTTLS', 'implicit TLS'] as const) {
+    const secure = mode === 'implicit TLS';
+    test(`nodemailer via getSocket, ${mode}: the server receives the exact message, the ledger equals the wire`, async () => {
+      const mta = await startMta(secure);
+      const relay = await countingRelay(mta.port);
+      const transport = nodemailer.createTransport({
+        host: '127.0.0.1', port: relay.port, secure, requireTLS: !secure,
+        tls: { ca: fixtureCert, servername: 'localhost' },
+        getSocket: secure ? tlsSocket(layer) : plainSocket(layer),
+      } as never);
+      try {
+        const raw = rawMessage(512 * 1024);
+        const info = await transport.sendMail({
+          envelope: { from: 'app@example.com', to: ['ops@example.com'] },
+          raw,
+        });
+        expect(info.accepted).toEqual(['ops@example.com']);
+        expect(mta.received).toHaveLength(1);
+        expect(mta.received[0]).toEqual({
+          sha: sha256(raw), length: raw.length, secure: true, from: 'app@example.com', to: ['ops@example.com'],
+        });
+        transport.close();
+        await new Promise<void>((r) => {
+          const check = () => (relay.open === 0 ? r() : setTimeout(check, 5));
+          check();
+        });
+        const u = await meteredLikeRelay(layer, relay);
+        expect(relay.accepted).toBe(1);
+        expect({ sent: u.bytesSent, received: u.bytesReceived }).toEqual({ sent: relay.up, received: relay.down });
+        expect(u.bytesSent).toBeGreaterThan(raw.length);
+        expect(u.socketsCreated).toBe(1);
+      } finally {
+        transport.close();
+        await relay.close();
+        await mta.close();
+      }
+    });
+  }
+
+  for (const mode of ['STARTTLS', 'implicit TLS'] as const) {
+    const secure = mode === 'implicit TLS';
+    test(`nodemailer via getSocket, ${mode}: a denied destination fails with EACCES and is never reached`, async () => {
+      const denied = denyLayer();
+      const target = await sentinel();
+      const transport = nodemailer.createTransport({
+        host: '127.0.0.1', port: target.port, secure, requireTLS: !secure,
+        tls: { ca: fixtureCert, servername: 'localhost' },
+        getSocket: secure ? tlsSocket(denied) : plainSocket(denied),
+      } as never);
+      try {
+        await expect(
+          transport.sendMail({ envelope: { from: 'app@example.com', to: ['ops@example.com'] }, raw: 'Subject: x\r\n\r\nx\r\n' }),
+        ).rejects.toMatchObject({ code: 'EACCES', rule: 'loopback' });
+        expect(denied.usage().denied).toBe(1);
+        expect(target.accepted).toBe(0);
+      } finally {
+        transport.close();
+        await target.close();
+        await denied.close();
+      }
+    });
+  }
+});

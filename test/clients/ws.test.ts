@@ -1,0 +1,127 @@
+/**
+ * The `ws` client against a `ws` server on loopback, its connection coming from a layer through the
+ * `createConnection` option (ws hands it to http.request). Over wss the layer's own TLS socket is returned and
+ * the HTTP upgrade runs over it.
+ */
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { SocketLayer } from '../../src/index.js';
+import { payload, sha256, until } from '../helpers.js';
+import { allowLayer, countingRelay, denyLayer, fixtureCert, fixtureKey, meteredLikeRelay, sentinel } from './servers.js';
+
+const MiB = 1024 * 1024;
+
+interface EchoServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Echoes every message back with its type (binary or text) preserved. */
+async function echoServer(secure: boolean): Promise<EchoServer> {
+  const tlsServer = secure ? https.createServer({ key: fixtureKey, cert: fixtureCert }) : undefined;
+  const wss = tlsServer
+    ? new WebSocketServer({ server: tlsServer, maxPayload: 4 * MiB })
+    : new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 4 * MiB });
+  wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+  await new Promise<void>((resolve) => {
+    if (tlsServer) tlsServer.listen(0, '127.0.0.1', () => resolve());
+    else wss.once('listening', () => resolve());
+  });
+  const port = ((tlsServer ? tlsServer.address() : wss.address()) as AddressInfo).port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => (tlsServer ? tlsServer.close(() => resolve()) : resolve()));
+      }),
+  };
+}
+
+const createConnection = (layer: SocketLayer, secure: boolean) =>
+  ((options: { host?: string; port?: number | string }) =>
+    layer.connect({
+      host: options.host!,
+      port: Number(options.port),
+      ...(secure ? { tls: { ca: fixtureCert, servername: 'localhost' } } : {}),
+    })) as never;
+
+function nextMessage(ws: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
+  return new Promise((resolve, reject) => {
+    ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary }));
+    ws.once('error', reject);
+  });
+}
+
+let layer: SocketLayer;
+beforeEach(() => {
+  layer = allowLayer();
+});
+afterEach(() => layer.close());
+
+describe('ws through a layer', () => {
+  for (const secure of [false, true]) {
+    const scheme = secure ? 'wss' : 'ws';
+    test(`ws via createConnection (${scheme}): a 1 MiB binary message and a text message echo, the ledger equals the wire`, async () => {
+      const server = await echoServer(secure);
+      const relay = await countingRelay(server.port);
+      const ws = new WebSocket(`${scheme}://127.0.0.1:${relay.port}/`, {
+        createConnection: createConnection(layer, secure),
+        perMessageDeflate: false,
+        maxPayload: 4 * MiB,
+      });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          ws.once('open', () => resolve());
+          ws.once('error', reject);
+        });
+        const blob = payload(MiB);
+        const echoed = nextMessage(ws);
+        ws.send(blob);
+        const got = await echoed;
+        expect(got.isBinary).toBe(true);
+        expect(got.data.length).toBe(MiB);
+        expect(sha256(got.data)).toBe(sha256(blob));
+        const text = nextMessage(ws);
+        ws.send('héllo, sockguard');
+        const t = await text;
+        expect(t.isBinary).toBe(false);
+        expect(t.data.toString('utf8')).toBe('héllo, sockguard');
+        const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+        ws.close(1000);
+        expect(await closed).toBe(1000);
+        await until(() => relay.open === 0, 5000, 'the relay to see the connection close');
+        const u = await meteredLikeRelay(layer, relay);
+        expect(relay.accepted).toBe(1);
+        expect({ sent: u.bytesSent, received: u.bytesReceived }).toEqual({ sent: relay.up, received: relay.down });
+        expect(u.bytesSent).toBeGreaterThan(MiB);
+        expect(u.bytesReceived).toBeGreaterThan(MiB);
+      } finally {
+        ws.terminate();
+        await relay.close();
+        await server.close();
+      }
+    });
+  }
+
+  test('ws via createConnection: a denied destination fails with EACCES and is never reached', async () => {
+    const denied = denyLayer();
+    const target = await sentinel();
+    const ws = new WebSocket(`ws://127.0.0.1:${target.port}/`, { createConnection: createConnection(denied, false) });
+    try {
+      const err = await new Promise<NodeJS.ErrnoException & { rule?: string }>((resolve, reject) => {
+        ws.once('error', resolve);
+        ws.once('open', () => reject(new Error('opened a denied destination')));
+      });
+      expect(err).toMatchObject({ code: 'EACCES', rule: 'loopback' });
+      expect(denied.usage().denied).toBe(1);
+      expect(target.accepted).toBe(0);
+    } finally {
+      ws.terminate();
+      await target.close();
+      await denied.close();
+    }
+  });
+});
