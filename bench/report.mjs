@@ -183,7 +183,7 @@ export function renderMarkdown(run) {
   return L.join('\n');
 }
 
-const REAL_ARM_ORDER = ['net', 'sockguard', 'sockguard-js'];
+const REAL_ARM_ORDER = ['net', 'sockguard', 'sockguard@base', 'sockguard-js', 'sockguard-js@base'];
 
 /** A rate with its own unit (94.8 k cmd/s); other formats as elsewhere. */
 function fmtUnit(v, m) {
@@ -202,7 +202,12 @@ function renderReal(run, L) {
   const real = run.scenarios.filter((s) => s.real);
   if (!real.length) return;
   const skipped = run.skipped ?? {};
-  const label = (s, a) => s.armLabels?.[a] ?? run.arms[a] ?? a;
+  // A baseline arm (@base) is the same arm with another build.
+  const label = (s, a) => {
+    const base = a.endsWith('@base');
+    const l = s.armLabels?.[a.replace(/@base$/, '')] ?? run.arms[a.replace(/@base$/, '')] ?? a;
+    return base ? `${l} (baseline)` : l;
+  };
   L.push('## Real workloads', '');
   L.push('Each client library (or Node\'s TLS) runs unchanged; only the socket under it changes. Value: higher is better; CPU: the client process\'s user + system time per operation, lower is better. Ratios are to the same client over `net`, per repetition.', '');
   L.push('| scenario | arm | median | ratio to net, per rep | median ratio | client CPU/op | CPU ratio, per rep | median CPU ratio |');
@@ -214,10 +219,10 @@ function renderReal(run, L) {
       L.push(`| ${s.title} | all arms skipped: ${skipped[s.id].why} | – | – | – | – | – | – |`);
       continue;
     }
-    for (const a of REAL_ARM_ORDER.filter((x) => s.arms?.includes(x) || run.results[s.id]?.[x])) {
+    for (const a of REAL_ARM_ORDER.filter((x) => s.arms?.includes(x) || run.results[s.id]?.[x] || skipped[s.id]?.arms?.[x])) {
       const why = skipped[s.id]?.arms?.[a];
       if (why || !run.results[s.id]?.[a]) {
-        L.push(`| ${s.title} | ${label(s, a)}: skipped${why ? ` (${why})` : ''} | – | – | – | – | – | – |`);
+        L.push(`| ${s.title} | ${label(s, a)}: skipped${why ? `, ${why}` : ''} | – | – | – | – | – | – |`);
         continue;
       }
       const v = values(run, s.id, a, vm.key);

@@ -5,7 +5,8 @@
 //
 //   node bench/run.mjs [--quick] [--reps N] [--seconds S] [--scenarios a,b] [--arms a,b]
 //                      [--server c|net] [--echo-refill each|window] [--no-micro] [--no-real] [--server-cpu N] [--client-cpu N]
-//                      [--baseline DIR]   (DIR: another built checkout; adds its Duplex and raw arms to every scenario)
+//                      [--baseline DIR]   (DIR: another built checkout; adds its Duplex and raw arms to every scenario,
+//                                          and its sockguard arms to the real workloads)
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -71,6 +72,7 @@ if (baseline) {
   if (!existsSync(dist)) die(`--baseline: ${dist} not found (build that checkout first)`);
   ARMS['sockguard@base'] = { ...ARMS.sockguard, label: 'sockguard Duplex (baseline)', extra: { dist } };
   ARMS['sockguard-raw@base'] = { ...ARMS['sockguard-raw'], label: 'sockguard raw (baseline)', extra: { dist } };
+  ARMS['sockguard-js@base'] = { ...ARMS['sockguard-js'], label: 'Node TLS over sockguard Duplex (baseline)', extra: { dist } };
 }
 
 // `net+cork` only where corking changes what `net` does (batches of small writes).
@@ -160,6 +162,9 @@ if (baseline) {
   for (const s of scenarios.filter((x) => !x.real)) {
     const i = s.arms.indexOf('sockguard-raw');
     if (i >= 0) s.arms.splice(i + 1, 0, 'sockguard@base', 'sockguard-raw@base');
+  }
+  for (const s of scenarios.filter((x) => x.real)) {
+    s.arms = s.arms.flatMap((a) => (ARMS[`${a}@base`] ? [a, `${a}@base`] : [a]));
   }
 }
 
@@ -405,8 +410,10 @@ async function realTrial(arm, s, shared) {
     }
   }
   try {
+    // A baseline arm runs the same client with the other checkout's build (dist=).
     const params = {
-      arm, host: server.host, port: server.port,
+      arm: arm.replace(/@base$/, ''), ...(ARMS[arm].extra?.dist ? { dist: ARMS[arm].extra.dist } : {}),
+      host: server.host, port: server.port,
       seconds: config.seconds, warmupSeconds: config.warmupSeconds, warmupBytes: config.warmupBytes,
       ...s.args,
     };
@@ -420,17 +427,21 @@ async function realTrial(arm, s, shared) {
 }
 
 /** Whether this build's layer.connect() does TLS itself; the native TLS arm is skipped (with the reason) if not. */
-let tlsProbe = null;
-function probeNativeTls() {
-  if (tlsProbe) return tlsProbe;
+const tlsProbes = new Map();
+function probeNativeTls(arm) {
+  const dist = ARMS[arm].extra?.dist ?? '';
+  if (tlsProbes.has(dist)) return tlsProbes.get(dist);
   const c = peers.certificate();
+  let r;
   try {
-    const out = execFileSync(process.execPath, [join(here, 'real', 'probe-tls.mjs'), freshAddress(), c.key, c.cert], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30000 });
-    tlsProbe = JSON.parse(out.toString().trim().split('\n').pop());
+    const out = execFileSync(process.execPath, [join(here, 'real', 'probe-tls.mjs'), freshAddress(), c.key, c.cert, ...(dist ? [dist] : [])],
+      { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30000 });
+    r = JSON.parse(out.toString().trim().split('\n').pop());
   } catch (err) {
-    tlsProbe = { ok: false, why: `TLS probe failed: ${String(err.stderr || err.message).trim().split('\n').slice(-1)[0]}` };
+    r = { ok: false, why: `TLS probe failed: ${String(err.stderr || err.message).trim().split('\n').slice(-1)[0]}` };
   }
-  return tlsProbe;
+  tlsProbes.set(dist, r);
+  return r;
 }
 
 // ---- operator policy for the connect-rate arms -------------------------------------------------
@@ -539,9 +550,11 @@ async function main() {
     }
     const arms = {};
     if (!sg.ok) for (const a of s.arms.filter((x) => ARMS[x].needsDist)) arms[a] = sg.why;
-    else if (s.peer === 'tls' && s.arms.includes('sockguard') && (!onlyArms || onlyArms.includes('sockguard'))) {
-      const t = probeNativeTls();
-      if (!t.ok) arms.sockguard = t.why;
+    else if (s.peer === 'tls') {
+      for (const a of s.arms.filter((x) => /^sockguard(@base)?$/.test(x) && (!onlyArms || onlyArms.includes(x)))) {
+        const t = probeNativeTls(a);
+        if (!t.ok) arms[a] = t.why;
+      }
     }
     if (Object.keys(arms).length) {
       skipped[s.id] = { arms };
@@ -604,8 +617,8 @@ async function main() {
     config: { ...config, policy: policyNote },
     sockguard: sg,
     arms: Object.fromEntries(Object.entries(ARMS).map(([k, v]) => [k, v.label])),
-    scenarios: scenarios.map(({ id, title, server, args, metrics, targets, policy, real, peer, workload, armLabels }) =>
-      ({ id, title, server, args, metrics, targets, policy, real, peer, workload, armLabels })),
+    scenarios: scenarios.map(({ id, title, server, args, metrics, targets, policy, real, peer, workload, arms, armLabels }) =>
+      ({ id, title, server, args, metrics, targets, policy, real, peer, workload, ...(real ? { arms, armLabels } : {}) })),
     results,
     skipped,
     micro,
