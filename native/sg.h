@@ -276,6 +276,9 @@ struct tls_conn {
   uint32_t plain_cap;
   int sys_err;   // errno of the last failed recv under TLS
   bool eof;      // the kernel reported end of stream under TLS
+  // A recv returned less than asked since the last readiness event: the kernel queue is empty, so the next
+  // read would only say EAGAIN (the same shortcut read_stream takes).
+  bool drained;
   // The latest session the server handed out (DER), for resumption; and why TLS failed, for JS.
   unsigned char* session;
   uint32_t session_len;

@@ -137,10 +137,15 @@ int bio_read(BIO* b, char* out, int len) {
   api.BIO_clear_flags(b, BIO_FLAGS_RWS | BIO_FLAGS_SHOULD_RETRY);
   socket* s = socket_of(b);
   if (!s || len <= 0) return 0;
+  if (s->tls->drained) {
+    api.BIO_set_flags(b, BIO_FLAGS_READ | BIO_FLAGS_SHOULD_RETRY);
+    return -1;
+  }
   ssize_t n = sys_recv(s->fd, out, static_cast<size_t>(len));
   if (n > 0) {
     s->ctr[SG_CTR_BYTES_READ] += static_cast<uint64_t>(n);
     s->ctr[SG_CTR_RECV_CALLS]++;
+    if (n < len) s->tls->drained = true;
     return static_cast<int>(n);
   }
   if (n == 0) {
@@ -401,6 +406,7 @@ void sg_tls_connected(socket* s) {
 
 void sg_tls_handshake(socket* s) {
   tls_conn* t = s->tls;
+  t->drained = false;
   api.ERR_clear_error();
   int r = api.SSL_do_handshake(t->ssl);
   if (r == 1) {
@@ -438,6 +444,8 @@ void sg_tls_handshake(socket* s) {
 void sg_tls_read(socket* s) {
   loop* lp = s->lp;
   tls_conn* t = s->tls;
+  // Called on readiness (or to finish what TLS already holds): the kernel may have more again.
+  t->drained = false;
   s->flags &= ~SG_F_TLS_AGAIN;
   size_t budget = kReadBudget;
   bool stopped_early = false;
