@@ -11,8 +11,9 @@
  * loads: native/sg.h is their only definition. They are live bindings, assigned before `native()` first
  * returns, so read them after that (every user reaches them through `getLoop()`, which loads the addon).
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { codes, codedError, systemError } from '../errors.js';
 
@@ -180,6 +181,12 @@ function adopt(b: NativeBinding): void {
 }
 
 let binding: NativeBinding | undefined;
+let bindingPath: string | undefined;
+
+/** @internal the file the addon was loaded from, once it is loaded */
+export function loadedFrom(): string | undefined {
+  return bindingPath;
+}
 /** A failure that will not go away by itself (no build, a broken build): thrown again without another attempt. */
 let loadError: Error | undefined;
 
@@ -203,10 +210,60 @@ function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'MODULE_NOT_FOUND';
 }
 
+/** The package root (dist/core/ → ../..). */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * Where an addon may be, in node-gyp-build's order: a build made on this machine first (the install script only
+ * compiles when no prebuilt binary loads, and in the repository a fresh source build must win over an older
+ * prebuild), then the prebuilt binary for this platform. Every candidate is tried, so an unusable prebuild still
+ * falls through to a local build and the reverse.
+ */
 function candidates(): string[] {
   const override = process.env.SOCKGUARD_NATIVE;
   if (override) return [resolve(override)];
-  return ['Release', 'Debug'].map((dir) => fileURLToPath(new URL(`../../build/${dir}/sockguard.node`, import.meta.url)));
+  const out = ['Release', 'Debug'].map((dir) => join(ROOT, 'build', dir, 'sockguard.node'));
+  const prebuilt = prebuild(join(ROOT, 'prebuilds'));
+  if (prebuilt !== undefined) out.splice(1, 0, prebuilt);
+  return out;
+}
+
+/**
+ * The prebuildify binary for this platform and architecture, matched on its tags as node-gyp-build matches them
+ * (`sockguard.glibc.node`: N-API, so any Node version; a libc tag must be this system's).
+ */
+export function prebuild(dir: string, platform = process.platform, arch = process.arch, libc = libcOf(platform)): string | undefined {
+  const folder = join(dir, `${platform}-${arch}`);
+  let files: string[];
+  try {
+    files = readdirSync(folder);
+  } catch {
+    return undefined;
+  }
+  let best: { file: string; score: number } | undefined;
+  for (const file of files) {
+    if (!file.endsWith('.node')) continue;
+    const tags = file.slice(0, -'.node'.length).split('.').slice(1);
+    let score = 0;
+    let fits = true;
+    for (const tag of tags) {
+      if (tag === 'glibc' || tag === 'musl') {
+        if (tag !== libc) fits = false;
+        score++;
+      } else if (/^abi\d+$/.test(tag)) {
+        if (tag !== `abi${process.versions.modules}`) fits = false;
+        score++;
+      }
+    }
+    if (fits && (best === undefined || score > best.score)) best = { file, score };
+  }
+  return best === undefined ? undefined : join(folder, best.file);
+}
+
+function libcOf(platform: string): string | undefined {
+  if (platform !== 'linux') return undefined;
+  // node-gyp-build's test, so both pick the same binary.
+  return existsSync('/etc/alpine-release') ? 'musl' : 'glibc';
 }
 
 /**
@@ -228,6 +285,7 @@ export function native(): NativeBinding {
       }
       adopt(b);
       binding = b;
+      bindingPath = path;
       return b;
     } catch (err) {
       const code = transientCode(err);
@@ -246,12 +304,16 @@ export function native(): NativeBinding {
 }
 
 function unavailable(path: string, cause: unknown): Error {
-  const reason = ((cause as Error)?.message ?? String(cause)).split('\n')[0];
+  const reason = !isMissing(cause)
+    ? ((cause as Error)?.message ?? String(cause)).split('\n')[0]
+    : process.env.SOCKGUARD_NATIVE
+      ? 'no such file (SOCKGUARD_NATIVE names it)'
+      : `it was not built, and the package has no prebuilt binary for ${process.platform}-${process.arch}`;
   const err = codedError(
     Error,
     codes.NATIVE_UNAVAILABLE,
     `sockguard's native addon could not be loaded from ${path}: ${reason}. ` +
-      'Rebuild it with `npm rebuild sockguard` (building needs a C++17 compiler, python3 and make).',
+      'Build it with `npm rebuild sockguard` (building needs a C++17 compiler, python3 and make).',
   );
   (err as Error & { cause?: unknown }).cause = cause;
   return err;
