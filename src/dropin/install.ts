@@ -105,7 +105,14 @@ export function install(layer: DropinLayer, options: InstallOptions = {}): () =>
   const tlsConnect = (...args: unknown[]): unknown => {
     const [opts, cb] = normalizeTlsArgs(args);
     // The caller brings its own transport: Node's TLS over it, as before.
-    if (opts.socket !== undefined && opts.socket !== null) return origTlsConnect(opts as tls.ConnectionOptions, cb);
+    if (opts.socket !== undefined && opts.socket !== null) {
+      inNodeTls++;
+      try {
+        return origTlsConnect(opts as tls.ConnectionOptions, cb);
+      } finally {
+        inNodeTls--;
+      }
+    }
     const split = splitTlsOptions(opts);
     return layer.connect({ ...split.net, tls: split.tls }, cb);
   };
@@ -113,7 +120,10 @@ export function install(layer: DropinLayer, options: InstallOptions = {}): () =>
 
   // `new net.Socket()` is a sockguard socket (pg and others connect that way); one wrapping a descriptor or a
   // handle, or a subclass, stays Node's (and is vetted at its connect). Either one is `instanceof net.Socket`.
-  const isSocket = (v: unknown): boolean => v instanceof OrigSocket || v instanceof Socket;
+  // Node's own TLS code asks the same question of the socket it wraps and then expects a native handle: while it
+  // runs (inside tls.connect), a sockguard socket answers as the stream it is.
+  let inNodeTls = 0;
+  const isSocket = (v: unknown): boolean => v instanceof OrigSocket || (inNodeTls === 0 && v instanceof Socket);
   const SocketRoute: typeof net.Socket = new Proxy(OrigSocket, {
     construct(target, args, newTarget) {
       const o = args[0] as (net.SocketConstructorOpts & Record<string, unknown>) | undefined;

@@ -325,8 +325,9 @@ export class Socket extends Duplex {
     }
     this[kRaw].destroy(err);
     cb(err);
-    // net emits 'close' with hadError after 'error'; the stream's own 'close' carries no argument.
-    process.nextTick(emitCloseNT, this, err != null);
+    // net emits 'close' with hadError after 'error', once its handle has closed (a later loop phase, after
+    // everything queued by this tick): a TLS socket wrapping this one reports its own 'error' first, as over net.
+    setImmediate(emitCloseNT, this, err != null);
   }
 
   /** Half-closes, then destroys once everything is flushed. */
