@@ -2,6 +2,8 @@
  * HTTP clients against Node's own http/https servers on loopback, their connections coming from a layer:
  * undici's `request` and `fetch` through an `Agent({ connect })` (keep-alive: one connection carries every
  * request), and node:https through `createConnection` returning the layer's TLS socket, with the fixture CA.
+ * Then undici's request and fetch, Node's own fetch and https.request with no option at all, through
+ * layer.install({ http: true }).
  */
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { createHash } from 'node:crypto';
@@ -11,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { Agent, fetch, request } from 'undici';
 import type { SocketLayer } from '../../src/index.js';
 import { payload, sha256, until } from '../helpers.js';
-import { allowLayer, countingRelay, denyLayer, fixtureCert, fixtureKey, meteredLikeRelay, sentinel } from './servers.js';
+import { allowLayer, countingRelay, denyLayer, fixtureCert, fixtureKey, installed, meteredLikeRelay, sentinel } from './servers.js';
 
 const MiB = 1024 * 1024;
 /** What GET /blob serves: the same bytes for every request, so a client can check them. */
@@ -247,6 +249,91 @@ describe('node:https through a layer', () => {
         get({ host: '127.0.0.1', port: target.port, path: '/', ca: fixtureCert, createConnection: perRequest(denied, 'localhost') }),
       ).rejects.toMatchObject({ code: 'EACCES', rule: 'loopback' });
       expect(denied.usage().denied).toBe(1);
+      expect(target.accepted).toBe(0);
+    } finally {
+      await target.close();
+      await denied.close();
+    }
+  });
+});
+
+describe('HTTP clients through install() with no option', () => {
+  test('undici request, undici fetch and Node fetch through install(): bodies round-trip, the ledger equals the wire', async () => {
+    const origin = await startOrigin(false);
+    const relay = await countingRelay(origin.port);
+    const base = `http://127.0.0.1:${relay.port}`;
+    try {
+      await installed(layer, async () => {
+        const blob = await request(`${base}/blob`);
+        expect(sha256(Buffer.from(await blob.body.arrayBuffer()))).toBe(sha256(BLOB));
+        const body = payload(MiB);
+        expect(await (await request(`${base}/sum`, { method: 'POST', body })).body.text()).toBe(`${MiB} ${sha256(body)}`);
+        expect(await (await fetch(`${base}/sum`, { method: 'POST', body })).text()).toBe(`${MiB} ${sha256(body)}`);
+        expect(sha256(Buffer.from(await (await fetch(`${base}/blob`)).arrayBuffer()))).toBe(sha256(BLOB));
+        const viaNode = await globalThis.fetch(`${base}/sum`, { method: 'POST', body: new Uint8Array(body) });
+        expect(await viaNode.text()).toBe(`${MiB} ${sha256(body)}`);
+        expect(sha256(Buffer.from(await (await globalThis.fetch(`${base}/blob`)).arrayBuffer()))).toBe(sha256(BLOB));
+      });
+      origin.closeIdle();
+      await until(() => relay.open === 0, 5000, 'the relay to see the connections close');
+      const u = await meteredLikeRelay(layer, relay);
+      // Every connection the relay saw was the layer's, and keep-alive carried six requests on fewer.
+      expect(u.socketsCreated).toBe(relay.accepted);
+      expect(relay.accepted).toBeLessThan(6);
+      expect({ sent: u.bytesSent, received: u.bytesReceived }).toEqual({ sent: relay.up, received: relay.down });
+      expect(u.bytesSent).toBeGreaterThan(3 * MiB);
+      expect(u.bytesReceived).toBeGreaterThan(3 * MiB);
+    } finally {
+      await relay.close();
+      await origin.close();
+    }
+  });
+
+  test('https.request through install() with ca: verified, kept alive, the ledger equals the wire', async () => {
+    const origin = await startOrigin(true);
+    const relay = await countingRelay(origin.port);
+    const opts = { host: '127.0.0.1', port: relay.port, ca: fixtureCert, servername: 'localhost' };
+    try {
+      await installed(layer, async () => {
+        expect(sha256((await get({ ...opts, path: '/blob' })).body)).toBe(sha256(BLOB));
+        const body = payload(MiB);
+        expect((await get({ ...opts, path: '/sum' }, body)).body.toString()).toBe(`${MiB} ${sha256(body)}`);
+        expect((await get({ ...opts, path: '/again' })).body.toString()).toBe('GET /again');
+        origin.closeIdle();
+        await until(() => relay.open === 0, 5000, 'the relay to see the connection close');
+        const u = await meteredLikeRelay(layer, relay);
+        expect(relay.accepted).toBe(1);
+        expect(u.socketsCreated).toBe(1);
+        expect({ sent: u.bytesSent, received: u.bytesReceived }).toEqual({ sent: relay.up, received: relay.down });
+        expect(u.bytesSent).toBeGreaterThan(MiB);
+        expect(u.bytesReceived).toBeGreaterThan(MiB);
+        // Without the CA the same request is refused: the route verifies.
+        await expect(get({ host: '127.0.0.1', port: relay.port, path: '/', servername: 'localhost' })).rejects.toMatchObject({
+          code: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+        });
+      });
+    } finally {
+      await relay.close();
+      await origin.close();
+    }
+  });
+
+  test('undici request and fetch, Node fetch, https.request through install(): a denied destination fails with EACCES and is never reached', async () => {
+    const denied = denyLayer();
+    const target = await sentinel();
+    const url = `http://127.0.0.1:${target.port}/`;
+    try {
+      await installed(denied, async () => {
+        await expect(request(url)).rejects.toMatchObject({ code: 'EACCES', rule: 'loopback' });
+        const viaUndici = await fetch(url).then(() => null, (e: Error) => e);
+        expect(viaUndici?.cause).toMatchObject({ code: 'EACCES', rule: 'loopback' });
+        const viaNode = await globalThis.fetch(url).then(() => null, (e: Error) => e);
+        expect(viaNode?.cause).toMatchObject({ code: 'EACCES', rule: 'loopback' });
+        await expect(get({ host: '127.0.0.1', port: target.port, path: '/', ca: fixtureCert, servername: 'localhost' })).rejects.toMatchObject({
+          code: 'EACCES', rule: 'loopback',
+        });
+      });
+      expect(denied.usage().denied).toBe(4);
       expect(target.accepted).toBe(0);
     } finally {
       await target.close();

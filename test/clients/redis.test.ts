@@ -1,7 +1,8 @@
 /**
  * Redis clients against a real redis-server on loopback, their sockets coming from a layer: ioredis through its
  * `Connector` option, node-redis (which has no socket hook for plain TCP) over TLS through the `socket` option it
- * passes on to `tls.connect`. A counting relay in front of the server says what crossed the wire.
+ * passes on to `tls.connect`; then both with no option at all, through layer.install(). A counting relay in
+ * front of the server says what crossed the wire.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { AbstractConnector, Redis } from 'ioredis';
@@ -9,8 +10,8 @@ import { createClient, RESP_TYPES } from 'redis';
 import type { SocketLayer } from '../../src/index.js';
 import { payload, sha256 } from '../helpers.js';
 import {
-  allowLayer, countingRelay, denyLayer, fixtureCert, meteredLikeRelay, redisMissing, sentinel, skipMissing,
-  startRedis, type RedisServer,
+  allowLayer, countingRelay, denyLayer, fixtureCert, installed, meteredLikeRelay, redisMissing, sentinel,
+  skipMissing, startRedis, type RedisServer,
 } from './servers.js';
 
 const MiB = 1024 * 1024;
@@ -148,6 +149,89 @@ describe.skipIf(redisMissing && skipMissing)('redis clients through a layer', ()
       expect(target.accepted).toBe(0);
     } finally {
       client.destroy();
+      await target.close();
+      await layer.close();
+    }
+  });
+
+  test('ioredis through install() with no option: a 1 MiB value round-trips, the ledger equals the wire', async () => {
+    const layer = allowLayer();
+    const relay = await countingRelay(server.port);
+    try {
+      await installed(layer, async () => {
+        const redis = new Redis({ host: '127.0.0.1', port: relay.port, lazyConnect: true, retryStrategy: () => null });
+        try {
+          await redis.connect();
+          const value = payload(MiB);
+          await redis.set('install:ioredis', value);
+          expect(sha256((await redis.getBuffer('install:ioredis'))!)).toBe(sha256(value));
+          await redis.quit();
+        } finally {
+          redis.disconnect();
+        }
+      });
+      const u = await meteredLikeRelay(layer, relay);
+      expect(relay.accepted).toBe(1);
+      expect(u.socketsCreated).toBe(1);
+      expect({ sent: u.bytesSent, received: u.bytesReceived }).toEqual({ sent: relay.up, received: relay.down });
+      expect(u.bytesSent).toBeGreaterThan(MiB);
+      expect(u.bytesReceived).toBeGreaterThan(MiB);
+    } finally {
+      await relay.close();
+      await layer.close();
+    }
+  });
+
+  test('node-redis through install() with no option: a 1 MiB value round-trips, the ledger equals the wire', async () => {
+    const layer = allowLayer();
+    const relay = await countingRelay(server.port);
+    try {
+      await installed(layer, async () => {
+        const client = createClient({ socket: { host: '127.0.0.1', port: relay.port, reconnectStrategy: false } });
+        client.on('error', () => {});
+        try {
+          await client.connect();
+          const value = payload(MiB);
+          await client.set('install:node-redis', value);
+          const back = await client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }).get('install:node-redis');
+          expect(sha256(back as Buffer)).toBe(sha256(value));
+          await client.close();
+        } finally {
+          client.destroy();
+        }
+      });
+      const u = await meteredLikeRelay(layer, relay);
+      expect(relay.accepted).toBe(1);
+      expect(u.socketsCreated).toBe(1);
+      expect({ sent: u.bytesSent, received: u.bytesReceived }).toEqual({ sent: relay.up, received: relay.down });
+      expect(u.bytesSent).toBeGreaterThan(MiB);
+      expect(u.bytesReceived).toBeGreaterThan(MiB);
+    } finally {
+      await relay.close();
+      await layer.close();
+    }
+  });
+
+  test('ioredis and node-redis through install(): a denied destination fails with EACCES and is never reached', async () => {
+    const layer = denyLayer();
+    const target = await sentinel();
+    try {
+      await installed(layer, async () => {
+        const redis = new Redis({ host: '127.0.0.1', port: target.port, lazyConnect: true, retryStrategy: () => null });
+        const errors: NodeJS.ErrnoException[] = [];
+        redis.on('error', (e) => errors.push(e));
+        await expect(redis.connect()).rejects.toThrow();
+        redis.disconnect();
+        expect(errors[0]).toMatchObject({ code: 'EACCES', rule: 'loopback' });
+
+        const client = createClient({ socket: { host: '127.0.0.1', port: target.port, reconnectStrategy: false } });
+        client.on('error', () => {});
+        await expect(client.connect()).rejects.toMatchObject({ code: 'EACCES', rule: 'loopback' });
+        client.destroy();
+      });
+      expect(layer.usage().denied).toBe(2);
+      expect(target.accepted).toBe(0);
+    } finally {
       await target.close();
       await layer.close();
     }

@@ -15,6 +15,16 @@ import { fileURLToPath } from 'node:url';
 import { SocketLayer } from '../../src/index.js';
 import { freePort, until } from '../helpers.js';
 
+/**
+ * Node's own socket class as it was before any test calls layer.install(): the relay and the readiness probes
+ * stay Node sockets under install() (vetted, not metered), so the ledger holds only the client's traffic.
+ */
+const NodeSocket = net.Socket;
+
+function nodeConnect(port: number, options: { allowHalfOpen?: boolean } = {}): net.Socket {
+  return new NodeSocket({ allowHalfOpen: options.allowHalfOpen ?? false }).connect(port, '127.0.0.1');
+}
+
 export const fixtureKey = readFileSync(new URL('../fixtures/key.pem', import.meta.url));
 export const fixtureCert = readFileSync(new URL('../fixtures/cert.pem', import.meta.url));
 const fixtureKeyPath = new URL('../fixtures/key.pem', import.meta.url);
@@ -36,6 +46,19 @@ export function allowLayer(): SocketLayer {
 /** The production policy: 127.0.0.1 is denied with rule 'loopback', so no test ever needs a remote address. */
 export function denyLayer(): SocketLayer {
   return new SocketLayer({ appId: 'clients-denied', policy: 'production', idleTimeoutMs: 0 });
+}
+
+/**
+ * Runs `fn` with `layer` installed for the whole process (net, tls, the http agents and fetch), so a client
+ * given no socket option at all runs on it; uninstalls whatever happens.
+ */
+export async function installed<T>(layer: SocketLayer, fn: () => Promise<T>): Promise<T> {
+  const uninstall = layer.install({ http: true });
+  try {
+    return await fn();
+  } finally {
+    uninstall();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -118,7 +141,7 @@ async function waitReady(child: Child, what: string, probe: () => Promise<boolea
 /** Sends `request` on a fresh plain connection and resolves true once the reply contains `expect`. */
 function ask(port: number, request: Buffer | string, expect: (reply: Buffer) => boolean): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
+    const s = nodeConnect(port);
     let got = Buffer.alloc(0);
     const done = (ok: boolean) => {
       s.destroy();
@@ -282,7 +305,7 @@ export async function countingRelay(targetPort: number): Promise<Relay> {
   const server = net.createServer({ allowHalfOpen: true }, (client) => {
     accepted++;
     clients.add(client);
-    const upstream = net.connect({ host: '127.0.0.1', port: targetPort, allowHalfOpen: true });
+    const upstream = nodeConnect(targetPort, { allowHalfOpen: true });
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('close', () => sockets.delete(s));

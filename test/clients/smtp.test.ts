@@ -2,6 +2,7 @@
  * nodemailer against smtp-server in this process on loopback, its connection coming from a layer through the
  * transport's `getSocket` hook. STARTTLS: the hook hands over the plain socket and nodemailer upgrades it itself
  * (tls.connect({ socket })). Implicit TLS: the hook hands over sockguard's own TLS socket, already verified.
+ * Then both with no hook at all, through layer.install().
  */
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { AddressInfo } from 'node:net';
@@ -9,7 +10,7 @@ import nodemailer from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import type { SocketLayer } from '../../src/index.js';
 import { payload, sha256 } from '../helpers.js';
-import { allowLayer, countingRelay, denyLayer, fixtureCert, fixtureKey, meteredLikeRelay, sentinel } from './servers.js';
+import { allowLayer, countingRelay, denyLayer, fixtureCert, fixtureKey, installed, meteredLikeRelay, sentinel } from './servers.js';
 
 interface Received {
   sha: string;
@@ -100,16 +101,19 @@ beforeEach(() => {
 afterEach(() => layer.close());
 
 describe('nodemailer through a layer', () => {
-  for (const mode of ['STARTTLS', 'implicit TLS'] as const) {
+  const delivers = async (mode: 'STARTTLS' | 'implicit TLS', route: 'getSocket' | 'install') => {
     const secure = mode === 'implicit TLS';
-    test(`nodemailer via getSocket, ${mode}: the server receives the exact message, the ledger equals the wire`, async () => {
-      const mta = await startMta(secure);
-      const relay = await countingRelay(mta.port);
-      const transport = nodemailer.createTransport({
-        host: '127.0.0.1', port: relay.port, secure, requireTLS: !secure,
-        tls: { ca: fixtureCert, servername: 'localhost' },
-        getSocket: secure ? tlsSocket(layer) : plainSocket(layer),
-      } as never);
+    const mta = await startMta(secure);
+    const relay = await countingRelay(mta.port);
+    const uninstall = route === 'install' ? layer.install({ http: true }) : undefined;
+    const transport = nodemailer.createTransport({
+      host: '127.0.0.1', port: relay.port, secure, requireTLS: !secure,
+      tls: { ca: fixtureCert, servername: 'localhost' },
+      // A TLS upgrade that never completes fails the test in seconds (and still uninstalls).
+      connectionTimeout: 3000, greetingTimeout: 3000,
+      ...(route === 'getSocket' ? { getSocket: secure ? tlsSocket(layer) : plainSocket(layer) } : {}),
+    } as never);
+    {
       try {
         const raw = rawMessage(512 * 1024);
         const info = await transport.sendMail({
@@ -133,11 +137,22 @@ describe('nodemailer through a layer', () => {
         expect(u.socketsCreated).toBe(1);
       } finally {
         transport.close();
+        uninstall?.();
         await relay.close();
         await mta.close();
       }
-    });
-  }
+    }
+  };
+
+  test('nodemailer via getSocket, STARTTLS: the server receives the exact message, the ledger equals the wire', () =>
+    delivers('STARTTLS', 'getSocket'));
+  test('nodemailer via getSocket, implicit TLS: the server receives the exact message, the ledger equals the wire', () =>
+    delivers('implicit TLS', 'getSocket'));
+  // STARTTLS is Node's tls.connect({ socket }) over the connected sockguard socket install() gave nodemailer.
+  test('nodemailer through install() with no option, STARTTLS: the server receives the exact message, the ledger equals the wire', () =>
+    delivers('STARTTLS', 'install'));
+  test('nodemailer through install() with no option, implicit TLS: the server receives the exact message, the ledger equals the wire', () =>
+    delivers('implicit TLS', 'install'));
 
   for (const mode of ['STARTTLS', 'implicit TLS'] as const) {
     const secure = mode === 'implicit TLS';
@@ -162,4 +177,31 @@ describe('nodemailer through a layer', () => {
       }
     });
   }
+
+  test('nodemailer through install(), STARTTLS and implicit TLS: a denied destination fails with EACCES and is never reached', async () => {
+    const denied = denyLayer();
+    const target = await sentinel();
+    try {
+      await installed(denied, async () => {
+        for (const secure of [false, true]) {
+          const transport = nodemailer.createTransport({
+            host: '127.0.0.1', port: target.port, secure, requireTLS: !secure, tls: { ca: fixtureCert, servername: 'localhost' },
+          });
+          try {
+            await expect(
+              transport.sendMail({ envelope: { from: 'app@example.com', to: ['ops@example.com'] }, raw: 'Subject: x\r\n\r\nx\r\n' }),
+              // nodemailer files a failure of its own connect under ESOCKET; the denial itself is kept on the error.
+            ).rejects.toMatchObject({ code: 'ESOCKET', rule: 'loopback', message: expect.stringContaining('connect EACCES') });
+          } finally {
+            transport.close();
+          }
+        }
+      });
+      expect(denied.usage().denied).toBe(2);
+      expect(target.accepted).toBe(0);
+    } finally {
+      await target.close();
+      await denied.close();
+    }
+  });
 });

@@ -1,7 +1,7 @@
 /**
  * The `ws` client against a `ws` server on loopback, its connection coming from a layer through the
  * `createConnection` option (ws hands it to http.request). Over wss the layer's own TLS socket is returned and
- * the HTTP upgrade runs over it.
+ * the HTTP upgrade runs over it. Then both with no option at all, through layer.install().
  */
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import https from 'node:https';
@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { SocketLayer } from '../../src/index.js';
 import { payload, sha256, until } from '../helpers.js';
-import { allowLayer, countingRelay, denyLayer, fixtureCert, fixtureKey, meteredLikeRelay, sentinel } from './servers.js';
+import { allowLayer, countingRelay, denyLayer, fixtureCert, fixtureKey, installed, meteredLikeRelay, sentinel } from './servers.js';
 
 const MiB = 1024 * 1024;
 
@@ -62,13 +62,15 @@ beforeEach(() => {
 afterEach(() => layer.close());
 
 describe('ws through a layer', () => {
-  for (const secure of [false, true]) {
+  for (const [secure, route] of [[false, 'createConnection'], [true, 'createConnection'], [false, 'install'], [true, 'install']] as const) {
     const scheme = secure ? 'wss' : 'ws';
-    test(`ws via createConnection (${scheme}): a 1 MiB binary message and a text message echo, the ledger equals the wire`, async () => {
+    const how = route === 'install' ? 'through install() with no option' : 'via createConnection';
+    test(`ws ${how} (${scheme}): a 1 MiB binary message and a text message echo, the ledger equals the wire`, async () => {
       const server = await echoServer(secure);
       const relay = await countingRelay(server.port);
+      const uninstall = route === 'install' ? layer.install({ http: true }) : undefined;
       const ws = new WebSocket(`${scheme}://127.0.0.1:${relay.port}/`, {
-        createConnection: createConnection(layer, secure),
+        ...(route === 'createConnection' ? { createConnection: createConnection(layer, secure) } : { ca: fixtureCert }),
         perMessageDeflate: false,
         maxPayload: 4 * MiB,
       });
@@ -98,8 +100,10 @@ describe('ws through a layer', () => {
         expect({ sent: u.bytesSent, received: u.bytesReceived }).toEqual({ sent: relay.up, received: relay.down });
         expect(u.bytesSent).toBeGreaterThan(MiB);
         expect(u.bytesReceived).toBeGreaterThan(MiB);
+        expect(u.socketsCreated).toBe(1);
       } finally {
         ws.terminate();
+        uninstall?.();
         await relay.close();
         await server.close();
       }
@@ -120,6 +124,32 @@ describe('ws through a layer', () => {
       expect(target.accepted).toBe(0);
     } finally {
       ws.terminate();
+      await target.close();
+      await denied.close();
+    }
+  });
+
+  test('ws and wss through install(): a denied destination fails with EACCES and is never reached', async () => {
+    const denied = denyLayer();
+    const target = await sentinel();
+    try {
+      await installed(denied, async () => {
+        for (const scheme of ['ws', 'wss']) {
+          const ws = new WebSocket(`${scheme}://127.0.0.1:${target.port}/`, { ca: fixtureCert });
+          try {
+            const err = await new Promise<NodeJS.ErrnoException & { rule?: string }>((resolve, reject) => {
+              ws.once('error', resolve);
+              ws.once('open', () => reject(new Error('opened a denied destination')));
+            });
+            expect(err).toMatchObject({ code: 'EACCES', rule: 'loopback' });
+          } finally {
+            ws.terminate();
+          }
+        }
+      });
+      expect(denied.usage().denied).toBe(2);
+      expect(target.accepted).toBe(0);
+    } finally {
       await target.close();
       await denied.close();
     }
