@@ -36,6 +36,41 @@ describe('connect option forms', () => {
     expect(layer.usage().socketsCreated).toBe(0);
   });
 
+  test("the option object Node's agents, tls, http2 and undici build: extra keys accepted, lookup used, family honoured", async () => {
+    const asked: Array<[string, unknown]> = [];
+    const lookup = (name: string, opts: object, cb: (err: Error | null, a: Array<{ address: string; family: number }>) => void) => {
+      asked.push([name, opts]);
+      cb(null, [
+        { address: '::1', family: 6 },
+        { address: '127.0.0.1', family: 4 },
+      ]);
+    };
+    const s = layer.connect({
+      host: 'peer.test',
+      hostname: 'peer.test',
+      port: peer.port,
+      servername: 'peer.test',
+      path: null,
+      family: 4,
+      hints: 0,
+      lookup,
+      autoSelectFamily: true,
+      autoSelectFamilyAttemptTimeout: 250,
+      keepAlive: true,
+      keepAliveInitialDelay: 1000,
+      noDelay: true,
+      _agentKey: 'peer.test:1:',
+      encoding: null,
+      timeout: 5000,
+    } as never);
+    await once(s, 'connect');
+    expect(asked.map((a) => a[0])).toEqual(['peer.test']);
+    expect(s.remoteAddress).toBe('127.0.0.1');
+    expect(s.remoteFamily).toBe('IPv4');
+    expect(s.timeout).toBe(5000);
+    s.destroy();
+  });
+
   test("net's path form `connect('127.0.0.1')` says why it is refused", async () => {
     const s = layer.connect('127.0.0.1');
     const err = await errorOf(s);
