@@ -35,12 +35,12 @@ const fixtureCertPath = new URL('../fixtures/cert.pem', import.meta.url);
  * development mode's would-deny warnings.
  */
 const LOOPBACK_POLICY = {
-  version: 1,
+  version: 1 as const,
   allow: [{ cidr: '127.0.0.0/8', openSpecialPurpose: true }],
 };
 
 export function allowLayer(): SocketLayer {
-  return new SocketLayer({ appId: 'clients', policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0 });
+  return new SocketLayer({ appId: 'clients', policy: LOOPBACK_POLICY, idleTimeoutMs: 0 });
 }
 
 /** The production policy: 127.0.0.1 is denied with rule 'loopback', so no test ever needs a remote address. */
@@ -96,8 +96,25 @@ interface Child {
   exited: Promise<number | null>;
 }
 
-function startChild(cmd: string, args: string[]): Child {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * The servers are peers, not code under test: they run without the sanitizer runtime that `npm run test:asan`
+ * preloads into this process and would otherwise pass on to every child.
+ */
+function peerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  delete env.ASAN_OPTIONS;
+  delete env.UBSAN_OPTIONS;
+  return env;
+}
+
+interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+function startChild(cmd: string, args: string[], user?: RunAs): Child {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: peerEnv(), ...user });
   let out = '';
   const keep = (d: Buffer) => {
     out = (out + d.toString()).slice(-8192);
@@ -210,52 +227,42 @@ const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 /**
  * initdb into a fresh directory, then postgres on 127.0.0.1 with ssl=on and the fixture certificate, trust
  * authentication and its Unix socket in that directory. PostgreSQL refuses to run as root: as root, the
- * directory is given to the `postgres` user (or `nobody`) and both programs run as that user.
+ * directory is given to the `postgres` user (or `nobody`) and initdb and postgres run as that user.
  */
 export async function startPostgres(): Promise<PostgresServer> {
   const bin = postgresBin();
   if (!bin) throw missing('PostgreSQL (/usr/lib/postgresql/*/bin/postgres)', 'postgresql');
   const dir = mkdtempSync(join(tmpdir(), 'sockguard-pg-'));
   const data = join(dir, 'data');
-  const asUser = (cmd: string, args: string[]): [string, string[]] => (runAs ? ['runuser', ['-u', runAs, '--', cmd, ...args]] : [cmd, args]);
-  let runAs: string | undefined;
-  if (process.getuid?.() === 0) {
-    runAs = userExists('postgres') ? 'postgres' : 'nobody';
-    const uid = Number(execFileSync('id', ['-u', runAs]).toString().trim());
-    const gid = Number(execFileSync('id', ['-g', runAs]).toString().trim());
-    chownSync(dir, uid, gid);
-  }
-  // The key must be private to the server's user, or postgres refuses to start.
+  // The programs run as that user directly (not under runuser, which would stand between them and our signals).
+  const user = process.getuid?.() === 0 ? userIds(userExists('postgres') ? 'postgres' : 'nobody') : undefined;
   const keyFile = join(dir, 'server.key');
   const certFile = join(dir, 'server.crt');
   copyFileSync(fixtureKeyPath, keyFile);
   copyFileSync(fixtureCertPath, certFile);
+  // The key must be private to the server's user, or postgres refuses to start.
   chmodSync(keyFile, 0o600);
-  if (runAs) {
-    const uid = Number(execFileSync('id', ['-u', runAs]).toString().trim());
-    const gid = Number(execFileSync('id', ['-g', runAs]).toString().trim());
-    chownSync(keyFile, uid, gid);
-    chownSync(certFile, uid, gid);
-  }
-  const [initCmd, initArgs] = asUser(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-sync']);
+  if (user) for (const path of [dir, keyFile, certFile]) chownSync(path, user.uid, user.gid);
   try {
-    execFileSync(initCmd, initArgs, { stdio: 'pipe' });
+    execFileSync(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-sync'], {
+      stdio: 'pipe', env: peerEnv(), cwd: dir, ...user,
+    });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     const e = err as { stderr?: Buffer; message: string };
     throw new Error(`initdb failed: ${e.stderr?.toString() ?? e.message}`);
   }
   const port = await freePort();
-  const [cmd, args] = asUser(join(bin, 'postgres'), [
+  const child = startChild(join(bin, 'postgres'), [
     '-D', data, '-k', dir, '-p', String(port),
     '-c', 'listen_addresses=127.0.0.1',
     '-c', 'ssl=on', '-c', `ssl_cert_file=${certFile}`, '-c', `ssl_key_file=${keyFile}`,
     '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
-  ]);
-  const child = startChild(cmd, args);
-  // SIGINT is PostgreSQL's fast shutdown: sessions are ended, nothing is waited for.
+  ], user);
+  // SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, which a data directory about to be deleted
+  // does not need.
   const stop = async () => {
-    await stopChild(child, 'SIGINT');
+    await stopChild(child, 'SIGQUIT');
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -265,6 +272,11 @@ export async function startPostgres(): Promise<PostgresServer> {
     throw err;
   }
   return { port, user: 'postgres', database: 'postgres', stop };
+}
+
+function userIds(name: string): RunAs {
+  const id = (flag: string) => Number(execFileSync('id', [flag, name]).toString().trim());
+  return { uid: id('-u'), gid: id('-g') };
 }
 
 function userExists(name: string): boolean {
