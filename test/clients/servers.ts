@@ -175,6 +175,20 @@ function ask(port: number, request: Buffer | string, expect: (reply: Buffer) => 
   });
 }
 
+/**
+ * A port found free may be taken by someone else before the server binds it: a server that exits saying so is
+ * started again, on another port.
+ */
+async function retryPortInUse<T>(start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (attempt >= 3 || !/already in use/i.test((err as Error).message)) throw err;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // redis-server
 
@@ -187,6 +201,10 @@ export interface RedisServer {
 
 export async function startRedis(options: { tls?: boolean } = {}): Promise<RedisServer> {
   if (redisMissing) throw missing(`redis-server (${REDIS_SERVER})`, 'redis-server');
+  return retryPortInUse(() => launchRedis(options));
+}
+
+async function launchRedis(options: { tls?: boolean }): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'sockguard-redis-'));
   const port = await freePort();
   const tlsPort = options.tls ? await freePort() : undefined;
@@ -252,26 +270,36 @@ export async function startPostgres(): Promise<PostgresServer> {
     const e = err as { stderr?: Buffer; message: string };
     throw new Error(`initdb failed: ${e.stderr?.toString() ?? e.message}`);
   }
-  const port = await freePort();
-  const child = startChild(join(bin, 'postgres'), [
-    '-D', data, '-k', dir, '-p', String(port),
-    '-c', 'listen_addresses=127.0.0.1',
-    '-c', 'ssl=on', '-c', `ssl_cert_file=${certFile}`, '-c', `ssl_key_file=${keyFile}`,
-    '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
-  ], user);
+  const launch = async () => {
+    const port = await freePort();
+    const child = startChild(join(bin, 'postgres'), [
+      '-D', data, '-k', dir, '-p', String(port),
+      '-c', 'listen_addresses=127.0.0.1',
+      '-c', 'ssl=on', '-c', `ssl_cert_file=${certFile}`, '-c', `ssl_key_file=${keyFile}`,
+      '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
+    ], user);
+    try {
+      await waitReady(child, 'postgres', () => ask(port, SSL_REQUEST, (r) => r.length > 0 && r[0] === 0x53));
+    } catch (err) {
+      await stopChild(child, 'SIGQUIT');
+      throw err;
+    }
+    return { port, child };
+  };
+  let started: { port: number; child: Child };
+  try {
+    started = await retryPortInUse(launch);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   // SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint, which a data directory about to be deleted
   // does not need.
   const stop = async () => {
-    await stopChild(child, 'SIGQUIT');
+    await stopChild(started.child, 'SIGQUIT');
     rmSync(dir, { recursive: true, force: true });
   };
-  try {
-    await waitReady(child, 'postgres', () => ask(port, SSL_REQUEST, (r) => r.length > 0 && r[0] === 0x53));
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { port, user: 'postgres', database: 'postgres', stop };
+  return { port: started.port, user: 'postgres', database: 'postgres', stop };
 }
 
 function userIds(name: string): RunAs {
