@@ -141,7 +141,12 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
   try {
     const { host, port } = splitHostPort(args.destination);
     const env = io.env ?? process.env;
-    const policy: Policy = loadPolicy(args.policy ?? (env.SOCKGUARD_POLICY || 'production'));
+    const policy: Policy =
+      args.policy !== undefined
+        ? loadPolicy(args.policy, '--policy')
+        : env.SOCKGUARD_POLICY
+          ? loadPolicy(env.SOCKGUARD_POLICY, 'SOCKGUARD_POLICY')
+          : loadPolicy('production');
     const v = await vet(policy, host, port, io.resolver ?? systemResolver);
     const portNumber = Number(port);
     io.stdout(json ? toJson(v, portNumber) : render(v, portNumber));

@@ -96,6 +96,31 @@ export const codes = {
 
 export type SockguardCode = (typeof codes)[keyof typeof codes];
 
+/** A library error: `TypeError`, `RangeError` or `Error` with one of sockguard's codes. */
+export interface SockguardError extends Error {
+  code: SockguardCode;
+}
+
+/**
+ * What a socket's `'error'` listener receives: a Node-shaped system error (`EACCES` with `rule` for a policy
+ * denial, `ECONNREFUSED`, `EPIPE`, ...), an {@link OverQuotaError}, or a {@link SockguardError}. The fields a
+ * kind does not carry are absent.
+ */
+export interface SocketError extends Error {
+  code: string;
+  errno?: number;
+  syscall?: string;
+  address?: string;
+  port?: number;
+  /** The policy rule that denied the destination (`'private'`, `'loopback'`, an operator's rule, ...). */
+  rule?: string;
+  reason?: string;
+  /** Over quota: the resource, the window and its limit. */
+  resource?: string;
+  window?: 'minute' | 'day';
+  limit?: number;
+}
+
 type ErrorCtor = new (message: string) => Error;
 
 /** A `TypeError`/`RangeError`/`Error` carrying a stable `code`, like Node's `ERR_INVALID_ARG_TYPE`. */

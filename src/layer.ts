@@ -23,6 +23,7 @@ import {
   vet,
   type Family,
   type Policy,
+  type PolicySpec,
   type Resolver,
   type Target,
   type Verdict,
@@ -58,7 +59,7 @@ export interface SocketLayerOptions {
    * 'production' (App Engine's egress rules), 'development' (allow, but report what production would deny), a
    * policy object, or a path to a policy file. @default env SOCKGUARD_POLICY, else 'production'
    */
-  policy?: unknown;
+  policy?: PolicySpec;
   /** Reclaim sockets after this much inactivity; 0 disables. @default env SOCKGUARD_IDLE_TIMEOUT_MS, else 600000 */
   idleTimeoutMs?: number;
   /** How often the reclaim sweep runs. @default min(1000, idleTimeoutMs / 4) */
@@ -113,7 +114,8 @@ export class SocketLayer {
   /** @internal */ readonly ledger: Ledger;
   /** @internal */ readonly sweeper: ReclaimSweeper<LayerEntry>;
   /** @internal the interface every transport uses to reach this layer */ readonly port: LayerPort<ConnectPlan>;
-  /** @internal */ readonly secret: string | Buffer | undefined;
+  /** Not a property: a key must not be readable by whoever holds the layer. */
+  readonly #secret: string | Buffer | undefined;
   readonly #resolver: Resolver;
   readonly #hwm: number;
   /** Open sockets (raw level, whoever owns them). */
@@ -135,7 +137,12 @@ export class SocketLayer {
       throw invalidOption('appId', 'must be a non-empty string of at most 256 characters');
     }
     this.appId = appId;
-    this.policy = loadPolicy(options.policy ?? (process.env.SOCKGUARD_POLICY || 'production'));
+    this.policy =
+      options.policy !== undefined
+        ? loadPolicy(options.policy)
+        : process.env.SOCKGUARD_POLICY
+          ? loadPolicy(process.env.SOCKGUARD_POLICY, 'SOCKGUARD_POLICY')
+          : loadPolicy('production');
     const sockopts = options.sockopts ?? 'emulate';
     if (sockopts !== 'emulate' && sockopts !== 'native') throw invalidOption('sockopts', "must be 'emulate' or 'native'");
     this.sockopts = sockopts;
@@ -150,7 +157,7 @@ export class SocketLayer {
     this.#resolver = options.resolver ?? systemResolver;
     if (options.clock !== undefined && typeof options.clock !== 'function') throw invalidOption('clock', 'must be a function () => number');
     this.quota = createQuotaMeter(options.quotas, { clock: options.clock });
-    this.secret = options.secret ?? process.env.SOCKGUARD_SECRET ?? undefined;
+    this.#secret = options.secret ?? process.env.SOCKGUARD_SECRET ?? undefined;
     this.ledger = new Ledger(appId, () => this.#open);
     this.sweeper = new ReclaimSweeper<LayerEntry>({
       idleTimeoutMs: this.idleTimeoutMs,

@@ -49,7 +49,9 @@ export abstract class Endpoint implements LayerEntry, LoopClient {
   protected abstract active(): boolean;
   /** True once the endpoint is closed for good. */
   protected abstract get closed(): boolean;
+  /** @internal */
   abstract _reclaimClose(): void;
+  /** @internal */
   abstract _layerClose(): Promise<void>;
 
   // LoopClient: records a transport does not expect are ignored.

@@ -2,12 +2,13 @@
  * sockguard's egress policy (docs/policy.md): validation and normalisation of destinations, the production deny
  * tables, development mode, operator policy files, and resolution under the policy.
  */
-import { codedError, codes } from '../errors.js';
+import { sep } from 'node:path';
+import { codedError, codes, describeValue } from '../errors.js';
 import { CompiledPolicy, defaultCompiledPolicy, PolicyEngine } from './engine.js';
 import { configFromFile, configFromObject } from './file.js';
 import type { Policy } from './types.js';
 
-export type { Decision, Denied, Family, Policy, Target, Verdict } from './types.js';
+export type { Decision, Denied, Family, Policy, PolicyObject, PolicySpec, Target, Verdict } from './types.js';
 export { CompiledPolicy, PolicyEngine, parseTarget, validatePort, type DenyMessage, type PolicyConfig } from './engine.js';
 export { SCHEMA_VERSION, type PolicyError } from './file.js';
 export {
@@ -32,18 +33,21 @@ function isPolicyLike(v: object): v is Policy {
  * Builds a policy.
  *
  * @param spec `'production'` (the default), `'development'`, a policy document (schema version 1, see
- *   README.md in this directory), a path to a JSON policy file, or an existing policy (returned as is).
+ *   README.md in this directory), a path to a JSON policy file (it contains `/` or ends in `.json`), or an
+ *   existing policy (returned as is).
+ * @param source what the spec came from, for the message of an unknown name (`SOCKGUARD_POLICY`, `--policy`).
  * @throws `ERR_SOCKGUARD_INVALID_POLICY` for an invalid spec, document or file; the message names the JSON path
  *   of the fault and, for files, `file:line:column`.
  * @default 'production'
  */
-export function loadPolicy(spec?: unknown): Policy {
+export function loadPolicy(spec?: unknown, source = 'policy'): Policy {
   if (spec === undefined || spec === 'production') return new PolicyEngine(defaultCompiledPolicy(), 'production');
   if (spec === 'development') return new PolicyEngine(defaultCompiledPolicy(), 'development');
   if (typeof spec === 'string') {
     if (spec.trim() === '') {
       throw codedError(TypeError, codes.INVALID_POLICY, 'The policy must be "production", "development" or a path to a policy file; received an empty string');
     }
+    if (!spec.includes('/') && !spec.includes(sep) && !spec.endsWith('.json')) throw unknownName(spec, source);
     const config = configFromFile(spec);
     return new PolicyEngine(new CompiledPolicy(config), config.mode);
   }
@@ -57,4 +61,31 @@ export function loadPolicy(spec?: unknown): Policy {
     codes.INVALID_POLICY,
     `The policy must be "production", "development", a policy object or a path to a policy file; received ${spec === null ? 'null' : typeof spec}`,
   );
+}
+
+const NAMES = ['production', 'development'] as const;
+
+/** A string that is neither a built-in name nor a path: most likely a misspelt name, so say which one. */
+function unknownName(spec: string, source: string): Error {
+  const lower = spec.trim().toLowerCase();
+  const near = NAMES.find((n) => n === lower || distance(n, lower) <= 3 || (lower.length >= 3 && n.startsWith(lower)));
+  const hint = near === undefined ? "expected 'production' or 'development';" : `did you mean '${near}'?`;
+  return codedError(
+    TypeError,
+    codes.INVALID_POLICY,
+    `Unknown ${source} ${describeValue(spec)}: ${hint} a file path must contain / or end in .json`,
+  );
+}
+
+/** Levenshtein distance, for names of a few characters. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
 }

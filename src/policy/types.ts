@@ -32,3 +32,30 @@ export interface Policy {
 export type Verdict =
   | { allowed: true; address: string; family: Family; port: number }
   | { allowed: false; rule: string; reason: string; address?: string; port: number };
+
+/** A policy document, schema version 1 (src/policy/README.md#policy-files-schema-version-1), as an object. */
+export interface PolicyObject {
+  $schema?: string;
+  comment?: string;
+  /** The schema version: 1. */
+  version: number;
+  /** @default 'production' */
+  mode?: 'production' | 'development';
+  /** Sections whose built-in defaults are dropped. */
+  replace?: Array<'deniedPorts' | 'providers' | 'exceptions'>;
+  allow?: Array<string | { cidr: string; ports?: number[]; openSpecialPurpose?: boolean; comment?: string }>;
+  deny?: Array<string | { cidr: string; rule?: string; reason?: string; comment?: string }>;
+  deniedPorts?: number[];
+  providers?: Array<
+    | { name: string; file: string; comment?: string }
+    | { name: string; prefixes: string[]; comment?: string }
+    | { name: string; builtin: 'google'; comment?: string }
+  >;
+  exceptions?: Array<{ address: string; ports: number[]; comment?: string } | { host: string; ports: number[]; comment?: string }>;
+}
+
+/**
+ * What the `policy` option takes: a built-in name, a policy document, a policy already built, or a path to a
+ * policy file (a path contains `/` or ends in `.json`, so a misspelt name is not taken for a file).
+ */
+export type PolicySpec = 'production' | 'development' | PolicyObject | Policy | (string & {});

@@ -26,29 +26,29 @@ export interface LayerEntry extends MeteredSocket, ReclaimNode {
   readonly remoteAddress: string | undefined;
   readonly remotePort: number;
   /**
-   * True when the entry is not idle although no operation refreshed it: bytes are queued, or its kernel counters
+   * @internal true when the entry is not idle although no operation refreshed it: bytes are queued, or its kernel counters
    * moved since the previous call. A sweep asks before it reclaims.
    */
   _busy(): boolean;
-  /** Closes for idle reclaim: no 'error', only 'close'. */
+  /** @internal closes for idle reclaim: no 'error', only 'close'. */
   _reclaimClose(): void;
-  /** Closes for layer.close(); resolves once the user-facing object has emitted 'close'. */
+  /** @internal closes for layer.close(); resolves once the user-facing object has emitted 'close'. */
   _layerClose(): Promise<void>;
 }
 
 /** A TCP endpoint the layer connects: it resolves and vets, then hands over the candidates. */
 export interface ConnectClient extends LayerEntry {
-  /** The layer took the endpoint into a connection attempt: it reports `connecting`. */
+  /** @internal the layer took the endpoint into a connection attempt: it reports `connecting`. */
   markStarted(): void;
-  /** Still waiting for resolution and policy (nothing native yet). */
+  /** @internal still waiting for resolution and policy (nothing native yet). */
   readonly pendingConnect: boolean;
   /** Fails the attempt before any native work (policy denial, resolution failure, timeout, quota). */
   fail(err: Error): void;
   /** Connects to the first reachable of `candidates`, in order. */
   connect(candidates: Candidate[], port: number): void;
-  /** Bounds the whole attempt, resolution included: ETIMEDOUT when `ms` passes. */
+  /** @internal bounds the whole attempt, resolution included: ETIMEDOUT when `ms` passes. */
   startConnectTimer(ms: number): void;
-  /** The name was resolved: `'lookup'` for the Duplex. */
+  /** @internal the name was resolved: `'lookup'` for the Duplex. */
   resolved(address: string, family: 4 | 6, host: string): void;
 }
 

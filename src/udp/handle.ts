@@ -16,9 +16,13 @@ export const kRecvError = Symbol('sockguard.udp.recvError');
 
 /** What the handle needs from the socket it serves. */
 export interface UdpOwner {
+  /** @internal */
   [kClose](err: Error | null): void;
+  /** @internal */
   [kLayerClose](): Promise<void>;
+  /** @internal */
   [kMessage](slab: Buffer, offset: number, length: number): void;
+  /** @internal */
   [kRecvError](status: number): void;
 }
 
