@@ -92,6 +92,7 @@ function missing(what: string, pkg: string): Error {
 
 interface Child {
   proc: ChildProcess;
+  watchdog: ChildProcess;
   output(): string;
   exited: Promise<number | null>;
 }
@@ -113,8 +114,24 @@ interface RunAs {
   gid: number;
 }
 
-function startChild(cmd: string, args: string[], user?: RunAs): Child {
+const WATCHDOG = `
+while kill -0 "$1" 2>/dev/null; do sleep 1; done
+kill -s "$3" "$2" 2>/dev/null
+while kill -0 "$2" 2>/dev/null; do sleep 0.2; done
+rm -rf "$4"
+`;
+
+/** Starts a server in `dir` (its data, removed when it is stopped). */
+function startChild(cmd: string, args: string[], dir: string, stopSignal: NodeJS.Signals, user?: RunAs): Child {
   const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: peerEnv(), ...user });
+  // A test process that dies before its afterAll (a sanitizer abort, a crashed worker) must not leave a server
+  // or its directory behind: this stops the one and removes the other once this process is gone.
+  const watchdog = spawn(
+    'sh',
+    ['-c', WATCHDOG, 'watchdog', String(process.pid), String(proc.pid), stopSignal.replace(/^SIG/, ''), dir],
+    { stdio: 'ignore', detached: true, env: peerEnv() },
+  );
+  watchdog.unref();
   let out = '';
   const keep = (d: Buffer) => {
     out = (out + d.toString()).slice(-8192);
@@ -128,10 +145,11 @@ function startChild(cmd: string, args: string[], user?: RunAs): Child {
       resolve(null);
     });
   });
-  return { proc, output: () => out, exited };
+  return { proc, watchdog, output: () => out, exited };
 }
 
 async function stopChild(child: Child, signal: NodeJS.Signals): Promise<void> {
+  child.watchdog.kill();
   if (child.proc.exitCode !== null || child.proc.signalCode !== null) return;
   child.proc.kill(signal);
   const killer = setTimeout(() => child.proc.kill('SIGKILL'), 5000);
@@ -215,7 +233,7 @@ async function launchRedis(options: { tls?: boolean }): Promise<RedisServer> {
   const child = startChild(REDIS_SERVER, [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
     '--daemonize', 'no', '--protected-mode', 'no', '--loglevel', 'warning', ...tlsArgs,
-  ]);
+  ], dir, 'SIGTERM');
   const stop = async () => {
     await stopChild(child, 'SIGTERM');
     rmSync(dir, { recursive: true, force: true });
@@ -277,7 +295,7 @@ export async function startPostgres(): Promise<PostgresServer> {
       '-c', 'listen_addresses=127.0.0.1',
       '-c', 'ssl=on', '-c', `ssl_cert_file=${certFile}`, '-c', `ssl_key_file=${keyFile}`,
       '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
-    ], user);
+    ], dir, 'SIGQUIT', user);
     try {
       await waitReady(child, 'postgres', () => ask(port, SSL_REQUEST, (r) => r.length > 0 && r[0] === 0x53));
     } catch (err) {
