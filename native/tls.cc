@@ -531,6 +531,8 @@ int sg_tls_encrypt(socket* s) {
 
 bool sg_tls_write(socket* s, const char* p, uint32_t n) {
   tls_conn* t = s->tls;
+  // An empty piece (a corked batch may hold one) adds nothing; its pointer may be null.
+  if (n == 0) return true;
   if (n >= kDirectWrite && !(s->flags & SG_F_TLS_HS)) {
     // Order: what waits goes first.
     if (sg_tls_encrypt(s) < 0) return false;

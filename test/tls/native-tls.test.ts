@@ -156,6 +156,27 @@ describe('native TLS: data', () => {
     expect(sha256(Buffer.concat(got))).toBe(sha256(data));
   });
 
+  test('a corked batch holding an empty chunk is sent whole (an https keep-alive agent writes one)', async () => {
+    const { port } = await tlsServer({}, (c) => c.pipe(c));
+    const s = secure({ host: '127.0.0.1', port, tls: { ca: cert } });
+    await once(s, 'secureConnect');
+    s.cork();
+    s.write('GET / HTTP/1.1\r\n');
+    s.write(Buffer.alloc(0));
+    s.write('\r\n');
+    s.uncork();
+    let got = '';
+    s.setEncoding('utf8');
+    await new Promise<void>((resolve) =>
+      s.on('data', (d: string) => {
+        got += d;
+        if (got.length >= 18) resolve();
+      }),
+    );
+    expect(got).toBe('GET / HTTP/1.1\r\n\r\n');
+    s.destroy();
+  });
+
   test('pipelined small writes are echoed in order', async () => {
     const { port } = await tlsServer({}, (c) => c.pipe(c));
     const s = secure({ host: '127.0.0.1', port, tls: { ca: cert } });
