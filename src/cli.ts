@@ -6,7 +6,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { loadPolicy, systemResolver, verdictOf, vet, type Policy, type Resolver, type Vetted } from './policy/index.js';
+import { loadPolicy, systemResolver, verdictOf, vetWithProduction, type Policy, type ProductionVerdict, type Resolver, type Vetted } from './policy/index.js';
 
 export interface CliIO {
   stdout(text: string): void;
@@ -87,7 +87,7 @@ function bracket(address: string, family: number): string {
   return family === 6 ? `[${address}]` : address;
 }
 
-function render(v: Vetted, port: number): string {
+function render(v: Vetted, port: number, production: ProductionVerdict | undefined): string {
   const verdict = verdictOf(v, port);
   const t = v.target;
   const shown = t.kind === 'name' ? t.name : bracket(t.address, t.family);
@@ -97,10 +97,13 @@ function render(v: Vetted, port: number): string {
   if (v.nameDenied !== undefined) lines.push(`  ${shown}  denied  ${v.nameDenied.rule}: ${v.nameDenied.reason} (not resolved)`);
   for (const a of v.allowed) lines.push(`  ${a.address}  allowed`);
   for (const d of v.denied) lines.push(`  ${d.address}  denied  ${d.rule}: ${d.reason}`);
+  if (production !== undefined) {
+    lines.push(production.allowed ? 'production: allowed' : `production: denied (rule: ${production.rule}): ${production.reason}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
-function toJson(v: Vetted, port: number): string {
+function toJson(v: Vetted, port: number, production: ProductionVerdict | undefined): string {
   const verdict = verdictOf(v, port);
   const t = v.target;
   const doc = {
@@ -112,6 +115,7 @@ function toJson(v: Vetted, port: number): string {
       ...v.denied.map((d) => ({ address: d.address, family: d.family, allowed: false, rule: d.rule, reason: d.reason })),
     ],
     ...(v.nameDenied !== undefined ? { nameDenied: v.nameDenied } : {}),
+    ...(production !== undefined ? { production } : {}),
   };
   return `${JSON.stringify(doc, null, 2)}\n`;
 }
@@ -147,9 +151,9 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
         : env.SOCKGUARD_POLICY
           ? loadPolicy(env.SOCKGUARD_POLICY, 'SOCKGUARD_POLICY')
           : loadPolicy('production');
-    const v = await vet(policy, host, port, io.resolver ?? systemResolver);
+    const { vetted: v, production } = await vetWithProduction(policy, host, port, io.resolver ?? systemResolver);
     const portNumber = Number(port);
-    io.stdout(json ? toJson(v, portNumber) : render(v, portNumber));
+    io.stdout(json ? toJson(v, portNumber, production) : render(v, portNumber, production));
     return v.allowed.length > 0 ? EXIT_ALLOWED : EXIT_DENIED;
   } catch (err) {
     return fail(err);

@@ -64,6 +64,10 @@ export function statusError(status: number, fields: SystemErrorFields): Sockguar
   return systemError(codeOf(status), fields);
 }
 
+/** README section on allowing loopback and private destinations. */
+export const LOCAL_HINT_URL = 'https://github.com/sockguard/sockguard#allowing-loopback-and-private-destinations';
+const LOCAL_HINT = `. To allow it, use policy: 'development' or an operator policy rule (${LOCAL_HINT_URL})`;
+
 /** Policy denial: EACCES with the rule that denied it. */
 export function deniedError(
   syscall: string,
@@ -73,6 +77,8 @@ export function deniedError(
   reason?: string,
 ): SockguardSystemError {
   const err = systemError('EACCES', { syscall, address, port, detail: `denied: ${rule}` });
+  // The first denial a new user meets is a local server in production mode: say how to allow it.
+  if (rule === 'loopback' || rule === 'private') err.message += LOCAL_HINT;
   err.rule = rule;
   if (reason) Object.defineProperty(err, 'reason', { value: reason, enumerable: true, writable: true, configurable: true });
   return err;

@@ -21,6 +21,7 @@ import {
   systemResolver,
   verdictOf,
   vet,
+  vetWithProduction,
   type Family,
   type Policy,
   type PolicySpec,
@@ -502,8 +503,9 @@ export class SocketLayer {
    * Evaluates a destination against the policy without connecting. Resolves names once.
    */
   async check(host: string, port: number): Promise<Verdict> {
-    const v = await vet(this.policy, host, port, this.#resolver);
-    return verdictOf(v, port);
+    const { vetted, production } = await vetWithProduction(this.policy, host, port, this.#resolver);
+    const verdict = verdictOf(vetted, port);
+    return production === undefined ? verdict : { ...verdict, production };
   }
 
   /** dns.lookup-compatible: answers only with addresses this layer's policy allows. */

@@ -435,6 +435,23 @@ export class PolicyEngine implements Policy {
     return d;
   }
 
+  /**
+   * Production's decisions on this policy's tables, published nowhere: in development mode, what check() reports
+   * production would decide, without a denial event for a connection that was never refused.
+   */
+  asProduction(): Policy {
+    const compiled = this.compiled;
+    return {
+      mode: 'production',
+      parse: parseTarget,
+      evaluateName: (name) => (isLocalhost(name) ? LOCALHOST : null),
+      evaluate: (address, family, port, name) => {
+        checkEvaluatePort(port);
+        return compiled.judge(address, family, port, name);
+      },
+    };
+  }
+
   private report(m: DenyMessage): void {
     const key = `${m.address ?? ''}|${m.name ?? ''}|${m.port}|${m.rule}`;
     if (this.reported.has(key)) return;

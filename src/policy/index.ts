@@ -6,9 +6,10 @@ import { sep } from 'node:path';
 import { codedError, codes, describeValue } from '../errors.js';
 import { CompiledPolicy, defaultCompiledPolicy, PolicyEngine } from './engine.js';
 import { configFromFile, configFromObject } from './file.js';
-import type { Policy } from './types.js';
+import { verdictOf, vet, type Resolver, type Vetted } from './resolve.js';
+import type { Policy, ProductionVerdict } from './types.js';
 
-export type { Decision, Denied, Family, Policy, PolicyObject, PolicySpec, Target, Verdict } from './types.js';
+export type { Decision, Denied, Family, Policy, PolicyObject, PolicySpec, ProductionVerdict, Target, Verdict } from './types.js';
 export { CompiledPolicy, PolicyEngine, parseTarget, validatePort, type DenyMessage, type PolicyConfig } from './engine.js';
 export { SCHEMA_VERSION, type PolicyError } from './file.js';
 export {
@@ -88,4 +89,26 @@ function distance(a: string, b: string): number {
     prev = cur;
   }
   return prev[b.length]!;
+}
+
+/**
+ * Vets a destination and, under a development-mode policy, what production would decide for the same addresses:
+ * names are resolved once for both.
+ */
+export async function vetWithProduction(
+  policy: Policy,
+  host: unknown,
+  port: unknown,
+  resolver: Resolver,
+): Promise<{ vetted: Vetted; production?: ProductionVerdict }> {
+  if (policy.mode !== 'development' || !(policy instanceof PolicyEngine)) return { vetted: await vet(policy, host, port, resolver) };
+  const answers = new Map<string, ReturnType<Resolver>>();
+  const once: Resolver = (name) => {
+    let a = answers.get(name);
+    if (a === undefined) answers.set(name, (a = resolver(name)));
+    return a;
+  };
+  const vetted = await vet(policy, host, port, once);
+  const p = verdictOf(await vet(policy.asProduction(), host, port, once), Number(port));
+  return { vetted, production: p.allowed ? { allowed: true } : { allowed: false, rule: p.rule, reason: p.reason } };
 }

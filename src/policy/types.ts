@@ -29,9 +29,16 @@ export interface Policy {
 }
 
 /** What `layer.check()` resolves to (docs/api.md#layercheck). */
-export type Verdict =
+export type Verdict = (
   | { allowed: true; address: string; family: Family; port: number }
-  | { allowed: false; rule: string; reason: string; address?: string; port: number };
+  | { allowed: false; rule: string; reason: string; address?: string; port: number }
+) & {
+  /** In development mode: what production would decide for the same addresses. */
+  production?: ProductionVerdict;
+};
+
+/** Production's decision, reported beside a development-mode verdict. */
+export type ProductionVerdict = { allowed: true } | { allowed: false; rule: string; reason: string };
 
 /** A policy document, schema version 1 (src/policy/README.md#policy-files-schema-version-1), as an object. */
 export interface PolicyObject {

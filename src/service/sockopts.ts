@@ -160,8 +160,24 @@ function checkBuflen(value: unknown): asserts value is number {
   }
 }
 
+/** The constant's name for an option, by the prefix its level uses (`SO_` at SOL_SOCKET, `TCP_` at SOL_TCP, ...). */
+function optionName(level: number, name: number): string {
+  const prefix = level === constants.SOL_SOCKET ? 'SO_' : level === constants.SOL_TCP ? 'TCP_' : level === constants.SOL_IP ? 'IP_' : undefined;
+  if (prefix !== undefined) {
+    for (const [key, value] of Object.entries(constants)) {
+      if (value === name && key.startsWith(prefix)) return key;
+    }
+  }
+  return `option ${level}:${name}`;
+}
+
+const SUPPORTED = 'SO_KEEPALIVE, SO_DEBUG, TCP_NODELAY, SO_LINGER, SO_OOBINLINE, SO_SNDBUF, SO_RCVBUF, SO_REUSEADDR (and SO_ERROR, read-only)';
+
 function unsupported(syscall: 'getsockopt' | 'setsockopt', level: number, name: number): Error {
-  return systemError('EACCES', { syscall, detail: `unsupported option ${level}:${name}` });
+  const what = optionName(level, name);
+  const detail =
+    what === 'SO_ERROR' ? 'SO_ERROR is read-only' : `${what} is not supported; supported: ${SUPPORTED}`;
+  return systemError('EACCES', { syscall, detail });
 }
 
 function toBytes(entry: OptionEntry, value: number, buflen: number): Buffer {

@@ -72,7 +72,10 @@ describe('vet', () => {
     expect(verdictOf(v, 443)).toEqual({ allowed: false, rule: 'private', reason: '192.168.0.0/16: private network (RFC 1918)', address: '192.168.1.10', port: 443 });
     const err = denialError(v, 443);
     expect(err).toMatchObject({ code: 'EACCES', errno: -13, syscall: 'connect', address: '192.168.1.10', port: 443, rule: 'private' });
-    expect(err.message).toBe('connect EACCES 192.168.1.10:443 (denied: private)');
+    expect(err.message).toBe(
+      "connect EACCES 192.168.1.10:443 (denied: private). To allow it, use policy: 'development' or an operator policy rule " +
+        '(https://github.com/sockguard/sockguard#allowing-loopback-and-private-destinations)',
+    );
   });
 
   it('answers that are not addresses are denied, never passed on', async () => {

@@ -133,7 +133,12 @@ describe('getsockopt (emulate)', () => {
   });
 
   it('puts the option in the EACCES message', () => {
-    expect(() => get(6, 3)).toThrow('getsockopt EACCES (unsupported option 6:3)');
+    expect(() => get(6, 3)).toThrow(
+      'getsockopt EACCES (TCP_CORK is not supported; supported: SO_KEEPALIVE, SO_DEBUG, TCP_NODELAY, SO_LINGER, SO_OOBINLINE, SO_SNDBUF, SO_RCVBUF, SO_REUSEADDR (and SO_ERROR, read-only))',
+    );
+    expect(() => get(6, 4)).toThrow('getsockopt EACCES (TCP_KEEPIDLE is not supported; supported: SO_KEEPALIVE,');
+    expect(() => get(17, 1)).toThrow('getsockopt EACCES (option 17:1 is not supported; supported: SO_KEEPALIVE,');
+    expect(() => set(1, 4, 0)).toThrow('setsockopt EACCES (SO_ERROR is read-only)');
   });
 
   it('rejects non-integer levels, names and buflens with coded errors', () => {
