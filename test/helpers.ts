@@ -168,19 +168,21 @@ export const distPath = fileURLToPath(new URL('../dist/index.js', import.meta.ur
 
 /**
  * Runs an ES module script in a fresh Node process with SG_DIST (the built package) and SG_PORT set, under the
- * development policy; resolves with its exit code and run time. Killed after 10 s.
+ * development policy; resolves with its exit code, run time and what it printed. Killed after 10 s.
  */
-export function runChild(script: string, port: number): Promise<{ code: number | null; ms: number }> {
+export function runChild(script: string, port: number): Promise<{ code: number | null; ms: number; stdout: string }> {
   const started = Date.now();
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
     env: { ...process.env, SG_DIST: distPath, SG_PORT: String(port), SOCKGUARD_POLICY: 'development' },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
+  let stdout = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   const killer = setTimeout(() => child.kill(), 10_000);
   return new Promise((resolve) => {
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       clearTimeout(killer);
-      resolve({ code, ms: Date.now() - started });
+      resolve({ code, ms: Date.now() - started, stdout });
     });
   });
 }

@@ -149,6 +149,7 @@ describe('process lifetime', () => {
         peer.port,
       );
       expect(kept.code).toBe(0);
+      expect(kept.stdout).toBe('still alive\n');
       expect(kept.ms).toBeGreaterThanOrEqual(300);
     } finally {
       await peer.close();
