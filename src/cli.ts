@@ -4,7 +4,7 @@
  * Names are resolved once with the system resolver, exactly as a connection would resolve them; nothing is
  * connected to.
  */
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadPolicy, systemResolver, verdictOf, vetWithProduction, type Policy, type ProductionVerdict, type Resolver, type Vetted } from './policy/index.js';
 
@@ -22,6 +22,7 @@ export const EXIT_DENIED = 1;
 export const EXIT_INVALID = 2;
 
 export const USAGE = `Usage: sockguard check HOST:PORT [--policy FILE] [--json]
+       sockguard --version
 
 Evaluates a destination against sockguard's egress policy without connecting to it.
 
@@ -30,6 +31,7 @@ Evaluates a destination against sockguard's egress policy without connecting to 
                    (default: $SOCKGUARD_POLICY, else production)
   --json           print the verdict as JSON
   -h, --help       show this help
+  --version        print sockguard's version
 
 Exit status: 0 allowed, 1 denied, 2 no verdict (usage error, invalid host, port or policy file, or the
 name could not be resolved).
@@ -45,9 +47,10 @@ interface Args {
   json: boolean;
 }
 
-function parseArgs(argv: readonly string[]): Args | 'help' {
+function parseArgs(argv: readonly string[]): Args | 'help' | 'version' {
   if (argv.length === 0) throw new UsageError('missing command');
   if (argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') return 'help';
+  if (argv[0] === '--version' || argv[0] === 'version') return 'version';
   if (argv[0] !== 'check') throw new UsageError(`unknown command ${JSON.stringify(argv[0])}`);
   let destination: string | undefined;
   let policy: string | undefined;
@@ -124,7 +127,7 @@ function toJson(v: Vetted, port: number, production: ProductionVerdict | undefin
  * Runs the CLI with `argv` (without node and script) and returns the exit status; never exits the process.
  */
 export async function main(argv: readonly string[], io: CliIO = defaultIO()): Promise<number> {
-  let args: Args | 'help';
+  let args: Args | 'help' | 'version';
   try {
     args = parseArgs(argv);
   } catch (err) {
@@ -133,6 +136,10 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
   }
   if (args === 'help') {
     io.stdout(USAGE);
+    return EXIT_ALLOWED;
+  }
+  if (args === 'version') {
+    io.stdout(`${version()}\n`);
     return EXIT_ALLOWED;
   }
   const { json } = args;
@@ -158,6 +165,12 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
   } catch (err) {
     return fail(err);
   }
+}
+
+/** The installed package's version (dist/cli.js and src/cli.ts both sit one level under the package root). */
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
 }
 
 function defaultIO(): CliIO {

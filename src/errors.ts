@@ -98,6 +98,7 @@ export const codes = {
   TLS_CONTEXT: 'ERR_SOCKGUARD_TLS_CONTEXT',
   ALREADY_INSTALLED: 'ERR_SOCKGUARD_ALREADY_INSTALLED',
   UNDICI_MISSING: 'ERR_SOCKGUARD_UNDICI_MISSING',
+  OTEL_MISSING: 'ERR_SOCKGUARD_OTEL_MISSING',
 } as const;
 
 export type SockguardCode = (typeof codes)[keyof typeof codes];

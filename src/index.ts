@@ -43,6 +43,7 @@ export type { TlsConnectOptions } from './tls/context.js';
 export { UdpSocket, type UdpSocketOptions, type RemoteInfo, type UdpBindOptions, type SendCallback } from './udp/socket.js';
 export { constants } from './service/sockopts.js';
 export { codes } from './errors.js';
+export { formatMetrics, type MeterLike } from './service/metrics.js';
 export type { SockguardCode, SockguardError, SockguardSystemError, SocketError, OverQuotaError } from './errors.js';
 export type { QuotasOption, QuotasConfig, QuotaResource, QuotaWindow } from './service/quota.js';
 export type { InstallOptions } from './dropin/install.js';

@@ -38,6 +38,7 @@ import {
   type LayerPort,
   type ValidatedConnect,
 } from './service/port.js';
+import { formatMetrics, observe, type MeterLike } from './service/metrics.js';
 import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './service/quota.js';
 import { ReclaimSweeper, validateIdleTimeout } from './service/reclaim.js';
 import { DEFAULT_HIGH_WATER_MARK, RawSocket, validateHighWaterMark, type RawHandlers } from './tcp/raw.js';
@@ -520,6 +521,19 @@ export class SocketLayer {
   /** A snapshot of this app's usage; exact, including sockets that closed. */
   usage(): Usage {
     return this.ledger.usage();
+  }
+
+  /** usage() as Prometheus text exposition (docs/api.md#metrics): one series per metric, labelled app_id. */
+  metrics(): string {
+    return formatMetrics([this.ledger.usage()]);
+  }
+
+  /**
+   * Publishes usage() as OpenTelemetry observable instruments on `meter` (default: `@opentelemetry/api`'s global
+   * meter provider, which needs that package). Returns a function that unregisters them.
+   */
+  observe(meter?: MeterLike): () => void {
+    return observe(() => this.ledger.usage(), meter);
   }
 
   /** Number of open sockets. */

@@ -3,6 +3,7 @@
  * development mode check() and `sockguard check` say what production would decide.
  */
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { main, type CliIO } from '../../src/cli.js';
 import { SocketLayer, type SocketError } from '../../src/index.js';
 import type { Resolver } from '../../src/policy/index.js';
@@ -66,5 +67,14 @@ describe('development mode reports production', () => {
     out = '';
     expect(await main(['check', '169.254.169.254:80'], io)).toBe(0);
     expect(out).toContain('production: denied (rule: link-local)');
+  });
+});
+
+describe('sockguard --version', () => {
+  it("prints the package's version and exits 0", async () => {
+    let out = '';
+    const io: CliIO = { stdout: (s) => (out += s), stderr: () => {}, env: {} };
+    expect(await main(['--version'], io)).toBe(0);
+    expect(out).toBe(`${(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version}\n`);
   });
 });

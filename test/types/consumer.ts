@@ -9,6 +9,7 @@ import {
   connect,
   constants,
   createSocket,
+  formatMetrics,
   type OverQuotaError,
   type PolicyObject,
   type QuotasOption,
@@ -84,6 +85,12 @@ export function errors(err: SocketError): string {
     return `${over.resource} per ${over.window}: ${over.limit}`;
   }
   return err.rule ?? err.code;
+}
+
+export function operators(layer: SocketLayer): string {
+  const stop = layer.observe();
+  stop();
+  return layer.metrics() + formatMetrics([layer.usage()]);
 }
 
 export function notPublic(layer: SocketLayer): void {
