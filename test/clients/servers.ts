@@ -257,8 +257,14 @@ export interface PostgresServer {
   stop(): Promise<void>;
 }
 
-/** An SSLRequest: the server answers 'S' once it is up with ssl=on (before that, the connection is refused). */
-const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+/** A protocol 3.0 StartupMessage for user and database postgres (trust authentication answers 'R'). */
+const STARTUP = (() => {
+  const body = Buffer.from('user\0postgres\0database\0postgres\0\0');
+  const head = Buffer.alloc(8);
+  head.writeInt32BE(8 + body.length, 0);
+  head.writeInt32BE(196608, 4);
+  return Buffer.concat([head, body]);
+})();
 
 /**
  * initdb into a fresh directory, then postgres on 127.0.0.1 with ssl=on and the fixture certificate, trust
@@ -297,7 +303,9 @@ export async function startPostgres(): Promise<PostgresServer> {
       '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
     ], dir, 'SIGQUIT', user);
     try {
-      await waitReady(child, 'postgres', () => ask(port, SSL_REQUEST, (r) => r.length > 0 && r[0] === 0x53));
+      // Ready means accepting sessions: a postmaster that answers the SSL request may still be starting up
+      // ("the database system is starting up"); a startup message answered with authentication ('R') is not.
+      await waitReady(child, 'postgres', () => ask(port, STARTUP, (r) => r.length > 0 && r[0] === 0x52));
     } catch (err) {
       await stopChild(child, 'SIGQUIT');
       throw err;
