@@ -39,7 +39,9 @@ import {
   type ValidatedConnect,
 } from './service/port.js';
 import { formatMetrics, observe, type MeterLike } from './service/metrics.js';
-import { createQuotaMeter, type QuotaMeter, type QuotasOption } from './service/quota.js';
+import { createQuotaMeter, validateQuotas, type QuotaMeter, type QuotasOption } from './service/quota.js';
+import { Fleet, validateStoreFailure, validateStoreFlushMs } from './service/fleet.js';
+import { openStore } from './service/store.js';
 import { ReclaimSweeper, validateIdleTimeout } from './service/reclaim.js';
 import { DEFAULT_HIGH_WATER_MARK, RawSocket, validateHighWaterMark, type RawHandlers } from './tcp/raw.js';
 import { Socket, TIMEOUT_MAX, normalizeConnectArgs, type SocketConnectOptions } from './tcp/socket.js';
@@ -82,6 +84,19 @@ export interface SocketLayerOptions {
   resolver?: Resolver;
   /** Bytes queued natively per socket before write() returns false. @default 1048576 */
   highWaterMark?: number;
+  /**
+   * Shares quotas and the usage ledger with every process of this appId: a `redis://host:port/db` URL (needs
+   * the ioredis package) or a connected ioredis or node-redis client. @default undefined (this process only)
+   */
+  store?: string | object;
+  /**
+   * With the store unreachable: 'open' keeps enforcing this process's share of each limit (limit divided by
+   * the live processes last seen), 'closed' refuses what needs the store with ERR_SOCKGUARD_STORE_UNAVAILABLE.
+   * @default 'open'
+   */
+  storeFailure?: 'open' | 'closed';
+  /** How often the ledger is flushed to the store (its staleness bound) and leases are topped up. @default 1000 */
+  storeFlushMs?: number;
 }
 
 /** `layer.connectRaw()` options. */
@@ -118,6 +133,7 @@ export class SocketLayer {
   /** @internal the interface every transport uses to reach this layer */ readonly port: LayerPort<ConnectPlan>;
   /** Not a property: a key must not be readable by whoever holds the layer. */
   readonly #secret: string | Buffer | undefined;
+  /** @internal the shared store's side of this layer, with the `store` option */ readonly fleet: Fleet | undefined;
   readonly #resolver: Resolver;
   readonly #hwm: number;
   /** Open sockets (raw level, whoever owns them). */
@@ -158,9 +174,23 @@ export class SocketLayer {
     }
     this.#resolver = options.resolver ?? systemResolver;
     if (options.clock !== undefined && typeof options.clock !== 'function') throw invalidOption('clock', 'must be a function () => number');
-    this.quota = createQuotaMeter(options.quotas, { clock: options.clock });
-    this.#secret = options.secret ?? process.env.SOCKGUARD_SECRET ?? undefined;
+    const storeFailure = validateStoreFailure(options.storeFailure);
+    const storeFlushMs = validateStoreFlushMs(options.storeFlushMs);
     this.ledger = new Ledger(appId, () => this.#open);
+    if (options.store !== undefined) {
+      const limits = validateQuotas(options.quotas);
+      this.fleet = new Fleet({
+        appId,
+        store: openStore(options.store),
+        failure: storeFailure,
+        flushMs: storeFlushMs,
+        clock: options.clock ?? Date.now,
+        limits,
+        usage: () => this.ledger.usage(),
+      });
+    }
+    this.quota = this.fleet?.meter ?? createQuotaMeter(options.quotas, { clock: options.clock });
+    this.#secret = options.secret ?? process.env.SOCKGUARD_SECRET ?? undefined;
     this.sweeper = new ReclaimSweeper<LayerEntry>({
       idleTimeoutMs: this.idleTimeoutMs,
       sweepIntervalMs: options.sweepIntervalMs,
@@ -417,17 +447,38 @@ export class SocketLayer {
       client.resolved(c.address, c.family, target.host);
     }
     if (this.quota.enabled) {
-      const over = this.quota.check('connects') ?? this.quota.check('creates');
-      if (over) {
-        this.port.overQuota();
-        client.fail(over);
+      const refused = this.quota.acquire(CONNECT_RESOURCES);
+      if (refused instanceof Promise) {
+        // A fleet meter with no lease at hand asks the store first; the kernel connect waits for its answer.
+        refused.then(
+          (err) => this.#admitted(client, err, candidates, port),
+          (err: unknown) => this.#admitted(client, err as Error, candidates, port),
+        );
         return;
       }
-      this.quota.charge('creates');
-      this.quota.charge('connects');
+      if (refused !== null) {
+        this.#refused(client, refused);
+        return;
+      }
     }
     this.ledger.connects++;
     client.connect(candidates, port);
+  }
+
+  #admitted(client: ConnectClient, err: Error | null, candidates: Candidate[], port: number): void {
+    if (err !== null) {
+      if (client.pendingConnect) this.#refused(client, err);
+      return;
+    }
+    // Destroyed or timed out while waiting: the lease it took is spent, as a refused kernel connect's would be.
+    if (!client.pendingConnect) return;
+    this.ledger.connects++;
+    client.connect(candidates, port);
+  }
+
+  #refused(client: ConnectClient, err: Error): void {
+    if ((err as Error & { code?: string }).code === codes.OVER_QUOTA) this.port.overQuota();
+    client.fail(err);
   }
 
   /** Resolves (names only) and vets; synchronous for IP literals. */
@@ -536,6 +587,16 @@ export class SocketLayer {
     return observe(() => this.ledger.usage(), meter);
   }
 
+  /**
+   * The app's totals across every process sharing the `store` (same fields as usage()); this process's
+   * counters are flushed first. Rejects with ERR_SOCKGUARD_STORE_UNAVAILABLE when the store cannot answer,
+   * and with ERR_SOCKGUARD_INVALID_OPTION on a layer without a store.
+   */
+  async fleetUsage(): Promise<Usage> {
+    if (this.fleet === undefined) throw invalidOption('store', 'is not set: fleetUsage() needs a store shared by the processes of the app');
+    return this.fleet.fleetUsage();
+  }
+
   /** Number of open sockets. */
   get size(): number {
     return this.#open.size;
@@ -548,12 +609,16 @@ export class SocketLayer {
     const waits: Promise<void>[] = [];
     for (const entry of [...this.#open]) waits.push(entry._layerClose());
     this.sweeper.close();
-    this.#closing = Promise.all(waits).then(() => undefined);
+    const fleet = this.fleet;
+    // The last flush runs once every socket is closed, so the store sees this process leave with none open.
+    this.#closing = Promise.all(waits).then(() => fleet?.close());
     return this.#closing;
   }
 }
 
 type LookupFunction = NonNullable<SocketConnectOptions['lookup']>;
+
+const CONNECT_RESOURCES = ['connects', 'creates'] as const;
 
 const HANDLER_NAMES = ['onconnect', 'ondata', 'onend', 'ondrain', 'onfinish', 'onclose'] as const;
 

@@ -130,7 +130,7 @@ export function chargeQuota(port: LayerPort, resource: QuotaResource, amount = 1
   if (!q.enabled) return null;
   const over = q.check(resource, amount);
   if (over !== null) {
-    port.overQuota();
+    counted(port, over);
     return over;
   }
   q.charge(resource, amount);
@@ -143,7 +143,7 @@ export function chargeSend(port: LayerPort, bytes: number): Error | null {
     port.quota.chargeSend(bytes);
     return null;
   } catch (err) {
-    port.overQuota();
+    counted(port, err as Error);
     return err as Error;
   }
 }
@@ -151,8 +151,13 @@ export function chargeSend(port: LayerPort, bytes: number): Error | null {
 /** Records received bytes (billed whatever happens): null, or the over-quota error once past the limit. */
 export function recordReceive(port: LayerPort, bytes: number): Error | null {
   const over = port.quota.recordReceive(bytes);
-  if (over !== null) port.overQuota();
+  if (over !== null) counted(port, over);
   return over;
+}
+
+/** The ledger's overQuota counts quota refusals; a closed-mode refusal of an unreachable store is not one. */
+function counted(port: LayerPort, err: Error): void {
+  if ((err as Error & { code?: string }).code !== codes.STORE_UNAVAILABLE) port.overQuota();
 }
 
 let defaultPortProvider: (() => LayerPort) | undefined;

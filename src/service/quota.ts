@@ -81,8 +81,8 @@ const RECEIVES = RESOURCE_INDEX.receives as number;
 const BYTES_SENT = RESOURCE_INDEX.bytesSent as number;
 const BYTES_RECEIVED = RESOURCE_INDEX.bytesReceived as number;
 
-const MINUTE_MS = 60_000;
-const DAY_MS = 86_400_000;
+export const MINUTE_MS = 60_000;
+export const DAY_MS = 86_400_000;
 
 export interface QuotaWindowUsage {
   /** Start of the window, in clock milliseconds (UTC epoch with the default clock). */
@@ -103,7 +103,7 @@ export interface QuotaMeter {
   /** False for the null meter: the layer may skip quota work entirely. */
   readonly enabled: boolean;
   /** The error `charge(resource, amount)` would throw now, or null. Charges nothing. */
-  check(resource: QuotaResource, amount?: number): OverQuotaError | null;
+  check(resource: QuotaResource, amount?: number): Error | null;
   /** Charges `amount` (default 1) of `resource` in both windows, or throws and charges nothing. */
   charge(resource: QuotaResource, amount?: number): void;
   /** One send call of `bytes` bytes: `sends` +1 and `bytesSent` +bytes, all or nothing; throws when over. */
@@ -112,8 +112,14 @@ export interface QuotaMeter {
    * One delivered receive of `bytes` bytes, after the fact: `receives` +1 and `bytesReceived` +bytes are always
    * charged. Returns the over-quota error if that took a counter past its limit, else null.
    */
-  recordReceive(bytes: number): OverQuotaError | null;
+  recordReceive(bytes: number): Error | null;
   snapshot(): QuotaSnapshot;
+  /**
+   * One unit of each of `resources` (creates, connects, binds), all or nothing: null when charged, the error
+   * when refused (nothing charged). A fleet meter answers with a promise when it has to ask the store first;
+   * a local one never does, so a connect to an IP literal stays synchronous.
+   */
+  acquire(resources: readonly QuotaResource[]): Error | null | Promise<Error | null>;
 }
 
 function checkLimits(value: unknown, name: string): Partial<QuotaLimits> {
@@ -158,7 +164,7 @@ export function validateQuotas(option: unknown): { perMinute: Partial<QuotaLimit
   return finite(perMinute) || finite(perDay) ? { perMinute, perDay } : null;
 }
 
-function toLimitArray(limits: Partial<QuotaLimits>): Float64Array {
+export function toLimitArray(limits: Partial<QuotaLimits>): Float64Array {
   const out = new Float64Array(N).fill(Infinity);
   for (const r of QUOTA_RESOURCES) {
     const v = limits[r];
@@ -167,7 +173,7 @@ function toLimitArray(limits: Partial<QuotaLimits>): Float64Array {
   return out;
 }
 
-function toRecord(values: Float64Array): QuotaLimits {
+export function toRecord(values: Float64Array): QuotaLimits {
   const out = {} as QuotaLimits;
   QUOTA_RESOURCES.forEach((r, i) => {
     out[r] = values[i] as number;
@@ -175,13 +181,13 @@ function toRecord(values: Float64Array): QuotaLimits {
   return out;
 }
 
-function indexOf(resource: QuotaResource): number {
+export function indexOf(resource: QuotaResource): number {
   const i = RESOURCE_INDEX[resource];
   if (i === undefined) throw invalidOption('resource', `is not a quota resource: ${describeValue(resource)}`);
   return i;
 }
 
-function checkAmount(amount: number): void {
+export function checkAmount(amount: number): void {
   if (typeof amount !== 'number' || !(amount >= 0) || !Number.isFinite(amount)) {
     throw invalidOption('amount', `must be a non-negative finite number. Received ${describeValue(amount)}`);
   }
@@ -273,6 +279,19 @@ export class ActiveQuotaMeter implements QuotaMeter {
     return err;
   }
 
+  acquire(resources: readonly QuotaResource[]): Error | null {
+    this.#roll();
+    for (const r of resources) {
+      const err = this.#over(indexOf(r), 1);
+      if (err !== null) {
+        this.#exceeded++;
+        return err;
+      }
+    }
+    for (const r of resources) this.#add(indexOf(r), 1);
+    return null;
+  }
+
   snapshot(): QuotaSnapshot {
     this.#roll();
     return {
@@ -292,6 +311,9 @@ class NullQuotaMeter implements QuotaMeter {
   charge(): void {}
   chargeSend(): void {}
   recordReceive(): null {
+    return null;
+  }
+  acquire(): null {
     return null;
   }
   snapshot(): QuotaSnapshot {

@@ -1,0 +1,135 @@
+/**
+ * A redis-server of the fleet tests' own on 127.0.0.1, that a test can kill and start again on the same port
+ * (a store outage and its recovery). No persistence: a restarted server starts empty, as a cache would.
+ *
+ * A missing binary fails the tests with a message saying what to install; SOCKGUARD_SKIP_MISSING_SERVERS=1
+ * skips them instead. Every server and child process started here is stopped by the test that started it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { distPath, freePort } from '../helpers.js';
+
+export const REDIS_SERVER = '/usr/bin/redis-server';
+export const redisMissing = !existsSync(REDIS_SERVER);
+export const skipMissing = !!process.env.SOCKGUARD_SKIP_MISSING_SERVERS;
+
+export function requireRedis(): void {
+  if (redisMissing) {
+    throw new Error(
+      `redis-server (${REDIS_SERVER}) is not installed: install the Debian package 'redis-server' (.ci/run does), ` +
+        'or set SOCKGUARD_SKIP_MISSING_SERVERS=1 to skip the tests that need it',
+    );
+  }
+}
+
+/** Production rules plus loopback, so the tests run the real policy engine against 127.0.0.1 only. */
+export const LOOPBACK_POLICY = { version: 1, allow: [{ cidr: '127.0.0.0/8', openSpecialPurpose: true }] };
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.setTimeout(500, () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.on('error', () => resolve(false));
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => {
+      s.destroy();
+      resolve(d.toString().includes('PONG'));
+    });
+  });
+}
+
+export class RedisServer {
+  readonly port: number;
+  readonly #dir = mkdtempSync(join(tmpdir(), 'sockguard-fleet-redis-'));
+  #proc: ChildProcess | undefined;
+  #out = '';
+
+  private constructor(port: number) {
+    this.port = port;
+  }
+
+  static async start(): Promise<RedisServer> {
+    requireRedis();
+    const server = new RedisServer(await freePort());
+    await server.resume();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}/0`;
+  }
+
+  /** Starts (again) on the same port and waits for a PONG. */
+  async resume(): Promise<void> {
+    const proc = spawn(REDIS_SERVER, [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.#dir,
+      '--daemonize', 'no', '--protected-mode', 'no', '--loglevel', 'warning',
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#proc = proc;
+    const keep = (d: Buffer) => (this.#out = (this.#out + d.toString()).slice(-4096));
+    proc.stdout!.on('data', keep);
+    proc.stderr!.on('data', keep);
+    const start = Date.now();
+    while (!(await ping(this.port))) {
+      if (proc.exitCode !== null || Date.now() - start > 10_000) throw new Error(`redis-server did not start:\n${this.#out}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** SIGKILL: the store vanishes mid-run, connections reset. */
+  async kill(): Promise<void> {
+    const proc = this.#proc;
+    this.#proc = undefined;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+export interface ChildResult {
+  code: number | null;
+  out: unknown;
+  stderr: string;
+}
+
+/**
+ * Runs an ES module in a fresh Node process with SG_DIST (the built package) and `env`; resolves with its exit
+ * code and the JSON it printed last. Killed after `ms`.
+ */
+export function runNode(source: string, env: Record<string, string>, ms = 20_000): { done: Promise<ChildResult>; kill(): void } {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', source], {
+    env: { ...process.env, ...env, SG_DIST: distPath },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const killer = setTimeout(() => child.kill('SIGKILL'), ms);
+  const done = new Promise<ChildResult>((resolve) => {
+    child.on('exit', (code) => {
+      clearTimeout(killer);
+      const last = stdout.trim().split('\n').pop() ?? '';
+      let out: unknown;
+      try {
+        out = JSON.parse(last);
+      } catch {
+        out = undefined;
+      }
+      resolve({ code, out, stderr });
+    });
+  });
+  return { done, kill: () => child.kill('SIGKILL') };
+}
