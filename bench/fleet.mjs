@@ -1,0 +1,172 @@
+/**
+ * Fleet store on vs off: connect rate and echo throughput of one layer with quotas kept in this process
+ * (`off`) and the same quotas shared through a redis-server (`on`, the `store` option). Arms are interleaved
+ * (off, on, off, on, ...) in fresh client processes, so drift on the machine hits both alike; the report is the
+ * median of each arm and the ratio on / off.
+ *
+ *   npm run build && node bench/fleet.mjs [--reps 5] [--seconds 2]
+ *
+ * Needs redis-server (/usr/bin/redis-server). Everything runs on 127.0.0.1; every process started here is
+ * stopped on exit.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const REPS = opt('reps', 5);
+const SECONDS = opt('seconds', 2);
+const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+const REDIS = '/usr/bin/redis-server';
+
+if (!existsSync(DIST)) throw new Error('dist/ is missing: npm run build');
+if (!existsSync(REDIS)) throw new Error(`${REDIS} is missing: install the Debian package redis-server`);
+
+const children = new Set();
+const stopAll = () => {
+  for (const c of children) c.kill('SIGKILL');
+};
+process.on('exit', stopAll);
+process.on('SIGINT', () => process.exit(130));
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function start(cmd, argv, ready) {
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (ready(out)) resolve({ child, out });
+    });
+    child.on('exit', (code) => reject(new Error(`${cmd} exited ${code}`)));
+  });
+}
+
+// The echo server: a separate process, so the client measured has the CPU it runs on to itself.
+const ECHO = `
+const net = require('node:net');
+const s = net.createServer((c) => { c.on('error', () => {}); c.pipe(c); });
+s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+`;
+
+// One measurement in a fresh process: prints { value } (connects/s or MiB/s).
+const CLIENT = `
+const { SocketLayer } = await import(process.env.DIST);
+const e = process.env;
+const quotas = { perMinute: { creates: 6_400_000, connects: 6_400_000, sends: 1e12, receives: 1e12, bytesSent: 1e14, bytesReceived: 1e14 } };
+const layer = new SocketLayer({
+  appId: 'bench-' + e.ARM, policy: { version: 1, allow: [{ cidr: '127.0.0.0/8', openSpecialPurpose: true }] }, idleTimeoutMs: 0, quotas,
+  ...(e.ARM === 'on' ? { store: e.STORE } : {}),
+});
+const port = Number(e.PORT);
+const ms = Number(e.SECONDS) * 1000;
+const once = () => new Promise((resolve, reject) => {
+  const s = layer.connect(port, '127.0.0.1');
+  s.on('connect', () => { s.destroy(); resolve(); });
+  s.on('error', reject);
+});
+async function connectRate(window) {
+  let n = 0;
+  const end = Date.now() + window;
+  const lanes = Array.from({ length: 8 }, async () => { while (Date.now() < end) { await once(); n++; } });
+  await Promise.all(lanes);
+  return n / (window / 1000);
+}
+async function echo(window) {
+  const s = layer.connect(port, '127.0.0.1');
+  await new Promise((r) => s.on('connect', r));
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let got = 0;
+  let sent = 0;
+  const inflight = 1024 * 1024;
+  let stop = false;
+  const pump = () => { while (!stop && sent - got < inflight) { s.write(chunk); sent += chunk.length; } };
+  s.on('data', (d) => { got += d.length; pump(); });
+  pump();
+  const startGot = got;
+  const t0 = Date.now();
+  await new Promise((r) => setTimeout(r, window));
+  const value = (got - startGot) / 2 ** 20 / ((Date.now() - t0) / 1000);
+  stop = true;
+  s.destroy();
+  return value;
+}
+const run = e.SCENARIO === 'connect' ? connectRate : echo;
+await run(300);
+const value = await run(ms);
+await layer.close();
+console.log(JSON.stringify({ value }));
+`;
+
+function measure(arm, scenario, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', CLIENT], {
+      env: { ...process.env, ...env, DIST, ARM: arm, SCENARIO: scenario, SECONDS: String(SECONDS) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.add(child);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => {
+      children.delete(child);
+      if (code !== 0) return reject(new Error(`${arm}/${scenario} exited ${code}`));
+      resolve(JSON.parse(out.trim().split('\n').pop()).value);
+    });
+  });
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const dir = mkdtempSync(join(tmpdir(), 'sockguard-bench-redis-'));
+try {
+  const redisPort = await freePort();
+  await start(REDIS, ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'notice'], (o) =>
+    o.includes('Ready to accept connections'),
+  );
+  const echo = await start(process.execPath, ['-e', ECHO], (o) => /\d+\n/.test(o));
+  const env = { STORE: `redis://127.0.0.1:${redisPort}/0`, PORT: String(Number(/(\d+)\n/.exec(echo.out)[1])) };
+  const results = { connect: { off: [], on: [] }, echo: { off: [], on: [] } };
+  for (let r = 0; r < REPS; r++) {
+    for (const scenario of ['connect', 'echo']) {
+      for (const arm of r % 2 === 0 ? ['off', 'on'] : ['on', 'off']) {
+        results[scenario][arm].push(await measure(arm, scenario, env));
+      }
+    }
+  }
+  const rows = [
+    ['connect rate (connects/s, 8 lanes)', 'connect'],
+    ['echo throughput (MiB/s, 1 MiB in flight)', 'echo'],
+  ].map(([label, k]) => {
+    const off = median(results[k].off);
+    const on = median(results[k].on);
+    return `| ${label} | ${off.toFixed(0)} | ${on.toFixed(0)} | ${(on / off).toFixed(2)}x |`;
+  });
+  console.log(`\n${REPS} interleaved repetitions of ${SECONDS} s, medians\n`);
+  console.log('| scenario | store off | store on | on / off |\n|---|---|---|---|');
+  for (const row of rows) console.log(row);
+  console.log(`\nraw: ${JSON.stringify(results)}`);
+} finally {
+  stopAll();
+  rmSync(dir, { recursive: true, force: true });
+}
+
