@@ -109,3 +109,22 @@ function diff(fleet: Usage, now: Usage, before: Usage): Partial<Usage> {
   for (const f of SUMMED) (out as Record<string, number>)[f] = fleet[f] + now[f] - before[f];
   return out;
 }
+
+describe.skipIf(redisMissing && skipMissing)('the store connection under install()', () => {
+  test("is the service's own: not vetted by the app's policy, not in its ledger", async () => {
+    const redis = await RedisServer.start();
+    // Production policy: 127.0.0.1 is denied to the application, yet its store there is reachable.
+    const layer = new SocketLayer({ appId: `installed-${randomUUID()}`, policy: 'production', idleTimeoutMs: 0, store: redis.url });
+    const uninstall = layer.install();
+    try {
+      const u = await layer.fleetUsage();
+      expect(u.socketsCreated).toBe(0);
+      expect(u.denied).toBe(0);
+      expect(layer.usage().socketsCreated).toBe(0);
+    } finally {
+      uninstall();
+      await layer.close();
+      await redis.stop();
+    }
+  });
+});
