@@ -250,7 +250,8 @@ export class Fleet {
 
   #tick(): void {
     this.meter?.tick();
-    this.flush().catch(() => {});
+    // A store that hangs answers each flush only at the timeout: ticks must not queue flushes behind it.
+    if (this.#flushing === undefined) this.flush().catch(() => {});
   }
 
   /** Sends this process's cumulative ledger; concurrent callers share one round trip, later ones start another. */
