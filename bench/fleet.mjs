@@ -1,6 +1,7 @@
 /**
  * Fleet store on vs off: connect rate and echo throughput of one layer with quotas kept in this process
- * (`off`) and the same quotas shared through a redis-server (`on`, the `store` option). Arms are interleaved
+ * (`off`) and the same quotas shared through a redis-server (`on`, the `store` option), as rates and as CPU
+ * time per operation (steadier on a busy machine). Arms are interleaved
  * (off, on, off, on, ...) in fresh client processes, so drift on the machine hits both alike; the report is the
  * median of each arm and the ratio on / off.
  *
@@ -84,10 +85,12 @@ const once = () => new Promise((resolve, reject) => {
 });
 async function connectRate(window) {
   let n = 0;
+  const cpu0 = process.cpuUsage();
   const end = Date.now() + window;
   const lanes = Array.from({ length: 8 }, async () => { while (Date.now() < end) { await once(); n++; } });
   await Promise.all(lanes);
-  return n / (window / 1000);
+  const cpu = process.cpuUsage(cpu0);
+  return { value: n / (window / 1000), cpu: (cpu.user + cpu.system) / n };
 }
 async function echo(window) {
   const s = layer.connect(port, '127.0.0.1');
@@ -102,17 +105,20 @@ async function echo(window) {
   pump();
   const startGot = got;
   const t0 = Date.now();
+  const cpu0 = process.cpuUsage();
   await new Promise((r) => setTimeout(r, window));
-  const value = (got - startGot) / 2 ** 20 / ((Date.now() - t0) / 1000);
+  const cpu = process.cpuUsage(cpu0);
+  const mib = (got - startGot) / 2 ** 20;
+  const value = mib / ((Date.now() - t0) / 1000);
   stop = true;
   s.destroy();
-  return value;
+  return { value, cpu: (cpu.user + cpu.system) / mib };
 }
 const run = e.SCENARIO === 'connect' ? connectRate : echo;
 await run(300);
-const value = await run(ms);
+const result = await run(ms);
 await layer.close();
-console.log(JSON.stringify({ value }));
+console.log(JSON.stringify(result));
 `;
 
 function measure(arm, scenario, env) {
@@ -127,7 +133,7 @@ function measure(arm, scenario, env) {
     child.on('exit', (code) => {
       children.delete(child);
       if (code !== 0) return reject(new Error(`${arm}/${scenario} exited ${code}`));
-      resolve(JSON.parse(out.trim().split('\n').pop()).value);
+      resolve(JSON.parse(out.trim().split('\n').pop()));
     });
   });
 }
@@ -146,25 +152,34 @@ try {
   const echo = await start(process.execPath, ['-e', ECHO], (o) => /\d+\n/.test(o));
   const env = { STORE: `redis://127.0.0.1:${redisPort}/0`, PORT: String(Number(/(\d+)\n/.exec(echo.out)[1])) };
   const results = { connect: { off: [], on: [] }, echo: { off: [], on: [] } };
+  const cpu = { connect: { off: [], on: [] }, echo: { off: [], on: [] } };
   for (let r = 0; r < REPS; r++) {
     for (const scenario of ['connect', 'echo']) {
       for (const arm of r % 2 === 0 ? ['off', 'on'] : ['on', 'off']) {
-        results[scenario][arm].push(await measure(arm, scenario, env));
+        const m = await measure(arm, scenario, env);
+        results[scenario][arm].push(m.value);
+        cpu[scenario][arm].push(m.cpu);
       }
     }
   }
+  // Wall-clock rates move with whatever else the machine runs; CPU time per operation much less so.
   const rows = [
-    ['connect rate (connects/s, 8 lanes)', 'connect'],
-    ['echo throughput (MiB/s, 1 MiB in flight)', 'echo'],
-  ].map(([label, k]) => {
+    ['connect rate (connects/s, 8 lanes)', 'connect', 'CPU µs per connect'],
+    ['echo throughput (MiB/s, 1 MiB in flight)', 'echo', 'CPU µs per MiB echoed'],
+  ].flatMap(([label, k, cpuLabel]) => {
     const off = median(results[k].off);
     const on = median(results[k].on);
-    return `| ${label} | ${off.toFixed(0)} | ${on.toFixed(0)} | ${(on / off).toFixed(2)}x |`;
+    const coff = median(cpu[k].off);
+    const con = median(cpu[k].on);
+    return [
+      `| ${label} | ${off.toFixed(0)} | ${on.toFixed(0)} | ${(on / off).toFixed(2)}x |`,
+      `| ${cpuLabel} | ${coff.toFixed(0)} | ${con.toFixed(0)} | ${(con / coff).toFixed(2)}x |`,
+    ];
   });
   console.log(`\n${REPS} interleaved repetitions of ${SECONDS} s, medians\n`);
   console.log('| scenario | store off | store on | on / off |\n|---|---|---|---|');
   for (const row of rows) console.log(row);
-  console.log(`\nraw: ${JSON.stringify(results)}`);
+  console.log(`\nraw: ${JSON.stringify({ results, cpu })}`);
 } finally {
   stopAll();
   rmSync(dir, { recursive: true, force: true });
