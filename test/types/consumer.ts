@@ -93,6 +93,13 @@ export function operators(layer: SocketLayer): string {
   return layer.metrics() + formatMetrics([layer.usage()]);
 }
 
+export async function fleet(): Promise<number> {
+  const layer = new SocketLayer({ appId: 'mail-relay', quotas: 'app-engine', store: 'redis://10.0.0.5:6379/0', storeFailure: 'open', storeFlushMs: 1000 });
+  const total: Usage = await layer.fleetUsage();
+  await layer.close();
+  return total.billedBytes;
+}
+
 export function notPublic(layer: SocketLayer): void {
   // @ts-expect-error the key is not readable from the layer
   console.log(layer.secret);
