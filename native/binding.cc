@@ -128,6 +128,12 @@ bool is_type(napi_env env, napi_value v, napi_valuetype want) {
   return napi_typeof(env, v, &t) == napi_ok && t == want;
 }
 
+// An optional trailing boolean (absent: false).
+bool opt_bool_arg(napi_env env, napi_value v, const char* name, bool* out) {
+  *out = false;
+  return is_type(env, v, napi_undefined) || bool_arg(env, v, name, out);
+}
+
 // Address text: a string, copied into `buf` (SG_IP_MAX + 1 bytes). A longer string is no address of any family;
 // *fits says so and the caller answers -EINVAL, as the core does for any other text that is not a literal.
 bool ip_arg(napi_env env, napi_value v, char* buf, bool* fits) {
@@ -373,24 +379,30 @@ Napi::Value udp_send(const Napi::CallbackInfo& info) {
   return num(env, static_cast<double>(sg::sg_udp_send(s, data, len, to ? ip : nullptr, port, family)));
 }
 
-// socket_write(id, data): bytes pending | -errno
+// socket_write(id, data, now?): bytes pending | -errno. With now, the bytes leave at once unless the socket is
+// already in the turn's flush list (sg_write_now).
 Napi::Value socket_write(const Napi::CallbackInfo& info) {
-  SG_ARGS(2);
+  SG_ARGS(3);
   uint32_t id;
   struct iovec v;
   size_t len;
-  if (!u32_arg(env, argv[0], "id", &id) || !view_arg(env, argv[1], "data", &v.iov_base, &len)) return thrown();
+  bool now;
+  if (!u32_arg(env, argv[0], "id", &id) || !view_arg(env, argv[1], "data", &v.iov_base, &len) ||
+      !opt_bool_arg(env, argv[2], "now", &now)) {
+    return thrown();
+  }
   v.iov_len = len;
   socket* s = find_in_order(env, id);
   if (!s) return num(env, -EBADF);
-  return num(env, static_cast<double>(sg::sg_write(s, &v, &argv[1], 1)));
+  return num(env, static_cast<double>(now ? sg::sg_write_now(s, &v, &argv[1], 1) : sg::sg_write(s, &v, &argv[1], 1)));
 }
 
-// socket_writev(id, chunks: ArrayBufferView[] (at most layout().writevMax)): bytes pending | -errno
+// socket_writev(id, chunks: ArrayBufferView[] (at most layout().writevMax), now?): bytes pending | -errno
 Napi::Value socket_writev(const Napi::CallbackInfo& info) {
-  SG_ARGS(2);
+  SG_ARGS(3);
   uint32_t id;
-  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  bool now;
+  if (!u32_arg(env, argv[0], "id", &id) || !opt_bool_arg(env, argv[2], "now", &now)) return thrown();
   bool is = false;
   if (napi_is_array(env, argv[1], &is) != napi_ok || !is) return type_error(env, "chunks", "an instance of Array", argv[1]), thrown();
   uint32_t n = 0;
@@ -421,7 +433,30 @@ Napi::Value socket_writev(const Napi::CallbackInfo& info) {
   }
   socket* s = find_in_order(env, id);
   if (!s) return num(env, -EBADF);
-  return num(env, static_cast<double>(sg::sg_write(s, v.get(), holders.get(), static_cast<int>(n))));
+  int cnt = static_cast<int>(n);
+  return num(env, static_cast<double>(now ? sg::sg_write_now(s, v.get(), holders.get(), cnt)
+                                          : sg::sg_write(s, v.get(), holders.get(), cnt)));
+}
+
+// socket_flush(id): sends what the socket has queued now rather than at the end of the turn (once per turn). 0 | -EBADF
+Napi::Value socket_flush(const Napi::CallbackInfo& info) {
+  SG_ARGS(1);
+  uint32_t id;
+  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  // Not find_in_order: the core decides before it unstages.
+  socket* s = find(env, id);
+  if (!s) return num(env, -EBADF);
+  sg::sg_send_now(s);
+  return num(env, 0);
+}
+
+// loop_flush(): flushes every socket written since the last flush, without dispatching. 0 | -EBADF (no loop)
+Napi::Value loop_flush(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  loop* lp = get_loop(env);
+  if (!lp) return num(env, -EBADF);
+  sg::sg_loop_flush(lp);
+  return num(env, 0);
 }
 
 // socket_shutdown(id): 1 done now | 0 after the queue drains (SHUTDOWN record) | -errno
@@ -865,6 +900,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   SG_EXPORT(udp_send);
   SG_EXPORT(socket_write);
   SG_EXPORT(socket_writev);
+  SG_EXPORT(socket_flush);
+  SG_EXPORT(loop_flush);
   SG_EXPORT(socket_shutdown);
   SG_EXPORT(socket_read);
   SG_EXPORT(socket_close);

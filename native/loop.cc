@@ -178,16 +178,27 @@ static void flush_dirty(loop* lp) {
   if (lp->dirty.empty()) return;
   std::vector<uint32_t> ids;
   ids.swap(lp->dirty);
-  for (uint32_t id : ids) {
-    if (lp->rec_n + SG_REC_MARGIN > SG_REC_CAP) sg_loop_dispatch(lp);
-    socket* s = sg_loop_find(lp, id);
+  size_t i = 0;
+  for (; i < ids.size(); i++) {
+    if (lp->rec_n + SG_REC_MARGIN > SG_REC_CAP) {
+      sg_loop_dispatch(lp);
+      // Called from JS during a dispatch, nothing can be delivered yet: the rest waits for the turn's flush.
+      if (lp->rec_n + SG_REC_MARGIN > SG_REC_CAP) break;
+    }
+    socket* s = sg_loop_find(lp, ids[i]);
     if (!s || !(s->flags & SG_F_DIRTY)) continue;
     s->flags &= ~SG_F_DIRTY;
     sg_flush(s);
   }
+  if (i < ids.size()) lp->dirty.insert(lp->dirty.begin(), ids.begin() + static_cast<ptrdiff_t>(i), ids.end());
   // Keep the capacity: the next turn reuses it instead of allocating.
   ids.clear();
   if (lp->dirty.empty()) lp->dirty.swap(ids);
+}
+
+void sg_loop_flush(loop* lp) {
+  sg_loop_unstage(lp);
+  flush_dirty(lp);
 }
 
 static void on_idle(uv_idle_t* h);

@@ -242,6 +242,15 @@ uint32_t sg_pending(const socket* s);
 ssize_t sg_udp_send(socket* s, const void* buf, size_t len, const char* ip, int port, int family);
 // Flushes the queue; safe to call on any socket. Appends ERROR/DRAIN/SHUTDOWN records as needed.
 void sg_flush(socket* s);
+// For a write made while the socket had nothing queued: takes the staged writes and sends the queue now instead
+// of at the end of the turn, unless the socket is already in the turn's flush list (it sent early once this turn,
+// or waits for writability or a shutdown). A request written while nothing else waits goes on the wire before
+// the work that follows it in JS (the peer starts on it meanwhile, as with net's synchronous write); the turn's
+// later writes stay listed and leave together at its end.
+void sg_send_now(socket* s);
+// sg_write, then the same early send for bytes that did not go through staging. Returns the bytes pending before
+// that send (write() measures them against its mark) or -errno.
+int64_t sg_write_now(socket* s, const struct iovec* iov, const napi_value* holders, int iovcnt);
 // Half-close after the queue drains. Returns 1 when done at once, 0 when deferred (SHUTDOWN record follows).
 int sg_shutdown(socket* s);
 void sg_set_reading(socket* s, bool on);
@@ -410,6 +419,10 @@ int sg_loop_create(napi_env env, const loop_init_args* a, loop** out);
 napi_value sg_loop_owner(napi_env env, loop* lp);
 // Moves every staged write into its socket's queue (marking it dirty). Cheap when nothing is staged.
 void sg_loop_unstage(loop* lp);
+// Unstages and flushes every dirty socket now, without dispatching: JS calls it when its dispatch moves past the
+// records of a socket that wrote, so replies leave before the handlers of other sockets and the tick queue run.
+// Inside a dispatch it stops while records run short (the rest leaves with the turn's flush).
+void sg_loop_flush(loop* lp);
 // Adds a counter chunk (8-byte aligned ArrayBuffer of SG_CHUNK * SG_CTR_SLOTS uint64) for the next SG_CHUNK
 // socket ids. The number of chunks, or -errno (nothing added).
 int sg_loop_add_chunk(napi_env env, loop* lp, napi_value ab);

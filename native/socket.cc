@@ -405,6 +405,36 @@ void sg_flush(socket* s) {
   }
 }
 
+// Whether the socket is already in the turn's flush list: it sent early once this turn, or waits for
+// writability or a shutdown. Asked before queuing, which lists it.
+static inline bool listed(const socket* s) { return (s->flags & (SG_F_DIRTY | SG_F_WAIT_OUT)) != 0; }
+
+static void send_early(socket* s) {
+  if (!(s->flags & SG_F_CONNECTED) || (s->flags & SG_F_FAILED)) return;
+  loop* lp = s->lp;
+  // Records this may add (error, drain, shutdown) must fit beside a batch JS may be dispatching right now;
+  // otherwise the bytes leave with the turn's flush.
+  if (lp->rec_n + SG_REC_MARGIN > SG_REC_CAP) return;
+  sg_flush(s);
+  // Staying listed until the turn's flush is what makes the turn's later writes wait for it, together.
+  if (!(s->flags & (SG_F_DIRTY | SG_F_WAIT_OUT | SG_F_FAILED))) sg_loop_mark_dirty(lp, s);
+}
+
+void sg_send_now(socket* s) {
+  const bool was = listed(s);
+  sg_loop_unstage(s->lp);
+  if (!was) send_early(s);
+}
+
+int64_t sg_write_now(socket* s, const struct iovec* iov, const napi_value* holders, int iovcnt) {
+  const bool was = listed(s);
+  int64_t r = sg_write(s, iov, holders, iovcnt);
+  if (r > 0 && !was) send_early(s);
+  // What was pending before the send: a chunk above the mark still asks the caller to wait (a DRAIN record
+  // follows once the queue is empty), as net's write() does for a chunk it wrote at once.
+  return r;
+}
+
 ssize_t sg_udp_send(socket* s, const void* buf, size_t len, const char* ip, int port, int family) {
   ssize_t w;
   if (ip) {

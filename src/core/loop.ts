@@ -69,7 +69,10 @@ export class Loop {
   private readonly freeLater: number[] = [];
   private nextId = 0;
   private refs = 0;
-  private dispatching = false;
+  /** True while records are being handed to their sockets' handlers. */
+  dispatching = false;
+  /** A handler wrote to an idle socket during this dispatch: flush before moving on (see `wrote`). */
+  private writes = false;
   /** Exceptions thrown by handlers during a batch; rethrown after it so no other socket loses its records. */
   private thrown: unknown[] = [];
 
@@ -130,6 +133,29 @@ export class Loop {
     return true;
   }
 
+  /**
+   * Socket `id` was written while it had nothing waiting. What it was given should not wait for unrelated work:
+   * written from a record handler, it leaves as soon as the dispatch moves past that socket's records (one send
+   * for all the handler wrote); written anywhere else (a tick, a promise, a timer), it leaves now, and further
+   * writes in the same turn coalesce into the turn's flush.
+   */
+  wrote(id: number): void {
+    if (this.dispatching) this.writes = true;
+    else this.nat.socket_flush(id);
+  }
+
+  /** As `wrote`, for a write about to cross into native code: whether it should ask to leave at once. */
+  sendNow(): boolean {
+    if (!this.dispatching) return true;
+    this.writes = true;
+    return false;
+  }
+
+  private flush(): void {
+    this.writes = false;
+    this.nat.loop_flush();
+  }
+
   ref(): void {
     if (this.refs++ === 0) this.nat.loop_ref(true);
   }
@@ -144,8 +170,16 @@ export class Loop {
     const clients = this.clients;
     const step = LAYOUT.recInts;
     this.dispatching = true;
+    let last = -1;
     for (let i = 0, p = 0; i < count; i++, p += step) {
-      const client = clients[rec[p]!];
+      const id = rec[p]!;
+      if (id !== last) {
+        // Records come grouped by socket: what the previous socket's handlers wrote leaves before the next
+        // socket's handlers run.
+        if (this.writes) this.flush();
+        last = id;
+      }
+      const client = clients[id];
       if (client === undefined) continue;
       const a = rec[p + 2]!;
       try {
@@ -180,6 +214,8 @@ export class Loop {
       }
     }
     this.dispatching = false;
+    // Before the tick queue and promise callbacks run: they do not need these bytes, the peer does.
+    if (this.writes) this.flush();
     if (this.freeLater.length > 0) {
       for (const id of this.freeLater) this.free.push(id);
       this.freeLater.length = 0;

@@ -78,9 +78,15 @@ export interface NativeBinding {
   /** Sends one datagram; `ip` null on a connected socket (port and family are then unused). Bytes sent or -errno. */
   udp_send(id: number, data: ArrayBufferView, ip: string | null, port: number, family: number): number;
   /** Queues (or, when large, sends) bytes; returns bytes still pending natively or -errno. */
-  socket_write(id: number, data: ArrayBufferView): number;
+  /** With `now`, the bytes leave at once unless the socket already sent early this turn (or waits for
+   * writability): a request written while nothing else waits does not wait for the end of the turn. */
+  socket_write(id: number, data: ArrayBufferView, now?: boolean): number;
   /** As socket_write for up to `layout().writevMax` buffers. */
-  socket_writev(id: number, chunks: ArrayBufferView[]): number;
+  socket_writev(id: number, chunks: ArrayBufferView[], now?: boolean): number;
+  /** Takes the staged writes and sends the socket's queue now, as socket_write's `now` does. 0 or -EBADF. */
+  socket_flush(id: number): number;
+  /** Flushes every socket written since the last flush, without dispatching records. 0 or -EBADF (no loop). */
+  loop_flush(): number;
   /** 1 when SHUT_WR was sent at once, 0 when it follows the queue (a SHUTDOWN record), or -errno. */
   socket_shutdown(id: number): number;
   socket_read(id: number, on: boolean): number;

@@ -300,6 +300,7 @@ export class RawSocket extends Endpoint implements ConnectClient {
         this.destroy(statusError(r, { syscall: 'write', address: this.remoteAddress, port: this.remotePort }));
         return;
       }
+      if (r > 0) getLoop().wrote(this.id);
       if (this.flags & F_WANT_DRAIN && r <= this.highWaterMark) {
         this.flags &= ~F_WANT_DRAIN;
         process.nextTick(RawSocket._emit, this, 'drain', null);
@@ -381,12 +382,14 @@ export class RawSocket extends Endpoint implements ConnectClient {
       // Small writes are staged in JS: no native call; the loop moves them into the queue before it flushes.
       if (len <= STAGE_MAX && isBytes && !(this.flags & RAW_F_NO_STAGE) && loop.stage(this.id, data)) {
         const staged = this.add32(CTR_STAGED, len);
+        const pending = this.read64(CTR_PENDING);
         this.port.touch(this);
-        if (this.read64(CTR_PENDING) + staged <= this.highWaterMark) return true;
+        if (staged === len && pending === 0) loop.wrote(this.id);
+        if (pending + staged <= this.highWaterMark) return true;
         this.flags |= F_WANT_DRAIN;
         return false;
       }
-      return this.queued(loop.nat.socket_write(this.id, data));
+      return this.queued(loop.nat.socket_write(this.id, data, this.pendingBytes === 0 && loop.sendNow()));
     }
     return this.hold(data);
   }
@@ -403,20 +406,22 @@ export class RawSocket extends Endpoint implements ConnectClient {
     if (this.port.quota.enabled) this.chargeSend(n);
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
       if (n === 0) return (this.flags & F_WANT_DRAIN) === 0;
-      return this.queued(this.toNative(chunks));
+      return this.queued(this.toNative(chunks, this.pendingBytes === 0 && getLoop().sendNow()));
     }
     let ok = true;
     for (const c of chunks) ok = this.hold(c);
     return ok;
   }
 
-  /** Hands buffers to the native queue in order: pending bytes, or -errno. */
-  private toNative(chunks: ArrayBufferView[]): number {
+  /** Hands buffers to the native queue in order (`now`: see socket_write): pending bytes, or -errno. */
+  private toNative(chunks: ArrayBufferView[], now = false): number {
     const nat = getLoop().nat;
-    if (chunks.length === 1) return nat.socket_write(this.id, chunks[0]!);
-    if (chunks.length <= WRITEV_SLICE) return nat.socket_writev(this.id, chunks);
+    if (chunks.length === 1) return nat.socket_write(this.id, chunks[0]!, now);
+    if (chunks.length <= WRITEV_SLICE) return nat.socket_writev(this.id, chunks, now);
     let r = 0;
-    for (let i = 0; i < chunks.length && r >= 0; i += WRITEV_SLICE) r = nat.socket_writev(this.id, chunks.slice(i, i + WRITEV_SLICE));
+    for (let i = 0; i < chunks.length && r >= 0; i += WRITEV_SLICE) {
+      r = nat.socket_writev(this.id, chunks.slice(i, i + WRITEV_SLICE), now && i === 0);
+    }
     return r;
   }
 

@@ -129,6 +129,9 @@ describe('argument validation', () => {
     expect(codeOf(() => nat.udp_open(0, 0 as never))).toBe('ERR_OUT_OF_RANGE');
     expect(codeOf(() => nat.socket_read(0, 1 as never))).toBe('ERR_INVALID_ARG_TYPE');
     expect(codeOf(() => nat.socket_write(0, 'text' as never))).toBe('ERR_INVALID_ARG_TYPE');
+    expect(codeOf(() => nat.socket_flush('0' as never))).toBe('ERR_INVALID_ARG_TYPE');
+    expect(codeOf(() => nat.socket_write(0, Buffer.from('a'), 1 as never))).toBe('ERR_INVALID_ARG_TYPE');
+    expect(nat.socket_flush(N.LAYOUT.chunk - 1)).toBe(-9); // EBADF: no such socket
     expect(codeOf(() => nat.loop_add_chunk(new ArrayBuffer(8)))).toBe('ERR_OUT_OF_RANGE');
     // A new socket's id must be covered by a counter chunk (its counters live there).
     expect(codeOf(() => nat.udp_open(2 ** 31, 4))).toBe('ERR_OUT_OF_RANGE');

@@ -583,6 +583,90 @@ describe('watch modes', () => {
   });
 });
 
+describe('when writes leave', () => {
+  // Coalescing must not hold a reply back behind work that does not need it: the peer should be able to start
+  // on it while this process carries on. `counters.bytesSent` counts what the kernel accepted, so these are
+  // checked through real sockets, by order, never by time.
+  test('a reply written in a data handler is with the kernel before the tick queue runs', async () => {
+    const peer = await listen((c) => {
+      c.write('ping');
+      c.on('data', (d) => {
+        if (String(d) === 'pong') c.end();
+      });
+    });
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      const seen = new Promise<number[]>((resolve) => {
+        s.once('data', () => {
+          s.write('pong');
+          const inHandler = s.counters.bytesSent;
+          process.nextTick(() => resolve([inHandler, s.counters.bytesSent, s.writableLength]));
+        });
+      });
+      const [inHandler, inTick, waiting] = await seen;
+      // Still queued while the handler runs (its other writes would join it), sent before any tick.
+      expect(inHandler).toBe(0);
+      expect(inTick).toBe(4);
+      expect(waiting).toBe(0);
+      await once(s, 'end');
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('a request written outside a dispatch leaves at once; more writes in that turn leave in one send', async () => {
+    const got: Buffer[] = [];
+    const peer = await listen((c) => c.on('data', (d: Buffer) => got.push(d)));
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      await once(s, 'connect');
+      await new Promise((r) => setTimeout(r, 1));
+      const calls = s.counters.sendCalls;
+      s.write(Buffer.from('GET /a\n'));
+      // A client that sends one request and then waits must not wait for the end of the turn.
+      expect(s.counters.sendCalls).toBe(calls + 1);
+      expect(s.counters.bytesSent).toBe(7);
+      s.write(Buffer.from('GET /b\n'));
+      s.write('GET /c\n');
+      expect(s.counters.sendCalls).toBe(calls + 1);
+      await new Promise((r) => setImmediate(r));
+      expect(s.counters.sendCalls).toBe(calls + 2);
+      expect(s.counters.bytesSent).toBe(21);
+      await until(() => Buffer.concat(got).length === 21);
+      expect(String(Buffer.concat(got))).toBe('GET /a\nGET /b\nGET /c\n');
+      s.destroy();
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test("a socket's reply is with the kernel before the next socket's handlers run", async () => {
+    const peer = await listen((c) => c.write('go'));
+    try {
+      const a = layer.connect(peer.port, '127.0.0.1');
+      const b = layer.connect(peer.port, '127.0.0.1');
+      const order: string[] = [];
+      let aSentWhenB = -1;
+      a.on('data', () => {
+        order.push('a');
+        a.write('reply');
+      });
+      b.on('data', () => {
+        order.push('b');
+        aSentWhenB = a.counters.bytesSent;
+      });
+      await Promise.all([once(a, 'data'), once(b, 'data')]);
+      if (order[0] === 'a') expect(aSentWhenB).toBe(5);
+      else expect(order).toEqual(['b', 'a']);
+      a.destroy();
+      b.destroy();
+    } finally {
+      await peer.close();
+    }
+  });
+
+});
+
 describe('detach and adopt', () => {
   // The core's shape for descriptor hand-off: a live connection leaves the loop without closing and is taken
   // over by another socket object, with nothing lost in between.
