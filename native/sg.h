@@ -358,6 +358,8 @@ struct loop {
   int open_handles;
   bool closing;
   bool in_dispatch;
+  // A stream read stopped because the slab (or the record buffer) was full, not because the kernel ran dry.
+  bool read_more;
   bool ref;
   napi_async_cleanup_hook_handle cleanup;
 

@@ -506,8 +506,12 @@ static void read_stream(socket* s) {
   while (budget > 0 && (s->flags & SG_F_READING) && !(s->flags & (SG_F_EOF | SG_F_FAILED))) {
     uint32_t avail;
     uint8_t* dst = sg_loop_slab(lp, kMinRead, &avail);
-    // Out of slab or record space: stop; level-triggered readiness brings this socket back next batch.
-    if (!dst) break;
+    // Out of slab or record space: stop; the loop reads on after its dispatch (or level-triggered readiness brings
+    // this socket back next batch).
+    if (!dst) {
+      lp->read_more = true;
+      break;
+    }
     uint32_t off = lp->slab_used;
     size_t want = avail < budget ? avail : budget;
     ssize_t n = sys_recv(s->fd, dst, want);
