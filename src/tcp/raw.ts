@@ -56,11 +56,13 @@ const F_WANT_DRAIN = EF_FREE << 4;
 const F_WAS_OPEN = EF_FREE << 5;
 const F_STARTED = EF_FREE << 6;
 /** Flag bits free for the owner of the raw socket (the Duplex: a 'drain' is owed to a fast-path writer; an idle
- * timeout was set and then turned off, so `timeout` reads 0 as with net). */
+ * timeout was set and then turned off, so `timeout` reads 0 as with net; its buffer is over its mark). */
 export const RAW_F_FAST_DRAIN = EF_FREE << 7;
 export const RAW_F_TIMEOUT_OFF = EF_FREE << 8;
 /** Writes go to the native queue at once instead of being staged in JS (TLS: the core frames and times them). */
 export const RAW_F_NO_STAGE = EF_FREE << 9;
+/** The Duplex's buffer went over its mark while flowing; reading stops if more arrives before it drains. */
+export const RAW_F_FULL = EF_FREE << 10;
 
 /** What only matters until the connection is up. */
 interface Connecting {

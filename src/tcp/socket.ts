@@ -7,7 +7,7 @@ import { endpointSockoptHooks } from '../core/endpoint.js';
 import { codedError, describeValue, invalidArg, systemError, validateSignal } from '../errors.js';
 import { NO_PORT, defaultPort } from '../service/port.js';
 import { getsockopt, setsockopt } from '../service/sockopts.js';
-import { RAW_F_FAST_DRAIN, RAW_F_TIMEOUT_OFF, RawSocket, RawState } from './raw.js';
+import { RAW_F_FAST_DRAIN, RAW_F_FULL, RAW_F_TIMEOUT_OFF, RawSocket, RawState } from './raw.js';
 import {
   abortError,
   byteLengthOf,
@@ -47,7 +47,17 @@ export class StreamRaw extends RawSocket {
     slab.copy(chunk, 0, offset, offset + length);
     const timer = s[kTimer];
     if (timer !== undefined) timer.refresh();
-    if (!s.push(chunk)) this.pause();
+    if (s.push(chunk)) return;
+    // Over the stream's mark. A flowing stream hands its buffer on within this turn (a 'data' or 'readable' flow on
+    // the next tick) and asks for more, so stopping the native reads now would only cost a watch change and a turn
+    // per large read (a 1 MiB reply arrives as two or three). Reading stops once another chunk arrives while the
+    // buffer is still full: one read batch more at most, which bounds memory as before.
+    if (this.flags & RAW_F_FULL || s.readableFlowing !== true) {
+      this.flags &= ~RAW_F_FULL;
+      this.pause();
+    } else {
+      this.flags |= RAW_F_FULL;
+    }
   }
 
   protected override emitEnd(): void {
@@ -314,7 +324,18 @@ export class Socket extends Duplex {
 
   override _read(): void {
     const raw = this[kRaw];
+    raw.flags &= ~RAW_F_FULL;
     if (raw.paused) raw.resume();
+  }
+
+  /** Pauses like Readable#pause; a buffer left over its mark then stops the native reads at once. */
+  override pause(): this {
+    const raw = this[kRaw];
+    if (raw.flags & RAW_F_FULL) {
+      raw.flags &= ~RAW_F_FULL;
+      raw.pause();
+    }
+    return super.pause();
   }
 
   override _destroy(err: Error | null, cb: Callback): void {

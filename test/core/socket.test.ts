@@ -667,6 +667,35 @@ describe('when writes leave', () => {
 
 });
 
+describe('reading under a consumer that drains every turn', () => {
+  // ioredis attaches its 'data' listener with prependListener and resumes the stream itself, so every chunk is
+  // buffered first and handed on a tick later: push() reports the buffer over its mark for each large chunk.
+  test('a flowing stream over its mark keeps the native reads going and receives everything', async () => {
+    const data = payload(8 * 1024 * 1024);
+    const peer = await listen((c) => c.end(data));
+    const nat = (await import('../../src/core/loop.js')).getLoop().nat;
+    const socketRead = nat.socket_read;
+    let stops = 0;
+    nat.socket_read = (id: number, on: boolean) => {
+      if (!on) stops++;
+      return socketRead.call(nat, id, on);
+    };
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      s.prependListener('data', (d: Buffer) => chunks.push(d));
+      s.resume();
+      await once(s, 'end');
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(data));
+      expect(stops).toBe(0);
+      s.destroy();
+    } finally {
+      nat.socket_read = socketRead;
+      await peer.close();
+    }
+  });
+});
+
 describe('detach and adopt', () => {
   // The core's shape for descriptor hand-off: a live connection leaves the loop without closing and is taken
   // over by another socket object, with nothing lost in between.
