@@ -214,21 +214,20 @@ export class Socket extends Duplex {
     // Fast path: with nothing buffered in the stream (not corked, not ending, nothing in flight), a Buffer can go
     // straight to the native queue, which keeps order and coalesces on its own. This skips the Writable
     // bookkeeping that dominates the cost of small writes; anything unusual takes the stream path.
-    const ws = (this as unknown as { _writableState: { length: number; corked: number; ending: boolean; destroyed: boolean } })
-      ._writableState;
+    const ws = (this as unknown as { _writableState: WritableStateView })._writableState;
     if (
       ws.length === 0 &&
       ws.corked === 0 &&
-      chunk instanceof Uint8Array &&
       raw.state === RawState.Open &&
       !ws.ending &&
       !ws.destroyed &&
-      this[kWriteCb] === null
+      this[kWriteCb] === null &&
+      (chunk instanceof Uint8Array || (typeof chunk === 'string' && chunk.length > 0 && (chunk = fastBytes(chunk, encoding, ws)) !== null))
     ) {
       const callback = typeof encoding === 'function' ? encoding : cb;
       let ok: boolean;
       try {
-        ok = raw.write(chunk);
+        ok = raw.write(chunk as Uint8Array);
       } catch (err) {
         if (typeof callback === 'function') process.nextTick(callback as Callback, err);
         this.destroy(err as Error);
@@ -505,6 +504,24 @@ export class Socket extends Duplex {
     const raw = this[kRaw];
     return { bytesSent: raw.bytesWritten, bytesReceived: raw.bytesRead, sendCalls: raw.sendCalls, receiveCalls: raw.recvCalls };
   }
+}
+
+interface WritableStateView {
+  length: number;
+  corked: number;
+  ending: boolean;
+  destroyed: boolean;
+  defaultEncoding: string;
+}
+
+/**
+ * The bytes of a string written with a known encoding (the stream's default when none is given), as the stream
+ * would encode them; null when the stream path must decide (an unknown encoding is its error to raise). HTTP
+ * clients write their request heads as latin1 strings: this keeps them on the fast path.
+ */
+function fastBytes(chunk: string, encoding: unknown, ws: WritableStateView): Buffer | null {
+  const enc = !encoding || typeof encoding === 'function' ? ws.defaultEncoding : encoding;
+  return typeof enc === 'string' && Buffer.isEncoding(enc) ? Buffer.from(chunk, enc) : null;
 }
 
 function destroyNT(s: Socket, err: Error): void {

@@ -665,6 +665,33 @@ describe('when writes leave', () => {
     }
   });
 
+  test('strings keep their encoding on the fast path (explicit, default, and set with setDefaultEncoding)', async () => {
+    const peer = await echoServer();
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      await once(s, 'connect');
+      const chunks: Buffer[] = [];
+      s.on('data', (d: Buffer) => chunks.push(d));
+      const done: string[] = [];
+      s.write('caf\u00e9 ', 'latin1', () => done.push('latin1'));
+      s.write('caf\u00e9 ', () => done.push('utf8'));
+      s.write('00ff', 'hex');
+      s.setDefaultEncoding('latin1');
+      s.write('\u00ff');
+      const expected = Buffer.concat([
+        Buffer.from('caf\u00e9 ', 'latin1'),
+        Buffer.from('caf\u00e9 ', 'utf8'),
+        Buffer.from('00ff', 'hex'),
+        Buffer.from([0xff]),
+      ]);
+      await until(() => Buffer.concat(chunks).length >= expected.length);
+      expect(Buffer.concat(chunks).equals(expected)).toBe(true);
+      expect(done).toEqual(['latin1', 'utf8']);
+      s.destroy();
+    } finally {
+      await peer.close();
+    }
+  });
 });
 
 describe('reading under a consumer that drains every turn', () => {
