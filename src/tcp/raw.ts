@@ -391,7 +391,7 @@ export class RawSocket extends Endpoint implements ConnectClient {
         this.flags |= F_WANT_DRAIN;
         return false;
       }
-      return this.queued(loop.nat.socket_write(this.id, data, this.pendingBytes === 0 && loop.sendNow()));
+      return this.queued(loop.nat.socket_write(this.id, data, this.sendsNow(loop)));
     }
     return this.hold(data);
   }
@@ -408,11 +408,19 @@ export class RawSocket extends Endpoint implements ConnectClient {
     if (this.port.quota.enabled) this.chargeSend(n);
     if (this.state === RawState.Open && !(this.flags & F_ENDING)) {
       if (n === 0) return (this.flags & F_WANT_DRAIN) === 0;
-      return this.queued(this.toNative(chunks, this.pendingBytes === 0 && getLoop().sendNow()));
+      return this.queued(this.toNative(chunks, this.sendsNow(getLoop())));
     }
     let ok = true;
     for (const c of chunks) ok = this.hold(c);
     return ok;
+  }
+
+  /**
+   * Whether a write about to cross into native code should leave at once: the socket had nothing waiting (see
+   * Loop#sendNow). Under TLS the core already sends the turn's first write as a record of its own.
+   */
+  private sendsNow(loop: Loop): boolean {
+    return this.pendingBytes === 0 && loop.sendNow() && !(this.flags & RAW_F_NO_STAGE);
   }
 
   /** Hands buffers to the native queue in order (`now`: see socket_write): pending bytes, or -errno. */
