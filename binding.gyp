@@ -6,6 +6,7 @@
         "native/sys.cc",
         "native/poll_epoll.cc",
         "native/poll_kqueue.cc",
+        "native/poll_thread.cc",
         "native/loop.cc",
         "native/socket.cc",
         "native/tls.cc",
@@ -28,7 +29,8 @@
         "OTHER_CPLUSPLUSFLAGS": ["-fno-exceptions", "-O2"]
       },
       "conditions": [
-        ["OS=='win'", { "defines": ["SG_UNSUPPORTED_PLATFORM"] }]
+        ["OS=='win'", { "defines": ["SG_UNSUPPORTED_PLATFORM"] }],
+        ["OS=='linux'", { "ldflags": ["-Wl,-z,lazy"] }]
       ]
     }
   ]

@@ -232,9 +232,10 @@ bool new_slot(napi_env env, uint32_t id, loop** lp, int* status) {
   for (size_t i = 0; i < (n); i++) argv[i] = info[i];
 
 // loop_init(slab: ArrayBuffer, records: Int32Array, dispatch: (count) => void, stage: ArrayBuffer,
-//           stageRecords: Int32Array, owner: object): 0 | -errno (-EEXIST: this thread has a loop)
+//           stageRecords: Int32Array, owner: object, backend: 0 | 1, schedule?: (later: boolean) => void):
+//           0 | -errno (-EEXIST: this thread has a loop). `schedule` is required by the thread backend.
 Napi::Value loop_init(const Napi::CallbackInfo& info) {
-  SG_ARGS(6);
+  SG_ARGS(8);
   if (!arraybuffer_arg(env, argv[0], "slab")) return thrown();
   if (arraybuffer_len(env, argv[0]) < sg::SG_SLAB_MIN) {
     range_error(env, "slab.byteLength", ">= layout().slabMin", static_cast<double>(arraybuffer_len(env, argv[0])));
@@ -245,8 +246,16 @@ Napi::Value loop_init(const Napi::CallbackInfo& info) {
   if (!arraybuffer_arg(env, argv[3], "stage")) return thrown();
   if (!int32array_arg(env, argv[4], "stageRecords", sg::SG_STAGE_HDR + sg::SG_STAGE_INTS)) return thrown();
   if (!is_type(env, argv[5], napi_object)) return type_error(env, "owner", "of type object", argv[5]), thrown();
+  uint32_t backend;
+  if (!u32_arg(env, argv[6], "backend", &backend)) return thrown();
+  if (backend != sg::SG_BACKEND_UV && backend != sg::SG_BACKEND_THREAD) {
+    range_error(env, "backend", "layout().backends.uv or layout().backends.thread", backend);
+    return thrown();
+  }
+  if (backend == sg::SG_BACKEND_THREAD && !is_type(env, argv[7], napi_function))
+    return type_error(env, "schedule", "of type function", argv[7]), thrown();
   if (get_loop(env)) return num(env, -EEXIST);
-  sg::loop_init_args a{argv[0], argv[1], argv[2], argv[3], argv[4], argv[5]};
+  sg::loop_init_args a{argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], static_cast<int32_t>(backend), argv[7]};
   loop* lp = nullptr;
   return num(env, sg::sg_loop_create(env, &a, &lp));
 }
@@ -271,6 +280,14 @@ Napi::Value loop_add_chunk(const Napi::CallbackInfo& info) {
   loop* lp = get_loop(env);
   if (!lp) return num(env, -EBADF);
   return num(env, sg::sg_loop_add_chunk(env, lp, argv[0]));
+}
+
+// loop_settle(): 1 when work is left for another turn, 0, or -EBADF (no loop; the uv backend settles itself)
+Napi::Value loop_settle(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  loop* lp = get_loop(env);
+  if (!lp || lp->backend != sg::SG_BACKEND_THREAD) return num(env, -EBADF);
+  return num(env, sg::sg_loop_settle(lp));
 }
 
 // loop_ref(on: boolean): 0 | -EBADF
@@ -883,6 +900,11 @@ Napi::Value layout(const Napi::CallbackInfo& info) {
   napi_create_string_utf8(env, "kqueue", NAPI_AUTO_LENGTH, &str);
 #endif
   napi_set_named_property(env, o, "backend", str);
+  napi_value backends;
+  napi_create_object(env, &backends);
+  set(env, backends, "uv", sg::SG_BACKEND_UV);
+  set(env, backends, "thread", sg::SG_BACKEND_THREAD);
+  napi_set_named_property(env, o, "backends", backends);
   return Napi::Value(env, o);
 }
 
@@ -892,6 +914,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   SG_EXPORT(loop_owner);
   SG_EXPORT(loop_add_chunk);
   SG_EXPORT(loop_ref);
+  SG_EXPORT(loop_settle);
   SG_EXPORT(tcp_connect);
   SG_EXPORT(udp_open);
   SG_EXPORT(udp_bind);

@@ -1,5 +1,6 @@
 // One loop per N-API environment (the main thread and each worker thread): a poll set watched by a single
-// uv_poll_t on Node's own loop, one shared receive slab, one record buffer, and one JS call per batch.
+// uv_poll_t on Node's own loop (uv backend) or by a helper thread (thread backend, poll_thread.cc), one shared
+// receive slab, one record buffer, and one JS call per batch.
 #include "sg.h"
 
 #include <errno.h>
@@ -80,7 +81,8 @@ int sg_loop_register(loop* lp, socket* s, uint32_t interest) {
   s->interest = 0;
   if (lp->direct) demote(lp, true);
   int r;
-  if (lp->live == 0 && !lp->closing) {
+  // The thread backend has no uv handles: its sockets always live in the poll set.
+  if (lp->live == 0 && !lp->closing && lp->backend == SG_BACKEND_UV) {
     auto* dw = new (std::nothrow) direct_watch();
     r = dw ? uv_poll_init_socket(lp->uv, &dw->h, s->fd) : -ENOMEM;
     if (r < 0) {
@@ -114,9 +116,23 @@ void sg_loop_unregister(loop* lp, socket* s) {
   if (s->id < lp->nsocks && lp->socks[s->id] == s) lp->socks[s->id] = nullptr;
 }
 
+// Thread backend: nothing settles the loop once per turn by itself, so the first work of a turn that happens
+// outside a settle (a write from a timer, a close from a promise) asks JS for one.
+static void want_settle(loop* lp) {
+  if (lp->settle_scheduled || lp->settling || lp->closing) return;
+  napi_env env = lp->env;
+  napi_value fn, recv, later;
+  if (napi_get_reference_value(env, lp->schedule_ref, &fn) != napi_ok || !fn) return;
+  lp->settle_scheduled = true;
+  napi_get_undefined(env, &recv);
+  napi_get_boolean(env, false, &later);
+  napi_call_function(env, recv, fn, 1, &later, nullptr);
+}
+
 void sg_loop_mark_dirty(loop* lp, socket* s) {
   s->flags |= SG_F_DIRTY;
   lp->dirty.push_back(s->id);
+  if (lp->backend == SG_BACKEND_THREAD) want_settle(lp);
 }
 
 void sg_loop_record(loop* lp, uint32_t id, int32_t type, int32_t a, int32_t b) {
@@ -132,6 +148,7 @@ void sg_loop_record(loop* lp, uint32_t id, int32_t type, int32_t a, int32_t b) {
   r[2] = a;
   r[3] = b;
   lp->rec_n++;
+  if (lp->backend == SG_BACKEND_THREAD) want_settle(lp);
 }
 
 uint8_t* sg_loop_slab(loop* lp, uint32_t min, uint32_t* avail) {
@@ -154,7 +171,10 @@ void sg_loop_dispatch(loop* lp) {
   uint32_t n = lp->rec_n;
   napi_create_uint32(env, n, &arg);
   lp->in_dispatch = true;
-  napi_status st = napi_make_callback(env, lp->async_ctx, recv, fn, 1, &arg, &result);
+  // The thread backend runs inside a threadsafe-function call or a JS task, which already are callback scopes,
+  // and has no async context (Deno aborts destroying one at teardown).
+  napi_status st = lp->async_ctx ? napi_make_callback(env, lp->async_ctx, recv, fn, 1, &arg, &result)
+                                 : napi_call_function(env, recv, fn, 1, &arg, &result);
   lp->in_dispatch = false;
   if (st != napi_ok) {
     bool pending = false;
@@ -230,21 +250,40 @@ void sg_loop_unstage(loop* lp) {
   h[1] = 0;
 }
 
-static void settle(loop* lp) {
+// The settle passes; whether work is left for the next turn.
+static inline bool settle_passes(loop* lp) {
   for (int i = 0; i < kSettlePasses; i++) {
     sg_loop_unstage(lp);
     flush_dirty(lp);
     if (lp->rec_n == 0) break;
     sg_loop_dispatch(lp);
   }
+  return !lp->dirty.empty() || lp->rec_n > 0 || (lp->stage_rec && lp->stage_rec[0] > 0);
+}
+
+static void settle(loop* lp) {
+  bool left = settle_passes(lp);
   if (lp->closing) return;
-  if (!lp->dirty.empty() || lp->rec_n > 0 || (lp->stage_rec && lp->stage_rec[0] > 0)) uv_idle_start(&lp->idle, on_idle);
+  if (left) uv_idle_start(&lp->idle, on_idle);
   else uv_idle_stop(&lp->idle);
 }
 
-static void on_poll(uv_poll_t* h, int status, int events) {
-  loop* lp = from_handle(reinterpret_cast<uv_handle_t*>(h));
-  if (lp->closing) return;
+// Thread backend: a leftover continues in a later turn through setImmediate, so I/O is not starved.
+static void settle_thread(loop* lp) {
+  bool left = settle_passes(lp);
+  if (lp->closing || !left || lp->settle_scheduled) return;
+  napi_env env = lp->env;
+  napi_value fn, recv, later;
+  if (napi_get_reference_value(env, lp->schedule_ref, &fn) != napi_ok || !fn) return;
+  lp->settle_scheduled = true;
+  napi_get_undefined(env, &recv);
+  napi_get_boolean(env, true, &later);
+  napi_call_function(env, recv, fn, 1, &later, nullptr);
+}
+
+// Drains the ready set in bounded rounds, dispatching and settling after each batch.
+template <void (*Settle)(loop*)>
+static inline void drain_set(loop* lp) {
   poll_event evs[kWaitBatch];
   int extra = 0;
   for (int round = 0; round < kMaxRounds; round++) {
@@ -260,14 +299,40 @@ static void on_poll(uv_poll_t* h, int status, int events) {
       sg_on_event(s, evs[i].flags);
     }
     sg_loop_dispatch(lp);
-    settle(lp);
+    Settle(lp);
     // Reads the slab cut short: poll the set again now (level-triggered, they are still ready) rather than go
     // back through the whole libuv loop for them.
     bool more = lp->read_more && extra++ < kMoreReads;
     lp->read_more = false;
     if (n < kWaitBatch && !more) break;
   }
-  settle(lp);
+  Settle(lp);
+}
+
+static void on_poll(uv_poll_t* h, int status, int events) {
+  loop* lp = from_handle(reinterpret_cast<uv_handle_t*>(h));
+  if (lp->closing) return;
+  drain_set<settle>(lp);
+}
+
+void sg_loop_poll(loop* lp) {
+  if (lp->closing) return;
+  bool was = lp->settling;
+  lp->settling = true;
+  drain_set<settle_thread>(lp);
+  lp->settling = was;
+}
+
+int sg_loop_settle(loop* lp) {
+  if (lp->closing) return 0;
+  // Called from inside a dispatch (a nested task queue): the outer settle runs next anyway; try again later.
+  if (lp->settling || lp->in_dispatch) return 1;
+  lp->settle_scheduled = false;
+  lp->settling = true;
+  bool left = settle_passes(lp);
+  lp->settling = false;
+  if (left && !lp->closing) lp->settle_scheduled = true;
+  return left ? 1 : 0;
 }
 
 static void on_direct(uv_poll_t* h, int status, int events) {
@@ -310,13 +375,13 @@ static void on_check(uv_check_t* h) { on_turn(reinterpret_cast<uv_handle_t*>(h))
 
 // Releases everything a loop holds besides its uv handles: references, the async context, the poll descriptor
 // and memory. Safe on a partly created loop (unset members are null / -1).
-static void release(loop* lp) {
+void sg_loop_release(loop* lp) {
   napi_env env = lp->env;
   if (lp->pfd >= 0) sys_close(lp->pfd);
   lp->pfd = -1;
   if (lp->async_ctx) napi_async_destroy(env, lp->async_ctx);
-  napi_ref refs[] = {lp->fn_ref, lp->slab_ref, lp->stage_ref, lp->stage_rec_ref, lp->rec_ref, lp->resource_ref,
-                     lp->owner_ref};
+  napi_ref refs[] = {lp->fn_ref,       lp->slab_ref,  lp->stage_ref,   lp->stage_rec_ref,
+                     lp->rec_ref,      lp->resource_ref, lp->owner_ref, lp->schedule_ref};
   for (napi_ref r : refs) {
     if (r) napi_delete_reference(env, r);
   }
@@ -333,7 +398,7 @@ static void on_handle_closed(uv_handle_t* h) {
   loop* lp = from_handle(h);
   if (--lp->open_handles > 0) return;
   napi_async_cleanup_hook_handle hook = lp->cleanup;
-  release(lp);
+  sg_loop_release(lp);
   if (hook) napi_remove_async_cleanup_hook(hook);
 }
 
@@ -369,6 +434,10 @@ napi_value sg_loop_owner(napi_env env, loop* lp) {
 void sg_loop_set_ref(loop* lp, bool ref) {
   if (lp->ref == ref) return;
   lp->ref = ref;
+  if (lp->backend == SG_BACKEND_THREAD) {
+    sg_thread_set_ref(lp, ref);
+    return;
+  }
   if (ref) uv_ref(reinterpret_cast<uv_handle_t*>(&lp->poll));
   else uv_unref(reinterpret_cast<uv_handle_t*>(&lp->poll));
   if (lp->dw) {
@@ -410,18 +479,21 @@ int sg_loop_create(napi_env env, const loop_init_args* a, loop** out) {
   size_t stage_n = 0;
   if (!int32_view(env, a->stage_rec_ta, &stage_rec, &stage_n) || stage_n < SG_STAGE_HDR + SG_STAGE_INTS) return -EINVAL;
 
+  bool threaded = a->backend == SG_BACKEND_THREAD;
   uv_loop_t* uv = nullptr;
-  if (napi_get_uv_event_loop(env, &uv) != napi_ok || !uv) return -ENOTSUP;
+  // Only the uv backend asks for the uv loop: Bun answers with something that is not one.
+  if (!threaded && (napi_get_uv_event_loop(env, &uv) != napi_ok || !uv)) return -ENOTSUP;
 
   auto* lp = new (std::nothrow) loop();
   if (!lp) return -ENOMEM;
   lp->env = env;
+  lp->backend = threaded ? SG_BACKEND_THREAD : SG_BACKEND_UV;
   lp->uv = uv;
   lp->pfd = sg_poll_create();
   if (lp->pfd < 0) {
     int r = lp->pfd;
     lp->pfd = -1;
-    release(lp);
+    sg_loop_release(lp);
     return r;
   }
   lp->slab = static_cast<uint8_t*>(slab);
@@ -441,6 +513,24 @@ int sg_loop_create(napi_env env, const loop_init_args* a, loop** out) {
   if (r == 0) r = ref_of(env, a->stage_ab, &lp->stage_ref);
   if (r == 0) r = ref_of(env, a->stage_rec_ta, &lp->stage_rec_ref);
   if (r == 0) r = ref_of(env, a->owner, &lp->owner_ref);
+  if (r == 0 && threaded) r = ref_of(env, a->schedule, &lp->schedule_ref);
+  if (r == 0 && threaded) {
+    // No async context: records reach JS from a threadsafe-function call or a JS task (see sg_loop_dispatch).
+    if (napi_create_object(env, &resource) != napi_ok) r = -ENOMEM;
+    if (r == 0) r = ref_of(env, resource, &lp->resource_ref);
+    if (r == 0 && napi_set_instance_data(env, lp, nullptr, nullptr) != napi_ok) r = -ENOMEM;
+    // Once started, the helper thread's teardown owns the loop; a failed start leaves nothing running.
+    if (r == 0) r = sg_thread_start(lp);
+    if (r < 0) {
+      napi_set_instance_data(env, nullptr, nullptr, nullptr);
+      sg_loop_release(lp);
+      return r;
+    }
+    lp->stage_rec[0] = 0;
+    lp->stage_rec[1] = 0;
+    *out = lp;
+    return 0;
+  }
   if (r == 0 && napi_create_object(env, &resource) != napi_ok) r = -ENOMEM;
   if (r == 0) r = ref_of(env, resource, &lp->resource_ref);
   if (r == 0 && napi_create_string_utf8(env, "SOCKGUARD_LOOP", NAPI_AUTO_LENGTH, &name) != napi_ok) r = -ENOMEM;
@@ -449,7 +539,7 @@ int sg_loop_create(napi_env env, const loop_init_args* a, loop** out) {
     r = -ENOMEM;
   }
   if (r < 0) {
-    release(lp);
+    sg_loop_release(lp);
     return r;
   }
 
@@ -488,7 +578,7 @@ int sg_loop_create(napi_env env, const loop_init_args* a, loop** out) {
       lp->cleanup = nullptr;
     }
     if (inited == 0) {
-      release(lp);
+      sg_loop_release(lp);
       return r;
     }
     // Handles close asynchronously; the loop is freed with the last one.

@@ -6,8 +6,14 @@
 //   socket.cc       per-socket operations: connect, queue/flush writes, drain reads, shutdown, close
 //   tls.cc          optional TLS on a socket: OpenSSL (the one the host runtime exports, found at run time)
 //                   between the socket's queue and the kernel, so encrypted bytes never cross into JS
-//   loop.cc         one loop per N-API environment: the poll set, its uv handles, the shared receive slab,
-//                   the event records and the JS dispatch
+//   loop.cc         one loop per N-API environment: the poll set, the shared receive slab, the event records
+//                   and the JS dispatch, driven by one of two backends chosen when the loop is created:
+//                     uv      (Node's default) uv handles on the environment's libuv loop watch the set and
+//                             settle the loop once per turn
+//                     thread  (Bun, Deno, or on demand) poll_thread.cc: a helper thread blocks until the set is
+//                             ready and wakes JS through a threadsafe function; JS schedules the per-turn settle.
+//                             No uv_* function is ever called, so runtimes without a usable libuv can embed it
+//   poll_thread.cc  the thread backend's helper thread, its wake-up and its teardown
 //   binding.cc      N-API glue only: converts types, never decides
 //
 // The core knows nothing about policy, quotas or reclaim: those are decisions and live in src/.
@@ -82,7 +88,8 @@ int sg_poll_create();
 int sg_poll_add(int pfd, int fd, uint32_t interest, uint64_t token);
 int sg_poll_mod(int pfd, int fd, uint32_t old_interest, uint32_t interest, uint64_t token);
 int sg_poll_del(int pfd, int fd, uint32_t old_interest);
-// Never blocks: the outer libuv loop already told us the set is ready. Returns the number of events.
+// Never blocks: the outer libuv loop (or the helper thread) already told us the set is ready. Returns the number
+// of events.
 int sg_poll_wait(int pfd, poll_event* out, int max);
 
 // ---------------------------------------------------------------------------------------------------------
@@ -91,7 +98,13 @@ int sg_poll_wait(int pfd, poll_event* out, int max);
 //
 // Bumped whenever a record, counter or staging layout changes (or what the JS Loop expects of the addon), so a
 // second copy of the JS side sharing this thread's loop can tell whether it speaks the same format.
-constexpr uint32_t SG_LAYOUT_VERSION = 3;
+constexpr uint32_t SG_LAYOUT_VERSION = 4;
+
+// Loop backends (loop_init's `backend`).
+enum : int32_t {
+  SG_BACKEND_UV = 0,
+  SG_BACKEND_THREAD = 1,
+};
 
 // event records shared with JS (loop.cc writes, src/core/loop.ts reads)
 //
@@ -346,9 +359,12 @@ int sg_tls_session_der(socket* s, unsigned char** der);
 // ---------------------------------------------------------------------------------------------------------
 // loop (loop.cc)
 
+struct thread_poller;
+
 struct loop {
   napi_env env;
-  uv_loop_t* uv;
+  int32_t backend;  // SG_BACKEND_*
+  uv_loop_t* uv;    // uv backend only; the uv handles below are never initialised by the thread backend
   int pfd;
   uv_poll_t poll;
   uv_prepare_t prepare;
@@ -400,6 +416,12 @@ struct loop {
   napi_ref owner_ref;  // the JS Loop that owns this loop, handed to every other copy of the JS side
   napi_async_context async_ctx;
   napi_ref resource_ref;
+  // Thread backend: the helper thread, the JS function that schedules a settle, and whether one is scheduled
+  // (so a busy turn calls it once) or the loop is already inside one (so nothing schedules from within).
+  thread_poller* tp;
+  napi_ref schedule_ref;
+  bool settle_scheduled;
+  bool settling;
   // Records that found the buffer full. The margin rule keeps this at 0; it exists so that a broken rule shows
   // up in a counter rather than as memory corruption or an abort.
   uint32_t rec_overflow;
@@ -413,6 +435,8 @@ struct loop_init_args {
   napi_value stage_ab;      // ArrayBuffer: staged write bytes
   napi_value stage_rec_ta;  // Int32Array of at least SG_STAGE_HDR + SG_STAGE_INTS: staged write records
   napi_value owner;         // the JS object that owns the loop (answered by sg_loop_owner)
+  int32_t backend;          // SG_BACKEND_*
+  napi_value schedule;      // thread backend: schedule(later: boolean) queues one loop_settle() call
 };
 // Creates this environment's loop and makes it the environment's instance data. 0 or -errno; on failure
 // nothing is left behind (no reference, handle, descriptor or instance data).
@@ -445,5 +469,22 @@ uint8_t* sg_loop_slab(loop* lp, uint32_t min, uint32_t* avail);
 void sg_loop_commit_slab(loop* lp, uint32_t used);
 void sg_loop_dispatch(loop* lp);
 void sg_loop_set_ref(loop* lp, bool ref);
+// Thread backend, on the JS thread: drains the ready set, dispatches and settles (the helper thread's wake-up).
+void sg_loop_poll(loop* lp);
+// Thread backend: the settle JS scheduled. Returns 1 when work is left for another turn (JS then schedules one
+// with setImmediate), else 0.
+int sg_loop_settle(loop* lp);
+// Frees everything the loop holds besides its uv handles or helper thread.
+void sg_loop_release(loop* lp);
+
+// ---------------------------------------------------------------------------------------------------------
+// thread backend (poll_thread.cc)
+
+// Starts the helper thread over lp->pfd, its threadsafe function (unref'd) and the environment cleanup hook that
+// stops it. 0 or -errno; on failure nothing is left running.
+int sg_thread_start(loop* lp);
+void sg_thread_set_ref(loop* lp, bool ref);
+// On the JS thread, once the ready set has been drained: lets the helper thread wait again.
+void sg_thread_ack(loop* lp);
 
 }  // namespace sg

@@ -10,6 +10,7 @@
  * `recInts` int32 `[id, type, a, b]`; DATA/DGRAM payloads live in `slab` and are valid only during the dispatch
  * call.
  */
+import { setImmediate } from 'node:timers';
 import { codes, codedError, statusError } from '../errors.js';
 import {
   LAYOUT,
@@ -52,9 +53,30 @@ export interface LoopClient {
   _onSession(): void;
 }
 
+export type LoopBackend = 'uv' | 'thread';
+
+/**
+ * The backend a new loop uses: the helper thread under Bun and Deno (their libuv cannot watch descriptors, and
+ * only JS can tell which runtime it is: Bun's uv functions abort instead of failing), else libuv handles, unless
+ * `SOCKGUARD_BACKEND` says `thread` (or `uv`, the default; ignored where libuv cannot work).
+ */
+export function loopBackend(env: NodeJS.ProcessEnv = process.env): LoopBackend {
+  const versions = process.versions as NodeJS.ProcessVersions & { bun?: string; deno?: string };
+  if (versions.bun !== undefined || versions.deno !== undefined) return 'thread';
+  const v = env.SOCKGUARD_BACKEND;
+  if (v === undefined || v === '' || v === 'uv') return 'uv';
+  if (v === 'thread') return 'thread';
+  throw codedError(
+    Error,
+    codes.INVALID_OPTION,
+    `SOCKGUARD_BACKEND must be "uv" or "thread"; received ${JSON.stringify(v)}`,
+  );
+}
+
 export class Loop {
   readonly [kProtocol] = LOOP_PROTOCOL;
   readonly nat: NativeBinding;
+  readonly backend: LoopBackend;
   readonly slab: Buffer;
   readonly records: Int32Array;
   /** Staged writes: bytes, and [count, used, (id, offset, length)...] (layout stageHeader / stageInts). */
@@ -75,10 +97,27 @@ export class Loop {
   private writes = false;
   /** Exceptions thrown by handlers during a batch; rethrown after it so no other socket loses its records. */
   private thrown: unknown[] = [];
+  /** Thread backend: a loop_settle() call is queued. */
+  private settleQueued = false;
+  private readonly settleTask = (): void => {
+    this.settleQueued = false;
+    if (this.nat.loop_settle() > 0) this.schedule(true);
+  };
+  /**
+   * Thread backend: one settle per turn, queued by the first write (or other work) of the turn. A microtask
+   * still batches everything the current task does; leftovers wait for setImmediate so I/O runs in between.
+   */
+  private readonly schedule = (later: boolean): void => {
+    if (this.settleQueued) return;
+    this.settleQueued = true;
+    if (later) setImmediate(this.settleTask);
+    else queueMicrotask(this.settleTask);
+  };
 
   /** Creates the thread's native loop; a failure (e.g. EMFILE) throws a system error and leaves nothing behind. */
-  constructor(nat: NativeBinding = native()) {
+  constructor(nat: NativeBinding = native(), backend: LoopBackend = loopBackend()) {
     this.nat = nat;
+    this.backend = backend;
     const layout = LAYOUT;
     this.chunk = layout.chunk;
     this.slots = layout.ctrSlots;
@@ -88,7 +127,9 @@ export class Loop {
     const stage = new ArrayBuffer(STAGE_BYTES);
     this.stageBytes = new Uint8Array(stage);
     this.stageRecords = new Int32Array(layout.stageHeader + layout.stageInts * STAGE_RECORDS);
-    const r = nat.loop_init(ab, this.records, (count) => this.dispatch(count), stage, this.stageRecords, this);
+    const threaded = backend === 'thread';
+    const r = nat.loop_init(ab, this.records, (count) => this.dispatch(count), stage, this.stageRecords, this,
+      threaded ? layout.backends.thread : layout.backends.uv, threaded ? this.schedule : undefined);
     if (r < 0) throw statusError(r, { syscall: layout.backend === 'epoll' ? 'epoll_create' : 'kqueue' });
   }
 
@@ -130,6 +171,7 @@ export class Loop {
     rec[p + 2] = len;
     rec[0] = n + 1;
     rec[1] = used + len;
+    if (n === 0 && this.backend === 'thread') this.schedule(false);
     return true;
   }
 

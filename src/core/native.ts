@@ -48,12 +48,16 @@ export interface NativeLayout {
   /** Counter slot indexes (uint64 each). */
   ctr: { bytesWritten: number; bytesRead: number; sendCalls: number; recvCalls: number; pending: number; staged: number };
   backend: 'epoll' | 'kqueue';
+  /** loop_init's `backend` values: libuv handles (Node's default), or a helper thread (Bun, Deno, on demand). */
+  backends: { uv: number; thread: number };
 }
 
 export interface NativeBinding {
   /**
    * Creates this thread's loop over a JS-owned slab, a record buffer, the batch dispatcher and the staging
    * buffers; `owner` is handed to later callers by `loop_owner`. -EEXIST when the thread has a loop.
+   * `backend` is one of `layout().backends`; the thread backend calls `schedule(later)` when it needs one
+   * `loop_settle()` call (in this turn, or in a later one when `later`).
    */
   loop_init(
     slab: ArrayBuffer,
@@ -62,7 +66,11 @@ export interface NativeBinding {
     stage: ArrayBuffer,
     stageRecords: Int32Array,
     owner: object,
+    backend: number,
+    schedule?: (later: boolean) => void,
   ): number;
+  /** Thread backend: flushes queued writes and delivers their records; 1 when work is left for a later turn. */
+  loop_settle(): number;
   /** The `owner` this thread's loop was created with, if it has one. */
   loop_owner(): object | undefined;
   /** Adds counters for the next `layout().chunk` socket ids; returns the number of chunks. */

@@ -357,7 +357,7 @@ describe('loading the addon and creating the loop', () => {
       const nat = N.native();
       const l = N.LAYOUT;
       const r = nat.loop_init(new ArrayBuffer(l.slabMin), new Int32Array(l.recCap * l.recInts), () => {},
-        new ArrayBuffer(64), new Int32Array(l.stageHeader + l.stageInts), {});
+        new ArrayBuffer(64), new Int32Array(l.stageHeader + l.stageInts), {}, l.backends.uv);
       try { L.getLoop(); console.log(JSON.stringify({ r, code: 'none' })); }
       catch (e) { console.log(JSON.stringify({ r, code: e.code })); }`;
     expect(result(await runNode(script))).toEqual({ r: 0, code: 'ERR_SOCKGUARD_NATIVE_UNAVAILABLE' });

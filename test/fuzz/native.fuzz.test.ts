@@ -29,6 +29,7 @@ const FUNCTIONS = [
   'loop_owner',
   'loop_add_chunk',
   'loop_ref',
+  'loop_settle',
   'tcp_connect',
   'udp_open',
   'udp_bind',
@@ -128,10 +129,11 @@ const ctx = fc.oneof(fc.constant(context), fc.constant(typeof context === 'strin
 const bytesOrNull = fc.oneof(fc.constant(null), view);
 
 const sigs = {
-  loop_init: [or(buf), or(fc.constantFrom(new Int32Array(l.recCap * l.recInts), new Int32Array(3))), or(fc.constant(() => {})), or(buf), or(fc.constant(new Int32Array(8))), or(fc.constant({}))],
+  loop_init: [or(buf), or(fc.constantFrom(new Int32Array(l.recCap * l.recInts), new Int32Array(3))), or(fc.constant(() => {})), or(buf), or(fc.constant(new Int32Array(8))), or(fc.constant({})), or(fc.constantFrom(l.backends.uv, l.backends.thread, 2)), or(fc.constant(() => {}))],
   loop_owner: [anyValue],
   loop_add_chunk: [or(buf)],
   loop_ref: [or(fc.boolean())],
+  loop_settle: [anyValue],
   tcp_connect: [or(id), or(family), or(ip), or(port), or(hwm)],
   udp_open: [or(id), or(family)],
   udp_bind: [or(id), or(family), or(ip), or(port)],
