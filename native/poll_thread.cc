@@ -126,6 +126,13 @@ static void on_env_cleanup(void* arg) {
     if (lp->socks[i]) sg_close(lp->socks[i]);
   }
   stop_thread(tp);
+  // Descriptors go now, not with the memory: a runtime that never finalizes the threadsafe function (Deno at a
+  // worker's end) would otherwise leak them for the rest of the process.
+  sys_close(lp->pfd);
+  lp->pfd = -1;
+  if (tp->wake_w != tp->wake_r) close(tp->wake_w);
+  close(tp->wake_r);
+  tp->wake_r = tp->wake_w = -1;
   tp->cleaned = true;
   if (tp->finalized) {
     on_tsfn_finalize(lp->env, tp, nullptr);

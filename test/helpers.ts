@@ -4,7 +4,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import type { Socket } from '../src/tcp/socket.js';
@@ -172,7 +175,7 @@ export const distPath = fileURLToPath(new URL('../dist/index.js', import.meta.ur
  */
 export function runChild(script: string, port: number): Promise<{ code: number | null; ms: number; stdout: string }> {
   const started = Date.now();
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+  const child = spawn(process.execPath, moduleScriptArgs(script), {
     env: { ...process.env, SG_DIST: distPath, SG_PORT: String(port), SOCKGUARD_POLICY: 'development' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -185,4 +188,29 @@ export function runChild(script: string, port: number): Promise<{ code: number |
       resolve({ code, ms: Date.now() - started, stdout });
     });
   });
+}
+
+const isDeno = (process.versions as NodeJS.ProcessVersions & { deno?: string }).deno !== undefined;
+
+/**
+ * Arguments that make this runtime (`process.execPath`: node, bun or deno) run `script` as an ES module. Deno
+ * takes node's flags only for a `node` it spawns, not for itself, and finds the project's npm dependencies only
+ * from the working directory with its node_modules directory named.
+ */
+export function moduleScriptArgs(script: string): string[] {
+  return isDeno ? ['eval', '--node-modules-dir=manual', script] : ['--input-type=module', '-e', script];
+}
+
+/**
+ * A worker running the ES module `code`. Deno's worker_threads do not evaluate module code from a string, so
+ * there the code goes through a file first.
+ */
+export function workerFromCode(code: string, options: WorkerOptions): Worker {
+  if (!isDeno) return new Worker(code, { ...options, eval: true });
+  const dir = mkdtempSync(join(tmpdir(), 'sockguard-worker-'));
+  const file = join(dir, 'worker.mjs');
+  writeFileSync(file, code);
+  const w = new Worker(file, options);
+  w.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return w;
 }

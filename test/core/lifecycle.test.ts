@@ -1,9 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { spawn } from 'node:child_process';
-import { Worker } from 'node:worker_threads';
 import { SocketLayer } from '../../src/index.js';
 import { getLoop } from '../../src/core/loop.js';
-import { blackhole, distPath, echoServer, errorOf, fdCount, listen, once, runChild, until } from '../helpers.js';
+import { blackhole, distPath, echoServer, errorOf, fdCount, listen, once, runChild, until, workerFromCode } from '../helpers.js';
 
 const dist = distPath;
 
@@ -77,7 +76,7 @@ describe('worker threads', () => {
         })));
         parentPort.postMessage({ ok: results.every(Boolean), usage: layer.usage() });
       `;
-      const workers = Array.from({ length: 4 }, () => new Worker(code, { eval: true, workerData: { dist, port: peer.port } }));
+      const workers = Array.from({ length: 4 }, () => workerFromCode(code, { workerData: { dist, port: peer.port } }));
       const exits = workers.map((w) => once(w, 'exit'));
       const results = await Promise.all(workers.map((w) => once<{ ok: boolean; usage: { bytesSent: number } }>(w, 'message')));
       // Each worker ends on its own once its sockets are closed: nothing of ours keeps a thread alive.
@@ -106,7 +105,7 @@ describe('worker threads', () => {
             layer.connect(workerData.port, '127.0.0.1').on('connect', () => { if (++up === workerData.count) parentPort.postMessage('up'); });
           }
         `;
-        const w = new Worker(code, { eval: true, workerData: { dist, port: peer.port, count } });
+        const w = workerFromCode(code, { workerData: { dist, port: peer.port, count } });
         await once(w, 'message');
         await until(() => peer.connections.size === count, 5000, `server to accept ${count}`);
         expect(fdCount()).toBeGreaterThanOrEqual(before + count);

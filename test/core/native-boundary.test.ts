@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { SocketLayer, constants as C, type Socket } from '../../src/index.js';
 import { getLoop } from '../../src/core/loop.js';
 import * as N from '../../src/core/native.js';
-import { distPath, listen, once, until, type Peer } from '../helpers.js';
+import { distPath, listen, moduleScriptArgs, once, until, type Peer } from '../helpers.js';
 
 const opened: Array<SocketLayer | Peer> = [];
 const tmp: string[] = [];
@@ -50,7 +50,7 @@ function runNode(
   script: string,
   opts: { env?: Record<string, string | undefined>; ulimit?: number; cwd?: string } = {},
 ): Promise<{ code: number | null; signal: string | null; out: string; err: string }> {
-  const args = ['--input-type=module', '-e', script];
+  const args = moduleScriptArgs(script);
   const child =
     opts.ulimit === undefined
       ? spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? repo })
@@ -357,7 +357,8 @@ describe('loading the addon and creating the loop', () => {
       const nat = N.native();
       const l = N.LAYOUT;
       const r = nat.loop_init(new ArrayBuffer(l.slabMin), new Int32Array(l.recCap * l.recInts), () => {},
-        new ArrayBuffer(64), new Int32Array(l.stageHeader + l.stageInts), {}, l.backends.uv);
+        new ArrayBuffer(64), new Int32Array(l.stageHeader + l.stageInts), {},
+        L.loopBackend() === 'thread' ? l.backends.thread : l.backends.uv, () => {});
       try { L.getLoop(); console.log(JSON.stringify({ r, code: 'none' })); }
       catch (e) { console.log(JSON.stringify({ r, code: e.code })); }`;
     expect(result(await runNode(script))).toEqual({ r: 0, code: 'ERR_SOCKGUARD_NATIVE_UNAVAILABLE' });

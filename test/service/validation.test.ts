@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { SocketLayer, type Resolver } from '../../src/index.js';
-import { distPath, echoServer, errorOf, fdCount, listen, once, until, type Peer } from '../helpers.js';
+import { distPath, echoServer, errorOf, fdCount, listen, moduleScriptArgs, once, until, type Peer } from '../helpers.js';
 
 let layer: SocketLayer;
 let peer: Peer;
@@ -151,6 +151,8 @@ describe('high-water mark', () => {
     try {
       const s = own.connect(quiet.port, '127.0.0.1');
       await once(s, 'connect');
+      // The client may see its connect before the server's connection callback has run (Bun orders them so).
+      await until(() => server !== undefined, 5000, 'the server side of the connection');
       expect(s.raw.highWaterMark).toBe(4096);
       // 64 KiB at once is past 4 KiB: the write asks the caller to wait.
       expect(s.write(Buffer.alloc(64 * 1024))).toBe(false);
@@ -173,6 +175,7 @@ describe('high-water mark', () => {
     try {
       const s = layer.connect(quiet.port, '127.0.0.1');
       await once(s, 'connect');
+      await until(() => server !== undefined, 5000, 'the server side of the connection');
       const chunk = Buffer.alloc(1024 * 1024);
       for (let i = 0; i < 64; i++) s.write(chunk);
       await new Promise((r) => setImmediate(r));
@@ -281,7 +284,7 @@ describe('process lifetime', () => {
       c.on('end', () => c.end());
     });
     try {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      const child = spawn(process.execPath, moduleScriptArgs(script), {
         env: { ...process.env, SG_DIST: distPath, SG_PORT: String(ender.port) },
         stdio: 'ignore',
       });
@@ -304,7 +307,7 @@ describe('an addon that cannot load', () => {
       const s = layer.connect(9, '127.0.0.1');
       s.on('error', (e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); });
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    const child = spawn(process.execPath, moduleScriptArgs(script), {
       env: { ...process.env, SG_DIST: distPath, SOCKGUARD_NATIVE: '/nonexistent/sockguard.node' },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
