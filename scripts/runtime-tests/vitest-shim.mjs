@@ -49,8 +49,9 @@ function makeTest(skipDefault) {
   t.skip = (name, fn) => addTest(name, fn, undefined, 'skipped in the source');
   t.only = t;
   t.todo = (name) => addTest(name, undefined, undefined, 'todo');
-  t.skipIf = (cond) => (cond ? t.skip : t);
-  t.runIf = (cond) => (cond ? t : t.skip);
+  const conditional = (name, fn) => addTest(name, fn, undefined, 'its skipIf/runIf condition excludes this runtime');
+  t.skipIf = (cond) => (cond ? conditional : t);
+  t.runIf = (cond) => (cond ? t : conditional);
   t.each = (rows) => (name, fn, timeout) => {
     rows.forEach((row, index) => {
       const args = Array.isArray(row) ? row : [row];
@@ -67,8 +68,9 @@ export const it = test;
 export const describe = (name, fn) => addSuite(name, fn, null);
 describe.skip = (name, fn) => addSuite(name, fn, 'skipped in the source');
 describe.only = describe;
-describe.skipIf = (cond) => (cond ? describe.skip : describe);
-describe.runIf = (cond) => (cond ? describe : describe.skip);
+const conditionalSuite = (name, fn) => addSuite(name, fn, 'its skipIf/runIf condition excludes this runtime');
+describe.skipIf = (cond) => (cond ? conditionalSuite : describe);
+describe.runIf = (cond) => (cond ? describe : conditionalSuite);
 describe.each = (rows) => (name, fn) => rows.forEach((row, index) => addSuite(format(name, row, index), () => fn(...(Array.isArray(row) ? row : [row])), null));
 describe.concurrent = describe;
 
