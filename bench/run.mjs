@@ -7,6 +7,8 @@
 //                      [--server c|net] [--echo-refill each|window] [--no-micro] [--no-real] [--server-cpu N] [--client-cpu N]
 //                      [--baseline DIR]   (DIR: another built checkout; adds its Duplex and raw arms to every scenario,
 //                                          and its sockguard arms to the real workloads)
+//                      [--runtime node|bun|deno]   (runs the JS client arms in that runtime: bun and deno from
+//                      node_modules; its node:net is then the baseline; results go to bench/out/ only)
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -50,15 +52,22 @@ const config = {
   warmupRtts: 2000,
 };
 if (!['c', 'net'].includes(config.server)) die('--server must be c or net');
+// The runtime that runs the JS client arms (the driver and the servers stay on Node).
+const runtime = opt('--runtime', 'node');
+const runtimeCmd = {
+  node: [process.execPath],
+  bun: [join(here, '..', 'node_modules', '.bin', 'bun')],
+  deno: [join(here, '..', 'node_modules', '@deno', 'linux-x64-glibc', 'deno'), 'run', '-A', '--node-modules-dir=manual'],
+}[runtime] ?? die('--runtime must be node, bun or deno');
 if (!['each', 'window'].includes(config.refill)) die('--echo-refill must be each or window');
 
 // ---- arms and scenarios -----------------------------------------------------------------------
 
 const ARMS = {
-  net: { label: 'net', cmd: () => [process.execPath, join(here, 'clients/net.mjs')] },
-  'net+cork': { label: 'net+cork', cmd: () => [process.execPath, join(here, 'clients/net.mjs')], extra: { cork: 1 } },
-  sockguard: { label: 'sockguard Duplex', cmd: () => [process.execPath, join(here, 'clients/sockguard.mjs')], needsDist: true },
-  'sockguard-raw': { label: 'sockguard raw', cmd: () => [process.execPath, join(here, 'clients/sockguard-raw.mjs')], needsDist: true },
+  net: { label: 'net', cmd: () => [...runtimeCmd, join(here, 'clients/net.mjs')] },
+  'net+cork': { label: 'net+cork', cmd: () => [...runtimeCmd, join(here, 'clients/net.mjs')], extra: { cork: 1 } },
+  sockguard: { label: 'sockguard Duplex', cmd: () => [...runtimeCmd, join(here, 'clients/sockguard.mjs')], needsDist: true },
+  'sockguard-raw': { label: 'sockguard raw', cmd: () => [...runtimeCmd, join(here, 'clients/sockguard-raw.mjs')], needsDist: true },
   c: { label: 'C (limit)', cmd: () => [join(binDir, 'client')] },
   // Real workloads only (bench/real/): Node's TLS running over the sockguard Duplex as its transport.
   'sockguard-js': { label: 'Node TLS over sockguard Duplex', needsDist: true },
@@ -525,6 +534,7 @@ function environment() {
     cpus: cpus().length,
     kernel: release(),
     node: process.version,
+    runtime: runtime === 'node' ? null : `${runtime} ${execFileSync(runtimeCmd[0], ['--version']).toString().split('\n')[0].replace(/^\D+|\s*\(.*$/g, '').trim()}`,
     gcc: sh('gcc', ['-dumpfullversion']),
     commit: commit ? commit + (dirty ? ' (with uncommitted changes)' : '') : null,
   };
@@ -628,10 +638,10 @@ async function main() {
   mkdirSync(resultsDir, { recursive: true });
   const stamp = env.date.replace(/[:.]/g, '-');
   writeFileSync(join(outDir, `run-${config.mode}-${stamp}.json`), JSON.stringify(run, null, 2));
-  writeFileSync(join(outDir, `latest-${config.mode}.json`), JSON.stringify(run, null, 2));
+  writeFileSync(join(outDir, `latest-${config.mode}${runtime === 'node' ? '' : '-' + runtime}.json`), JSON.stringify(run, null, 2));
   const md = renderMarkdown(run);
   // Only a complete full run replaces the published results; a quick or filtered one stays in bench/out/.
-  const complete = !quick && !onlyScenarios && !onlyArms && !baseline && config.real && sg.ok;
+  const complete = !quick && !onlyScenarios && !onlyArms && !baseline && config.real && sg.ok && runtime === 'node';
   if (complete) {
     writeFileSync(join(resultsDir, 'latest.md'), md);
     writeFileSync(join(resultsDir, 'latest.svg'), renderSvg(run));
