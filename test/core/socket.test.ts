@@ -332,6 +332,8 @@ describe('flow control', () => {
     try {
       const s = layer.connect(peer.port, '127.0.0.1');
       await once(s, 'connect');
+      // The client may see its connect before the server's connection callback has run (Deno orders them so).
+      await until(() => server !== undefined, 5000, 'the server side of the connection');
       const chunk = payload(64 * 1024);
       let written = 0;
       let refused = false;

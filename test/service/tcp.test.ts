@@ -5,8 +5,11 @@ import { SocketLayer, constants as C, type Socket } from '../../src/index.js';
 import { SOCKOPT_MOCKS, echoServer, errorOf, listen, once, payload, until, type Peer } from '../helpers.js';
 
 const opened: Array<SocketLayer | Peer> = [];
+// Last opened, first closed: a test opens its peer before its layer, so clients close before their peers. A
+// peer closing first could reset a connection it has not accepted yet (Deno's server accepts lazily), and that
+// reset would land on a client the test no longer listens to.
 afterEach(async () => {
-  for (const x of opened.splice(0)) await x.close();
+  for (const x of opened.splice(0).reverse()) await x.close();
 });
 
 function layerOf(options: ConstructorParameters<typeof SocketLayer>[0] = {}): SocketLayer {
