@@ -279,6 +279,13 @@ expect.stringMatching = (re) => asym(`StringMatching ${re}`, (v) => typeof v ===
 expect.stringContaining = (s) => asym(`StringContaining ${show(s)}`, (v) => typeof v === 'string' && v.includes(s));
 expect.any = (C) => asym(`Any<${C?.name}>`, (v) => v != null && (v instanceof C || (C === Number && typeof v === 'number') || (C === String && typeof v === 'string') || (C === Boolean && typeof v === 'boolean') || (C === Function && typeof v === 'function') || (C === BigInt && typeof v === 'bigint') || (C === Symbol && typeof v === 'symbol')));
 expect.anything = () => asym('Anything', (v) => v != null);
+const negate = (m) => asym(`not.${m[inspect.custom]()}`, (v) => !m.test(v));
+expect.not = {
+  objectContaining: (o) => negate(expect.objectContaining(o)),
+  arrayContaining: (a) => negate(expect.arrayContaining(a)),
+  stringMatching: (re) => negate(expect.stringMatching(re)),
+  stringContaining: (t) => negate(expect.stringContaining(t)),
+};
 expect.assertions = () => {};
 expect.hasAssertions = () => {};
 
