@@ -5,11 +5,6 @@
 const SKIPS = {
   bun: [
     {
-      file: 'test/core/lifecycle.test.ts',
-      test: 'a connection that never completes fails with ETIMEDOUT after connectTimeout',
-      reason: 'a wall-clock assertion (at least 150 ms for a 200 ms connectTimeout) that measured 129 ms once under Bun on a heavily loaded machine; not yet investigated',
-    },
-    {
       file: 'test/core/native-boundary.test.ts',
       test: 'TLS exports > wrong types throw coded errors',
       reason: "the core's TLS uses the OpenSSL the host process exports (Node's); Bun does not export one, so tls_context() answers 'not available' before it parses a CA (TLS there runs through tls.connect over the socket)",
