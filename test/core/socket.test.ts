@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import net from 'node:net';
 import { SocketLayer, Socket } from '../../src/index.js';
+import { loopBackend } from '../../src/core/loop.js';
 import { echoServer, errorOf, fdCount, freePort, listen, once, payload, sha256, until } from '../helpers.js';
 
 // A layer per test, closed after it: no test sees sockets, counters or loop state another one left behind.
@@ -699,7 +700,9 @@ describe('when writes leave', () => {
 describe('reading under a consumer that drains every turn', () => {
   // ioredis attaches its 'data' listener with prependListener and resumes the stream itself, so every chunk is
   // buffered first and handed on a tick later: push() reports the buffer over its mark for each large chunk.
-  test('a flowing stream over its mark keeps the native reads going and receives everything', async () => {
+  // The thread backend drains several batches per wake-up before JS's tick queue runs, so such a consumer does
+  // see reads paused there (every byte still arrives); the pacing this checks is the uv backend's.
+  test.skipIf(loopBackend() === 'thread')('a flowing stream over its mark keeps the native reads going and receives everything', async () => {
     const data = payload(8 * 1024 * 1024);
     const peer = await listen((c) => c.end(data));
     const nat = (await import('../../src/core/loop.js')).getLoop().nat;
