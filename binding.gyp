@@ -10,6 +10,7 @@
         "native/loop.cc",
         "native/socket.cc",
         "native/tls.cc",
+        "native/park.cc",
         "native/binding.cc"
       ],
       "include_dirs": [

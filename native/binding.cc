@@ -831,6 +831,91 @@ Napi::Value tls_error(const Napi::CallbackInfo& info) {
   return Napi::Value(env, arr);
 }
 
+// ---- parked connections (park.cc) ------------------------------------------------------------------------
+
+// A park key: a string of 1..SG_PARK_KEY_MAX characters, copied into `buf`. Other text names no parked
+// connection: *fits says so and the caller answers -EPIPE (as for a key that was never parked) or -EINVAL.
+bool key_arg(napi_env env, napi_value v, char* buf, bool* fits) {
+  if (!is_type(env, v, napi_string)) return type_error(env, "key", "of type string", v);
+  size_t len = 0;
+  napi_get_value_string_utf8(env, v, nullptr, 0, &len);
+  *fits = len > 0 && len <= sg::SG_PARK_KEY_MAX;
+  buf[0] = 0;
+  if (*fits) napi_get_value_string_utf8(env, v, buf, sg::SG_PARK_KEY_MAX + 1, &len);
+  if (*fits && strlen(buf) != len) *fits = false;
+  return true;
+}
+
+// park_put(key, fd, unread: ArrayBufferView | null, idleMs): 0 | -errno. The table owns fd from then on (on
+// failure it stays the caller's).
+Napi::Value park_put(const Napi::CallbackInfo& info) {
+  SG_ARGS(4);
+  char key[sg::SG_PARK_KEY_MAX + 1];
+  bool fits;
+  int fd;
+  void* data = nullptr;
+  size_t len = 0;
+  double idle;
+  if (!key_arg(env, argv[0], key, &fits) || !fd_arg(env, argv[1], &fd) || !opt_view_arg(env, argv[2], "unread", &data, &len) ||
+      !int_arg(env, argv[3], "idleMs", 0, 9007199254740991.0, "an integer >= 0 and <= 2^53 - 1", &idle))
+    return thrown();
+  if (!fits) return num(env, -EINVAL);
+  if (len > UINT32_MAX / 2) return num(env, -ENOBUFS);
+  return num(env, sg::sg_park_put(key, fd, static_cast<const char*>(data), static_cast<uint32_t>(len), static_cast<int64_t>(idle)));
+}
+
+// park_take(key): [fd, unread: Buffer | null] | -EPIPE. The caller owns fd from then on.
+Napi::Value park_take(const Napi::CallbackInfo& info) {
+  SG_ARGS(1);
+  char key[sg::SG_PARK_KEY_MAX + 1];
+  bool fits;
+  if (!key_arg(env, argv[0], key, &fits)) return thrown();
+  if (!fits) return num(env, -EPIPE);
+  int fd = -1;
+  char* unread = nullptr;
+  uint32_t len = 0;
+  int r = sg::sg_park_take(key, &fd, &unread, &len);
+  if (r < 0) return num(env, r);
+  napi_value arr, v;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_create_int32(env, fd, &v);
+  napi_set_element(env, arr, 0, v);
+  void* out = nullptr;
+  if (len == 0 || napi_create_buffer_copy(env, len, unread, &out, &v) != napi_ok) napi_get_null(env, &v);
+  napi_set_element(env, arr, 1, v);
+  free(unread);
+  return Napi::Value(env, arr);
+}
+
+// park_close(key): 0 | -EPIPE (not parked)
+Napi::Value park_close(const Napi::CallbackInfo& info) {
+  SG_ARGS(1);
+  char key[sg::SG_PARK_KEY_MAX + 1];
+  bool fits;
+  if (!key_arg(env, argv[0], key, &fits)) return thrown();
+  return num(env, fits ? sg::sg_park_close(key) : -EPIPE);
+}
+
+// park_sweep(): parked connections closed because their idle deadline passed
+Napi::Value park_sweep(const Napi::CallbackInfo& info) { return num(info.Env(), sg::sg_park_sweep()); }
+
+// park_count(): connections parked in this process
+Napi::Value park_count(const Napi::CallbackInfo& info) { return num(info.Env(), sg::sg_park_count()); }
+
+// park_secret(candidate: 32 random bytes): the process's default token key (the first candidate ever offered)
+Napi::Value park_secret(const Napi::CallbackInfo& info) {
+  SG_ARGS(1);
+  void* data = nullptr;
+  size_t len = 0;
+  if (!view_arg(env, argv[0], "candidate", &data, &len)) return thrown();
+  if (len != sg::SG_PARK_SECRET_LEN) return range_error(env, "candidate.byteLength", "32", static_cast<double>(len)), thrown();
+  const unsigned char* key = sg::sg_park_secret(static_cast<const unsigned char*>(data));
+  napi_value v;
+  void* out = nullptr;
+  napi_create_buffer_copy(env, sg::SG_PARK_SECRET_LEN, key, &out, &v);
+  return Napi::Value(env, v);
+}
+
 #undef SG_ARGS
 
 void set(napi_env env, napi_value o, const char* key, double v) {
@@ -935,6 +1020,12 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   SG_EXPORT(socket_getsockopt);
   SG_EXPORT(socket_setsockopt);
   SG_EXPORT(socket_keepalive);
+  SG_EXPORT(park_put);
+  SG_EXPORT(park_take);
+  SG_EXPORT(park_close);
+  SG_EXPORT(park_sweep);
+  SG_EXPORT(park_count);
+  SG_EXPORT(park_secret);
   SG_EXPORT(tls_available);
   SG_EXPORT(tls_context);
   SG_EXPORT(tls_start);

@@ -6,6 +6,7 @@
 //   socket.cc       per-socket operations: connect, queue/flush writes, drain reads, shutdown, close
 //   tls.cc          optional TLS on a socket: OpenSSL (the one the host runtime exports, found at run time)
 //                   between the socket's queue and the kernel, so encrypted bytes never cross into JS
+//   park.cc         parked connections (descriptor hand-off): a process-wide table every thread can take from
 //   loop.cc         one loop per N-API environment: the poll set, the shared receive slab, the event records
 //                   and the JS dispatch, driven by one of two backends chosen when the loop is created:
 //                     uv      (Node's default) uv handles on the environment's libuv loop watch the set and
@@ -285,6 +286,27 @@ void sg_update_interest(socket* s);
 bool sg_queue_copy(socket* s, const char* p, uint32_t n);
 // Reports an error for s once and stops its I/O.
 void sg_fail(socket* s, int err, int32_t syscall);
+
+// ---------------------------------------------------------------------------------------------------------
+// parked connections (park.cc): one table per process, shared by every thread
+
+// Longest key of a parked connection (a random id in hex), and the length of the process's default token key.
+constexpr uint32_t SG_PARK_KEY_MAX = 64;
+constexpr uint32_t SG_PARK_SECRET_LEN = 32;
+
+// Takes ownership of fd and copies `unread` (bytes already read from it, not yet consumed). idle_ms > 0: the entry
+// is closed once that long has passed without a take. 0, -EEXIST (key in use), -EINVAL or -ENOMEM (nothing taken).
+int sg_park_put(const char* key, int fd, const char* unread, uint32_t len, int64_t idle_ms);
+// Removes the entry and hands over its fd and unread bytes (malloc'ed, the caller frees); -EPIPE when there is
+// no such entry (never parked, taken already, or reclaimed).
+int sg_park_take(const char* key, int* fd, char** unread, uint32_t* len);
+// Closes a parked connection (idle reclaim). 0, or -EPIPE when it is no longer parked.
+int sg_park_close(const char* key);
+// Closes every entry past its deadline; how many.
+int sg_park_sweep();
+uint32_t sg_park_count();
+// The process's default token key: the first candidate offered wins, every later caller gets the same bytes.
+const unsigned char* sg_park_secret(const unsigned char* candidate);
 
 // ---------------------------------------------------------------------------------------------------------
 // TLS (tls.cc). OpenSSL is taken from the host process (Node exports its own); where it is absent every call

@@ -102,6 +102,18 @@ export interface NativeBinding {
   /** Takes the socket out of the loop without closing it: returns the descriptor or -errno (-EBUSY: bytes pending). */
   socket_detach(id: number): number;
   socket_adopt(id: number, fd: number, highWaterMark: number): number;
+  /**
+   * Parked connections: one table per process, shared by every worker thread. `park_put` takes ownership of fd
+   * (on success) with the bytes read from it and not yet consumed; idleMs > 0 closes it once that long passes
+   * without a take. `park_take` hands both over, or answers -EPIPE (never parked, taken, or reclaimed).
+   */
+  park_put(key: string, fd: number, unread: ArrayBufferView | null, idleMs: number): number;
+  park_take(key: string): [fd: number, unread: Buffer | null] | number;
+  park_close(key: string): number;
+  park_sweep(): number;
+  park_count(): number;
+  /** The process's default token key: the first 32-byte candidate any thread offered. */
+  park_secret(candidate: ArrayBufferView): Buffer;
   socket_name(id: number, peer: boolean): [family: 4 | 6, address: string, port: number] | number;
   socket_so_error(id: number): number;
   /** SO_LINGER answers `layout().lingerOff` when off, else the seconds. */
