@@ -34,6 +34,7 @@ import {
   type Candidate,
   type ConnectClient,
   type ConnectRequest,
+  type HandoffSide,
   type LayerEntry,
   type LayerPort,
   type ValidatedConnect,
@@ -53,6 +54,8 @@ import { dispatcher, httpAgent, httpsAgent, optionalDispatcher } from './dropin/
 import type http from 'node:http';
 import type https from 'node:https';
 import { native, type NativeBinding } from './core/native.js';
+import { defaultKey } from './handoff/park.js';
+import { attach } from './handoff/attach.js';
 
 export type { LayerEntry, LayerPort };
 
@@ -176,6 +179,12 @@ export class SocketLayer {
     if (options.clock !== undefined && typeof options.clock !== 'function') throw invalidOption('clock', 'must be a function () => number');
     const storeFailure = validateStoreFailure(options.storeFailure);
     const storeFlushMs = validateStoreFlushMs(options.storeFlushMs);
+    const secret = options.secret ?? (process.env.SOCKGUARD_SECRET || undefined);
+    if (secret !== undefined && !((typeof secret === 'string' || Buffer.isBuffer(secret)) && secret.length > 0)) {
+      throw invalidOption('secret', `must be a non-empty string or Buffer. Received ${describeValue(secret)}`);
+    }
+    this.#secret = secret;
+    const tokenKey = secret === undefined ? undefined : Buffer.from(secret);
     this.ledger = new Ledger(appId, () => this.#open);
     if (options.store !== undefined) {
       const limits = validateQuotas(options.quotas);
@@ -190,7 +199,6 @@ export class SocketLayer {
       });
     }
     this.quota = this.fleet?.meter ?? createQuotaMeter(options.quotas, { clock: options.clock });
-    this.#secret = options.secret ?? process.env.SOCKGUARD_SECRET ?? undefined;
     this.sweeper = new ReclaimSweeper<LayerEntry>({
       idleTimeoutMs: this.idleTimeoutMs,
       sweepIntervalMs: options.sweepIntervalMs,
@@ -212,8 +220,18 @@ export class SocketLayer {
       ledger.socketsCreated++;
       sweeper.track(entry);
     };
+    const handoff: HandoffSide = {
+      appId,
+      idleTimeoutMs: this.idleTimeoutMs,
+      key: () => tokenKey ?? defaultKey(),
+      parkedReclaimed: (info) => {
+        ledger.reclaimed++;
+        if (reclaimChannel.hasSubscribers) reclaimChannel.publish({ appId, ...info, parked: true });
+      },
+    };
     this.port = {
       appId: this.appId,
+      handoff,
       sockopts: this.sockopts,
       quota: this.quota,
       highWaterMark: this.#hwm,
@@ -320,6 +338,20 @@ export class SocketLayer {
   vetConnect(host: string, port: number): VetPlan | Promise<VetPlan> {
     const target = this.policy.parse(host, port);
     return this.#plan(target, port, 0, undefined);
+  }
+
+  /**
+   * Resumes a connection another socket of this app detached (`socket.detach()`), in this thread: returns a Socket
+   * at once, which emits 'connect' once the connection is back (the bytes that travelled with it come first, then
+   * what the peer sent since), or 'error': EACCES for a token of another app, signed with another key, or not a
+   * token at all; EPIPE for one already attached, or whose connection was closed or reclaimed.
+   */
+  attach(token: string): Socket {
+    if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
+    if (typeof token !== 'string') throw invalidArg('token', 'string', token);
+    const socket = new Socket({ layer: this });
+    attach(this.port.handoff!, this.port, socket, token);
+    return socket;
   }
 
   /** Alias of connect(), as in net. */

@@ -44,6 +44,8 @@ export abstract class Endpoint implements LayerEntry, LoopClient {
   private base = 0;
   /** Counters [written, read, sends, recvs] of native sockets already closed. */
   private acc: Float64Array | null = null;
+  /** Counters this endpoint started from (a connection attached from a hand-off token), billed elsewhere. */
+  carried: Float64Array | null = null;
 
   /** Whether the endpoint has work that should keep the process alive (connecting, reading, writing). */
   protected abstract active(): boolean;
@@ -90,6 +92,12 @@ export abstract class Endpoint implements LayerEntry, LoopClient {
     const loop = getLoop();
     loop.nat.socket_close(id);
     this.unbindNative(loop);
+  }
+
+  /** Starts the counters from a hand-off token's: they continue where the detached socket left them. */
+  protected inherit(counters: ArrayLike<number>): void {
+    this.carried = Float64Array.from(counters);
+    this.acc = Float64Array.from(counters);
   }
 
   /** Forgets the native id after the core let go of it (closed or detached), keeping its final counters. */

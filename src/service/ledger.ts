@@ -16,6 +16,11 @@ export interface MeteredSocket {
   readonly bytesRead: number;
   readonly sendCalls: number;
   readonly recvCalls: number;
+  /**
+   * Counters a socket started from when it was attached from a hand-off token ([written, read, sends, recvs]):
+   * the layer that detached it already billed them, so this ledger counts only what came after.
+   */
+  readonly carried?: ArrayLike<number> | null;
 }
 
 /** `layer.usage()`. */
@@ -70,10 +75,11 @@ export class Ledger {
    * removes it from the open set.
    */
   fold(socket: MeteredSocket): void {
-    this.#bytesSent += socket.bytesWritten;
-    this.#bytesReceived += socket.bytesRead;
-    this.#sendCalls += socket.sendCalls;
-    this.#receiveCalls += socket.recvCalls;
+    const c = socket.carried;
+    this.#bytesSent += socket.bytesWritten - (c ? c[0]! : 0);
+    this.#bytesReceived += socket.bytesRead - (c ? c[1]! : 0);
+    this.#sendCalls += socket.sendCalls - (c ? c[2]! : 0);
+    this.#receiveCalls += socket.recvCalls - (c ? c[3]! : 0);
   }
 
   usage(): Usage {
@@ -84,10 +90,11 @@ export class Ledger {
     let socketsOpen = 0;
     for (const s of this.#openSockets()) {
       socketsOpen++;
-      bytesSent += s.bytesWritten;
-      bytesReceived += s.bytesRead;
-      sendCalls += s.sendCalls;
-      receiveCalls += s.recvCalls;
+      const c = s.carried;
+      bytesSent += s.bytesWritten - (c ? c[0]! : 0);
+      bytesReceived += s.bytesRead - (c ? c[1]! : 0);
+      sendCalls += s.sendCalls - (c ? c[2]! : 0);
+      receiveCalls += s.recvCalls - (c ? c[3]! : 0);
     }
     return {
       appId: this.appId,

@@ -77,8 +77,21 @@ export interface ValidatedConnect<P = unknown> {
   readonly plan: P;
 }
 
+/** What descriptor hand-off needs of a layer (service/../handoff). */
+export interface HandoffSide {
+  readonly appId: string;
+  /** Parked connections of this layer are closed after this long without an attach; 0 never. */
+  readonly idleTimeoutMs: number;
+  /** The key that signs and checks this app's tokens. */
+  key(): Buffer;
+  /** A connection this layer parked was closed by the idle rule before anyone attached it. */
+  parkedReclaimed(info: { address: string; port: number; bytesSent: number; bytesReceived: number }): void;
+}
+
 export interface LayerPort<P = unknown> {
   readonly appId: string;
+  /** Descriptor hand-off; undefined for an endpoint of no layer. */
+  readonly handoff: HandoffSide | undefined;
   readonly sockopts: SockoptMode;
   readonly quota: QuotaMeter;
   /** Bytes queued natively per TCP socket before write() returns false. */
@@ -108,6 +121,7 @@ function noLayer(): never {
 /** The port of an endpoint that belongs to no layer (a standalone raw socket): nothing tracked, no quotas. */
 export const NO_PORT: LayerPort = Object.freeze({
   appId: '',
+  handoff: undefined,
   sockopts: 'emulate' as SockoptMode,
   quota: NO_QUOTA,
   highWaterMark: 1024 * 1024,

@@ -63,6 +63,8 @@ export const RAW_F_TIMEOUT_OFF = EF_FREE << 8;
 export const RAW_F_NO_STAGE = EF_FREE << 9;
 /** The Duplex's buffer went over its mark while flowing; reading stops if more arrives before it drains. */
 export const RAW_F_FULL = EF_FREE << 10;
+/** detach() is under way: the stream takes no more writes, and waits for the queue to empty. */
+export const RAW_F_DETACHING = EF_FREE << 11;
 
 /** What only matters until the connection is up. */
 interface Connecting {
@@ -201,6 +203,36 @@ export class RawSocket extends Endpoint implements ConnectClient {
     this.flags |= F_WAS_OPEN;
     this.bindNative(loop, id);
     if (this.flags & F_PAUSED) loop.nat.socket_read(id, false);
+    return 0;
+  }
+
+  /**
+   * @internal descriptor hand-off: takes over a parked connection (already admitted by the layer) as if it had
+   * just connected: writes made meanwhile go out, then 'connect'. Counters continue from `counters`. 0 or -errno
+   * (then fd is still the caller's).
+   */
+  resumeParked(fd: number, remote: Candidate & { port: number }, counters: ArrayLike<number>): number {
+    if (this.state !== RawState.Pending) return -9; // EBADF
+    let loop: Loop;
+    let id: number;
+    try {
+      loop = getLoop();
+      id = loop.open(this);
+    } catch {
+      return -24; // EMFILE: no loop or no id for it
+    }
+    const r = loop.nat.socket_adopt(id, fd, this.highWaterMark);
+    if (r < 0) {
+      loop.release(id);
+      return r;
+    }
+    this.inherit(counters);
+    this.remoteAddress = remote.address;
+    this.remotePort = remote.port;
+    this.state = RawState.Connecting;
+    this.bindNative(loop, id);
+    this.pending();
+    this._onConnect(0);
     return 0;
   }
 

@@ -4,10 +4,11 @@
  */
 import { Duplex } from 'node:stream';
 import { endpointSockoptHooks } from '../core/endpoint.js';
-import { codedError, describeValue, invalidArg, systemError, validateSignal } from '../errors.js';
+import { codedError, describeValue, invalidArg, statusError, systemError, validateSignal } from '../errors.js';
 import { NO_PORT, defaultPort } from '../service/port.js';
 import { getsockopt, setsockopt } from '../service/sockopts.js';
-import { RAW_F_FAST_DRAIN, RAW_F_FULL, RAW_F_TIMEOUT_OFF, RawSocket, RawState } from './raw.js';
+import { RAW_F_DETACHING, RAW_F_FAST_DRAIN, RAW_F_FULL, RAW_F_TIMEOUT_OFF, RawSocket, RawState } from './raw.js';
+import { park } from '../handoff/park.js';
 import {
   abortError,
   byteLengthOf,
@@ -94,6 +95,11 @@ export class StreamRaw extends RawSocket {
 
   protected override emitLookup(address: string, family: 4 | 6, host: string): void {
     this.s.emit('lookup', null, address, family, host);
+  }
+
+  /** @internal descriptor hand-off: bytes read before the detach, delivered before anything new */
+  _deliver(buf: Buffer): void {
+    if (!this.s.push(buf)) this.pause();
   }
 
   /** @internal the Duplex's operations share the endpoint's EPIPE/activity guard */
@@ -205,7 +211,7 @@ export class Socket extends Duplex {
   /** Writes like net.Socket#write; after an idle reclaim it fails with EPIPE. */
   override write(chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
     const raw = this[kRaw];
-    if (raw.reclaimed) {
+    if (raw.reclaimed || raw.flags & RAW_F_DETACHING) {
       const callback = typeof encoding === 'function' ? encoding : cb;
       const err = systemError('EPIPE', { syscall: 'write' });
       if (typeof callback === 'function') process.nextTick(callback as Callback, err);
@@ -489,6 +495,57 @@ export class Socket extends Duplex {
     return 'closed';
   }
 
+  /**
+   * Hands the connection over: waits until every byte written so far has reached the kernel, takes the connection
+   * out of this thread's loop with the bytes received and not yet read, parks it, and resolves with a token for
+   * `layer.attach()` in another worker thread of this process (or, with `broker: true`, in another process of the
+   * same app on this machine). This socket then closes ('close' without an error); the connection stays open.
+   * Writes made after the call fail with EPIPE. Rejects when the socket is not connected, is ending or closed (EPIPE
+   * once reclaimed), carries TLS in the core (EOPNOTSUPP), or belongs to no layer.
+   */
+  async detach(options: { broker?: boolean } = {}): Promise<string> {
+    const raw = this[kRaw] as StreamRaw;
+    if (options === null || typeof options !== 'object') throw invalidArg('options', 'object', options);
+    if (raw.reclaimed) throw systemError('EPIPE', { syscall: 'detach' });
+    if (raw.state !== RawState.Open || this.destroyed || this.writableEnded) {
+      throw systemError('EBADF', { syscall: 'detach', detail: 'the socket is not connected, or ending' });
+    }
+    if (raw.flags & RAW_F_DETACHING) throw systemError('EALREADY', { syscall: 'detach' });
+    const side = raw.port.handoff;
+    if (side === undefined) throw codedError(Error, 'ERR_SOCKGUARD_LAYER_CLOSED', 'The socket belongs to no layer');
+    raw.flags |= RAW_F_DETACHING;
+    raw.port.touch(raw);
+    let fd: number;
+    let unread: Buffer | null;
+    for (let turns = 0; ; turns++) {
+      // Whatever the stream or the core still holds for the peer must leave from here, in order: the new owner
+      // only gets the descriptor.
+      if (this.writableLength === 0) {
+        if (this.destroyed || raw.state !== RawState.Open) break;
+        unread = unreadBytes(this);
+        fd = raw.detachFd();
+        if (fd >= 0) break;
+        if (fd !== -16) throw statusError(fd, { syscall: 'detach', address: raw.remoteAddress, port: raw.remotePort }); // not EBUSY
+      }
+      if (this.destroyed || raw.state !== RawState.Open) break;
+      await new Promise<void>((resolve) => (turns < 64 ? setImmediate(resolve) : setTimeout(resolve, 2)));
+    }
+    if (fd! === undefined || fd < 0) {
+      raw.flags &= ~RAW_F_DETACHING;
+      throw this.errored ?? systemError('EPIPE', { syscall: 'detach', detail: 'the socket closed while it was flushing' });
+    }
+    // Closed here, not at the connection: the stream drops what it buffered (it travels with the token).
+    this.destroy();
+    return park(side, {
+      fd,
+      unread: unread!,
+      family: raw.remoteFamily ?? 4,
+      address: raw.remoteAddress ?? '',
+      port: raw.remotePort,
+      counters: [raw.bytesWritten, raw.bytesRead, raw.sendCalls, raw.recvCalls],
+    }, options.broker ? 'broker' : 'process');
+  }
+
   /** True once the layer reclaimed this socket for inactivity. */
   get reclaimed(): boolean {
     return this[kRaw].reclaimed;
@@ -522,6 +579,38 @@ interface WritableStateView {
 function fastBytes(chunk: string, encoding: unknown, ws: WritableStateView): Buffer | null {
   const enc = !encoding || typeof encoding === 'function' ? ws.defaultEncoding : encoding;
   return typeof enc === 'string' && Buffer.isEncoding(enc) ? Buffer.from(chunk, enc) : null;
+}
+
+/**
+ * Bytes the stream received and the user has not read yet, copied out of its buffer (the stream is destroyed
+ * right after, so they are neither delivered here nor lost). Strings (setEncoding) are turned back into bytes,
+ * with a partial character the decoder still holds.
+ */
+function unreadBytes(s: Duplex): Buffer | null {
+  const st = (s as unknown as {
+    _readableState: {
+      buffer: unknown;
+      bufferIndex?: number;
+      length: number;
+      encoding: BufferEncoding | null;
+      decoder: { lastNeed?: number; lastTotal?: number; lastChar?: Buffer } | null;
+    };
+  })._readableState;
+  const chunks: Buffer[] = [];
+  const add = (c: unknown) => {
+    if (typeof c === 'string') chunks.push(Buffer.from(c, st.encoding ?? 'utf8'));
+    else if (c instanceof Uint8Array) chunks.push(c as Buffer);
+  };
+  const buf = st.buffer as unknown[] | { head: { data: unknown; next: unknown } | null };
+  if (Array.isArray(buf)) {
+    for (let i = st.bufferIndex ?? 0; i < buf.length; i++) add(buf[i]);
+  } else if (buf !== null && typeof buf === 'object') {
+    for (let n = buf.head; n !== null; n = n.next as typeof n) add(n.data);
+  }
+  const d = st.decoder;
+  if (d && d.lastChar && d.lastNeed && d.lastTotal && d.lastTotal > d.lastNeed) chunks.push(Buffer.from(d.lastChar.subarray(0, d.lastTotal - d.lastNeed)));
+  if (chunks.length === 0) return null;
+  return chunks.length === 1 ? Buffer.from(chunks[0]!) : Buffer.concat(chunks);
 }
 
 function destroyNT(s: Socket, err: Error): void {

@@ -1,0 +1,100 @@
+/**
+ * Fixtures of the hand-off tests: a peer that keeps sending while connections change hands, and the code a worker
+ * thread or a child process runs to take its turn with a connection.
+ */
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { listen, type Peer } from '../helpers.js';
+
+export interface StreamPeer extends Peer {
+  /** Every byte the peer sent, in order (complete once `sent` resolves). */
+  readonly out: Buffer;
+  /** Everything the peer received so far. */
+  received(): Buffer;
+  /** Resolves once the peer has sent all its bytes. */
+  sent: Promise<void>;
+  /** Resolves once the client's FIN arrived. */
+  ended: Promise<void>;
+}
+
+/**
+ * A peer that, once one client connects, sends `total` random bytes in `chunk`-byte pieces, one piece every `everyMs`
+ * (so a hand-off happens mid-stream), then ends its side; it keeps what it receives.
+ */
+export async function streamPeer(total: number, chunk = 4096, everyMs = 1): Promise<StreamPeer> {
+  const out = randomBytes(total);
+  const got: Buffer[] = [];
+  let sentResolve!: () => void;
+  let endedResolve!: () => void;
+  const sent = new Promise<void>((r) => (sentResolve = r));
+  const ended = new Promise<void>((r) => (endedResolve = r));
+  const peer = await listen((c: net.Socket) => {
+    c.on('data', (d) => got.push(d));
+    c.on('end', () => endedResolve());
+    let off = 0;
+    const step = () => {
+      if (c.destroyed) return;
+      if (off >= total) {
+        c.end();
+        sentResolve();
+        return;
+      }
+      const n = Math.min(chunk, total - off);
+      const ok = c.write(out.subarray(off, off + n));
+      off += n;
+      if (ok) setTimeout(step, everyMs);
+      else c.once('drain', step);
+    };
+    step();
+  });
+  return Object.assign(peer, { out, received: () => Buffer.concat(got), sent, ended });
+}
+
+/**
+ * What a worker thread (workerData) or a child process (argv[2], JSON) runs: attach `token`, read until at least
+ * `take` bytes arrived (or the end), write `write`, then either detach again (the new token goes back) or, last,
+ * read to the end and end its side. Reports what it read, its counters and its layer's ledger.
+ */
+export const turnScript = `
+const input = typeof workerData === 'object' && workerData !== null ? workerData : JSON.parse(process.argv[2]);
+const send = (m) => (parentPort ? parentPort.postMessage(m) : process.send(m));
+const { SocketLayer } = await import(input.dist);
+const layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0, appId: input.app, secret: input.secret });
+const s = layer.attach(input.token);
+const got = [];
+let n = 0;
+let ended = false;
+const error = new Promise((resolve) => s.once('error', (e) => resolve(e)));
+s.on('data', (d) => { got.push(d); n += d.length; });
+s.on('end', () => { ended = true; });
+const first = await Promise.race([new Promise((r) => s.once('connect', () => r(null))), error]);
+if (first) {
+  send({ error: first.code, message: first.message });
+} else {
+  s.write(Buffer.from(input.write, 'base64'));
+  while (n < input.take && !ended) await new Promise((r) => setTimeout(r, 1));
+  let token = null;
+  if (input.last) {
+    while (!ended) await new Promise((r) => setTimeout(r, 1));
+    await new Promise((r) => s.end(r));
+  } else {
+    token = await s.detach({ broker: !!input.broker });
+  }
+  await new Promise((r) => (s.closed ? r() : s.once('close', r)));
+  const counters = s.counters;
+  await layer.close();
+  send({ token, got: Buffer.concat(got).toString('base64'), counters, usage: layer.usage() });
+}
+`;
+
+export const workerCode = `
+import { workerData, parentPort } from 'node:worker_threads';
+${turnScript}
+`;
+
+export const childCode = `
+const parentPort = null;
+const workerData = null;
+${turnScript}
+process.disconnect?.();
+`;
