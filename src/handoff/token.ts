@@ -55,8 +55,10 @@ export function decodeToken(key: Buffer, token: unknown): TokenBody | undefined 
   if (typeof token !== 'string' || token.length > TOKEN_MAX) return undefined;
   const m = SHAPE.exec(token);
   if (m === null) return undefined;
-  const given = Buffer.from(m[2]!, 'base64url');
-  const want = mac(key, PREFIX + m[1]!);
+  // Compared as text: base64 leaves slack bits in the last character, so decoding first would let several
+  // spellings of one MAC pass, and a token must have exactly one.
+  const given = Buffer.from(m[2]!, 'latin1');
+  const want = Buffer.from(mac(key, PREFIX + m[1]!).toString('base64url'), 'latin1');
   if (given.length !== want.length || !timingSafeEqual(given, want)) return undefined;
   let o: unknown;
   try {
