@@ -11,6 +11,7 @@
         "native/socket.cc",
         "native/tls.cc",
         "native/park.cc",
+        "native/pass.cc",
         "native/binding.cc"
       ],
       "include_dirs": [

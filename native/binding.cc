@@ -916,6 +916,90 @@ Napi::Value park_secret(const Napi::CallbackInfo& info) {
   return Napi::Value(env, v);
 }
 
+// ---- descriptors across processes (pass.cc) ---------------------------------------------------------------
+
+// A socket path: a string without NUL, copied into malloc'ed memory the caller frees (null when it cannot be one).
+bool path_arg(napi_env env, napi_value v, char** out) {
+  *out = nullptr;
+  if (!is_type(env, v, napi_string)) return type_error(env, "path", "of type string", v);
+  size_t len = 0;
+  napi_get_value_string_utf8(env, v, nullptr, 0, &len);
+  if (len > 4096) return true;
+  char* p = static_cast<char*>(malloc(len + 1));
+  if (!p) return true;
+  napi_get_value_string_utf8(env, v, p, len + 1, &len);
+  if (strlen(p) != len) {
+    free(p);
+    return true;
+  }
+  *out = p;
+  return true;
+}
+
+// unix_listen(path): fd | -errno
+Napi::Value unix_listen(const Napi::CallbackInfo& info) {
+  SG_ARGS(1);
+  char* path;
+  if (!path_arg(env, argv[0], &path)) return thrown();
+  int r = path ? sg::sg_unix_listen(path) : -EINVAL;
+  free(path);
+  return num(env, r);
+}
+
+// unix_connect(path, timeoutMs): fd | -errno (-EACCES: another user's socket)
+Napi::Value unix_connect(const Napi::CallbackInfo& info) {
+  SG_ARGS(2);
+  char* path;
+  uint32_t ms;
+  if (!path_arg(env, argv[0], &path)) return thrown();
+  if (!u32_arg(env, argv[1], "timeoutMs", &ms)) return free(path), thrown();
+  int r = path ? sg::sg_unix_connect(path, static_cast<int>(ms > 600000 ? 600000 : ms)) : -EINVAL;
+  free(path);
+  return num(env, r);
+}
+
+// unix_accept(fd, waitMs, timeoutMs): fd | -EAGAIN | -EACCES | -errno
+Napi::Value unix_accept(const Napi::CallbackInfo& info) {
+  SG_ARGS(3);
+  int fd;
+  uint32_t wait, ms;
+  if (!fd_arg(env, argv[0], &fd) || !u32_arg(env, argv[1], "waitMs", &wait) || !u32_arg(env, argv[2], "timeoutMs", &ms)) return thrown();
+  return num(env, sg::sg_unix_accept(fd, static_cast<int>(wait > 600000 ? 600000 : wait), static_cast<int>(ms > 600000 ? 600000 : ms)));
+}
+
+// unix_send(fd, data, passFd (-1: none)): 0 | -errno
+Napi::Value unix_send(const Napi::CallbackInfo& info) {
+  SG_ARGS(3);
+  int fd;
+  void* data = nullptr;
+  size_t len = 0;
+  int32_t pass;
+  if (!fd_arg(env, argv[0], &fd) || !view_arg(env, argv[1], "data", &data, &len) || !i32_arg(env, argv[2], "passFd", &pass)) return thrown();
+  if (len > sg::SG_PASS_MAX) return num(env, -EMSGSIZE);
+  return num(env, sg::sg_unix_send(fd, static_cast<const char*>(data), static_cast<uint32_t>(len), pass < 0 ? -1 : pass));
+}
+
+// unix_recv(fd): [data: Buffer, fd | -1] | -errno. A descriptor received is the caller's to close.
+Napi::Value unix_recv(const Napi::CallbackInfo& info) {
+  SG_ARGS(1);
+  int fd;
+  if (!fd_arg(env, argv[0], &fd)) return thrown();
+  char* data = nullptr;
+  uint32_t len = 0;
+  int got = -1;
+  int r = sg::sg_unix_recv(fd, &data, &len, &got);
+  if (r < 0) return num(env, r);
+  napi_value arr, v;
+  napi_create_array_with_length(env, 2, &arr);
+  void* out = nullptr;
+  if (napi_create_buffer_copy(env, len, len ? data : "", &out, &v) != napi_ok) napi_get_null(env, &v);
+  napi_set_element(env, arr, 0, v);
+  napi_create_int32(env, got, &v);
+  napi_set_element(env, arr, 1, v);
+  free(data);
+  return Napi::Value(env, arr);
+}
+
 #undef SG_ARGS
 
 void set(napi_env env, napi_value o, const char* key, double v) {
@@ -1026,6 +1110,11 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   SG_EXPORT(park_sweep);
   SG_EXPORT(park_count);
   SG_EXPORT(park_secret);
+  SG_EXPORT(unix_listen);
+  SG_EXPORT(unix_connect);
+  SG_EXPORT(unix_accept);
+  SG_EXPORT(unix_send);
+  SG_EXPORT(unix_recv);
   SG_EXPORT(tls_available);
   SG_EXPORT(tls_context);
   SG_EXPORT(tls_start);

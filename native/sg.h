@@ -7,6 +7,7 @@
 //   tls.cc          optional TLS on a socket: OpenSSL (the one the host runtime exports, found at run time)
 //                   between the socket's queue and the kernel, so encrypted bytes never cross into JS
 //   park.cc         parked connections (descriptor hand-off): a process-wide table every thread can take from
+//   pass.cc         descriptors across processes: SCM_RIGHTS over a Unix socket, peer credentials checked
 //   loop.cc         one loop per N-API environment: the poll set, the shared receive slab, the event records
 //                   and the JS dispatch, driven by one of two backends chosen when the loop is created:
 //                     uv      (Node's default) uv handles on the environment's libuv loop watch the set and
@@ -307,6 +308,24 @@ int sg_park_sweep();
 uint32_t sg_park_count();
 // The process's default token key: the first candidate offered wins, every later caller gets the same bytes.
 const unsigned char* sg_park_secret(const unsigned char* candidate);
+
+// ---------------------------------------------------------------------------------------------------------
+// descriptors across processes (pass.cc): the local broker's Unix socket
+
+// Largest message: a parked connection's unread bytes plus its description.
+constexpr uint32_t SG_PASS_MAX = 64 * 1024 * 1024;
+
+// A listening Unix stream socket at `path`, mode 0600 before it listens. fd or -errno.
+int sg_unix_listen(const char* path);
+// Connects to `path`; sends and receives time out after timeout_ms. -EACCES when another user listens there.
+int sg_unix_connect(const char* path, int timeout_ms);
+// Waits up to wait_ms for a connection: fd, -EAGAIN (none came), -EACCES (another user's process: refused and
+// closed) or -errno.
+int sg_unix_accept(int lfd, int wait_ms, int timeout_ms);
+// One message: `n` bytes, with pass_fd (>= 0) riding along. 0 or -errno.
+int sg_unix_send(int fd, const char* p, uint32_t n, int pass_fd);
+// One message (malloc'ed into *out) and the descriptor that came with it (-1 when none). 0 or -errno.
+int sg_unix_recv(int fd, char** out, uint32_t* len, int* got_fd);
 
 // ---------------------------------------------------------------------------------------------------------
 // TLS (tls.cc). OpenSSL is taken from the host process (Node exports its own); where it is absent every call

@@ -112,6 +112,15 @@ export interface NativeBinding {
   park_close(key: string): number;
   park_sweep(): number;
   park_count(): number;
+  /**
+   * The local broker's Unix socket (blocking calls bounded by timeouts): messages framed by length, a descriptor
+   * riding along. Both ends refuse another user's process (-EACCES). A received descriptor is the caller's.
+   */
+  unix_listen(path: string): number;
+  unix_connect(path: string, timeoutMs: number): number;
+  unix_accept(fd: number, waitMs: number, timeoutMs: number): number;
+  unix_send(fd: number, data: ArrayBufferView, passFd: number): number;
+  unix_recv(fd: number): [data: Buffer, fd: number] | number;
   /** The process's default token key: the first 32-byte candidate any thread offered. */
   park_secret(candidate: ArrayBufferView): Buffer;
   socket_name(id: number, peer: boolean): [family: 4 | 6, address: string, port: number] | number;
