@@ -23,6 +23,7 @@ export const EXIT_INVALID = 2;
 
 export const USAGE = `Usage: sockguard check HOST:PORT [--policy FILE] [--json]
        sockguard --version
+       sockguard broker [--linger MS]
 
 Evaluates a destination against sockguard's egress policy without connecting to it.
 
@@ -33,7 +34,12 @@ Evaluates a destination against sockguard's egress policy without connecting to 
   -h, --help       show this help
   --version        print sockguard's version
 
-Exit status: 0 allowed, 1 denied, 2 no verdict (usage error, invalid host, port or policy file, or the
+broker           holds parked connections (socket.detach({ broker: true })) for the processes of this
+                 user, on the Unix socket $SOCKGUARD_BROKER (default sockguard-<uid>.sock in
+                 $XDG_RUNTIME_DIR or the temporary directory); runs until killed, or with --linger
+                 until nothing has been parked for MS milliseconds. Started on first need otherwise.
+
+Exit status of check: 0 allowed, 1 denied, 2 no verdict (usage error, invalid host, port or policy file, or the
 name could not be resolved).
 `;
 
@@ -127,6 +133,7 @@ function toJson(v: Vetted, port: number, production: ProductionVerdict | undefin
  * Runs the CLI with `argv` (without node and script) and returns the exit status; never exits the process.
  */
 export async function main(argv: readonly string[], io: CliIO = defaultIO()): Promise<number> {
+  if (argv[0] === 'broker' && !argv.includes('--help') && !argv.includes('-h')) return broker(argv.slice(1), io);
   let args: Args | 'help' | 'version';
   try {
     args = parseArgs(argv);
@@ -171,6 +178,30 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO()): Pr
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
+}
+
+/** `sockguard broker [--linger MS]`: serves until killed (or until idle that long), then exits 0. */
+async function broker(argv: readonly string[], io: CliIO): Promise<number> {
+  let linger = 0;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const v = argv[i + 1];
+    if (a === '--linger' && v !== undefined && /^\d+$/.test(v)) {
+      linger = Number(v);
+      i++;
+    } else {
+      io.stderr(`sockguard: unexpected argument ${JSON.stringify(a)}\n\n${USAGE}`);
+      return EXIT_INVALID;
+    }
+  }
+  const { brokerPath, runBroker } = await import('./handoff/broker.js');
+  try {
+    runBroker(brokerPath(io.env ?? process.env), linger, (line) => io.stderr(`${line}\n`));
+  } catch (err) {
+    io.stderr(`sockguard: ${(err as Error).message}\n`);
+    return EXIT_INVALID;
+  }
+  return EXIT_ALLOWED;
 }
 
 function defaultIO(): CliIO {

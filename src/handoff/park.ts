@@ -9,6 +9,7 @@ import { statusError, systemError } from '../errors.js';
 import { getLoop } from '../core/loop.js';
 import { native } from '../core/native.js';
 import type { HandoffSide } from '../service/port.js';
+import { brokerPark, brokerTake } from './broker.js';
 import { decodeToken, encodeToken, type ParkScope, type TokenBody } from './token.js';
 
 let processKey: Buffer | undefined;
@@ -28,19 +29,6 @@ export interface Departing {
   counters: [number, number, number, number];
 }
 
-/** How a parked connection is taken by an attach (set by the broker module, which the park must not import). */
-export interface BrokerClient {
-  park(key: string, d: Departing, idleMs: number, appKey: Buffer): Promise<void>;
-  take(key: string, appKey: Buffer): Promise<{ fd: number; unread: Buffer | null }>;
-}
-
-let broker: BrokerClient | undefined;
-
-/** @internal the broker module registers itself on import */
-export function provideBroker(client: BrokerClient): void {
-  broker = client;
-}
-
 /**
  * Parks `d` (the descriptor is the park's from here on, even on failure: it is closed then) and returns the token.
  */
@@ -49,11 +37,7 @@ export async function park(side: HandoffSide, d: Departing, scope: ParkScope): P
   const appKey = side.key();
   const idle = side.idleTimeoutMs;
   if (scope === 'broker') {
-    if (broker === undefined) {
-      closeSync(d.fd);
-      throw systemError('EPROTONOSUPPORT', { syscall: 'detach', detail: 'no broker client is loaded' });
-    }
-    await broker.park(key, d, idle, appKey);
+    await brokerPark(key, d.fd, d.unread, idle, appKey);
   } else {
     const nat = getLoop().nat;
     const r = nat.park_put(key, d.fd, d.unread, idle);
@@ -102,8 +86,7 @@ export function verify(side: HandoffSide, token: string): TokenBody | Error {
 /** Takes the parked connection a verified token names; EPIPE when it is no longer parked. */
 export function take(side: HandoffSide, body: TokenBody): { fd: number; unread: Buffer | null } | Error | Promise<{ fd: number; unread: Buffer | null }> {
   if (body.scope === 'broker') {
-    if (broker === undefined) return systemError('EPROTONOSUPPORT', { syscall: 'attach', detail: 'no broker client is loaded' });
-    return broker.take(body.key, side.key());
+    return brokerTake(body.key, side.key());
   }
   if (body.pid !== process.pid) {
     return systemError('EPIPE', {

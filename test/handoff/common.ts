@@ -51,13 +51,13 @@ export async function streamPeer(total: number, chunk = 4096, everyMs = 1): Prom
 }
 
 /**
- * What a worker thread (workerData) or a child process (argv[2], JSON) runs: attach `token`, read until at least
+ * What a worker thread (workerData) or a child process (its first IPC message) runs: attach `token`, read until at least
  * `take` bytes arrived (or the end), write `write`, then either detach again (the new token goes back) or, last,
  * read to the end and end its side. Reports what it read, its counters and its layer's ledger.
  */
 export const turnScript = `
-const input = typeof workerData === 'object' && workerData !== null ? workerData : JSON.parse(process.argv[2]);
-const send = (m) => (parentPort ? parentPort.postMessage(m) : process.send(m));
+const input = typeof workerData === 'object' && workerData !== null ? workerData : await new Promise((r) => process.once('message', r));
+const send = (m) => new Promise((r) => (parentPort ? r(parentPort.postMessage(m)) : process.send(m, r)));
 const { SocketLayer } = await import(input.dist);
 const layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0, appId: input.app, secret: input.secret });
 const s = layer.attach(input.token);
@@ -69,7 +69,7 @@ s.on('data', (d) => { got.push(d); n += d.length; });
 s.on('end', () => { ended = true; });
 const first = await Promise.race([new Promise((r) => s.once('connect', () => r(null))), error]);
 if (first) {
-  send({ error: first.code, message: first.message });
+  await send({ error: first.code, message: first.message });
 } else {
   s.write(Buffer.from(input.write, 'base64'));
   while (n < input.take && !ended) await new Promise((r) => setTimeout(r, 1));
@@ -83,7 +83,7 @@ if (first) {
   await new Promise((r) => (s.closed ? r() : s.once('close', r)));
   const counters = s.counters;
   await layer.close();
-  send({ token, got: Buffer.concat(got).toString('base64'), counters, usage: layer.usage() });
+  await send({ token, got: Buffer.concat(got).toString('base64'), counters, usage: layer.usage() });
 }
 `;
 

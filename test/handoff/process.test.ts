@@ -1,0 +1,245 @@
+/**
+ * Descriptor hand-off across processes through the local broker: a connection detached with { broker: true } in
+ * one process is attached in another, mid-stream, also after the detaching process has exited; refusals; the
+ * broker's own descriptors; the broker killed with connections parked.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { SocketLayer } from '../../src/index.js';
+import { getLoop } from '../../src/core/loop.js';
+import { brokerStats } from '../../src/handoff/broker.js';
+import type { Socket } from '../../src/tcp/socket.js';
+import { distPath, echoServer, errorOf, fdCount, sha256, until } from '../helpers.js';
+import { childCode, streamPeer } from './common.js';
+
+const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+const secret = 'process-handoff-secret';
+const app = 'app-p';
+const brokerFile = join(tmpdir(), `sg-broker-test-${process.pid}-${randomBytes(4).toString('hex')}.sock`);
+const savedEnv = process.env.SOCKGUARD_BROKER;
+let broker: ChildProcess | undefined;
+let layer: SocketLayer;
+
+async function startBroker(): Promise<void> {
+  broker = spawn(process.execPath, [cli, 'broker'], { stdio: 'ignore', env: { ...process.env, SOCKGUARD_BROKER: brokerFile } });
+  const started = Date.now();
+  for (;;) {
+    try {
+      await brokerStats(brokerFile);
+      return;
+    } catch {
+      if (Date.now() - started > 5000) throw new Error('broker did not start');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+async function stopBroker(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const b = broker;
+  broker = undefined;
+  if (!b || b.exitCode !== null || b.signalCode !== null) return;
+  const gone = new Promise((r) => b.once('exit', r));
+  b.kill(signal);
+  await gone;
+}
+
+beforeAll(async () => {
+  process.env.SOCKGUARD_BROKER = brokerFile;
+  await startBroker();
+});
+afterAll(async () => {
+  await stopBroker();
+  if (savedEnv === undefined) delete process.env.SOCKGUARD_BROKER;
+  else process.env.SOCKGUARD_BROKER = savedEnv;
+});
+beforeEach(() => {
+  layer = new SocketLayer({ policy: 'development', idleTimeoutMs: 0, appId: app, secret });
+  getLoop();
+});
+afterEach(() => layer.close());
+
+const connected = (s: Socket) => new Promise<void>((resolve, reject) => {
+  s.once('connect', resolve);
+  s.once('error', reject);
+});
+
+interface Turn {
+  token: string | null;
+  got: string;
+  counters: { bytesSent: number; bytesReceived: number };
+  usage: { bytesSent: number; bytesReceived: number };
+  error?: string;
+  message?: string;
+}
+
+/** One process's turn with the connection (test/handoff/common.ts); resolves with its report once it exited. */
+function turn(input: Record<string, unknown>): Promise<Turn> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', childCode], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, SOCKGUARD_BROKER: brokerFile },
+  });
+  child.send({ dist: distPath, app, secret, write: '', take: 0, ...input });
+  return new Promise((resolve, reject) => {
+    let report: Turn | undefined;
+    child.on('message', (m) => (report = m as Turn));
+    child.on('error', reject);
+    child.on('exit', (code) => (report ? resolve(report) : reject(new Error(`child exited with ${code} and no report`))));
+  });
+}
+
+describe('across processes', () => {
+  test('mid-stream while the peer keeps sending: this process → a process that exits → another, checksums both ways', async () => {
+    const total = 2 * 1024 * 1024;
+    const peer = await streamPeer(total, 8192, 1);
+    const before = fdCount();
+    const brokerBefore = await brokerStats(brokerFile);
+    try {
+      const writes = [randomBytes(200_000), randomBytes(150_000), randomBytes(100_000)];
+      const s = layer.connect(peer.port, '127.0.0.1');
+      await connected(s);
+      const got: Buffer[] = [];
+      let n = 0;
+      s.on('data', (d) => {
+        got.push(d);
+        n += d.length;
+      });
+      s.write(writes[0]);
+      await until(() => n >= 128 * 1024, 10000, 'first part');
+      const token = await s.detach({ broker: true });
+      expect((await brokerStats(brokerFile)).parked).toBe(brokerBefore.parked + 1);
+      // The detaching process has exited by the time the next one attaches.
+      const first = await turn({ token, write: writes[1]!.toString('base64'), take: 700 * 1024, broker: true });
+      expect(first.error).toBeUndefined();
+      // Parked while nobody holds it: the peer keeps sending, and all of it must come out in order.
+      await new Promise((r) => setTimeout(r, 100));
+      const last = await turn({ token: first.token, write: writes[2]!.toString('base64'), take: total, last: true });
+      expect(last.error).toBeUndefined();
+      await peer.ended;
+      const received = Buffer.concat([Buffer.concat(got), Buffer.from(first.got, 'base64'), Buffer.from(last.got, 'base64')]);
+      expect(received.length).toBe(total);
+      expect(sha256(received)).toBe(sha256(peer.out));
+      expect(sha256(peer.received())).toBe(sha256(...writes));
+      const sent = writes.reduce((a, b) => a + b.length, 0);
+      expect(last.counters).toMatchObject({ bytesSent: sent, bytesReceived: total });
+      const usages = [layer.usage(), first.usage, last.usage];
+      expect(usages.reduce((a, u) => a + u.bytesSent, 0)).toBe(sent);
+      expect(usages.reduce((a, u) => a + u.bytesReceived, 0)).toBe(total);
+      await until(() => peer.connections.size === 0, 5000, 'connection closed');
+      await until(() => fdCount() <= before, 5000, 'descriptors back to baseline here');
+      const after = await brokerStats(brokerFile);
+      expect(after.parked).toBe(brokerBefore.parked);
+      expect(after.fds).toBe(brokerBefore.fds);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test("refusals: another app, another key, a process-local token, a second attach; the broker's file is private", async () => {
+    const peer = await echoServer();
+    try {
+      expect(statSync(brokerFile).mode & 0o777).toBe(0o600);
+      const s = layer.connect(peer.port, '127.0.0.1');
+      await connected(s);
+      const token = await s.detach({ broker: true });
+      expect(await turn({ token, app: 'other-app' })).toMatchObject({ error: 'EACCES' });
+      expect(await turn({ token, secret: 'not the key' })).toMatchObject({ error: 'EACCES' });
+      expect(await turn({ token, secret: undefined })).toMatchObject({ error: 'EACCES' });
+      // Attached once, in another process; a second attach anywhere is EPIPE.
+      const ok = await turn({ token, take: 0, broker: true });
+      expect(ok.error).toBeUndefined();
+      expect(await turn({ token })).toMatchObject({ error: 'EPIPE' });
+      // A connection parked in this process's own table cannot be reached from another process.
+      const s2 = layer.connect(peer.port, '127.0.0.1');
+      await connected(s2);
+      const local = await s2.detach();
+      expect(await turn({ token: local })).toMatchObject({ error: 'EPIPE' });
+      const t = layer.attach(local);
+      await connected(t);
+      t.destroy();
+      // ok.token was parked again by that process (broker): take it back here and close it.
+      const back = layer.attach(ok.token!);
+      await connected(back);
+      back.destroy();
+      expect((await brokerStats(brokerFile)).parked).toBe(0);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('parked with the broker, reclaimed by the idle rule of the layer that parked it', async () => {
+    const peer = await echoServer();
+    const short = new SocketLayer({ policy: 'development', idleTimeoutMs: 200, appId: app, secret });
+    try {
+      const s = short.connect(peer.port, '127.0.0.1');
+      await connected(s);
+      const token = await s.detach({ broker: true });
+      await until(() => peer.connections.size === 0, 5000, 'the broker closes the idle connection');
+      expect(await errorOf(layer.attach(token))).toMatchObject({ code: 'EPIPE' });
+    } finally {
+      await short.close();
+      await peer.close();
+    }
+  });
+
+  test('the broker killed with connections parked: attach fails with ECONNREFUSED, no descriptor left anywhere', async () => {
+    const peer = await echoServer();
+    const before = fdCount();
+    const parkedBefore = (await brokerStats(brokerFile)).parked;
+    try {
+      const tokens: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const s = layer.connect(peer.port, '127.0.0.1');
+        await connected(s);
+        tokens.push(await s.detach({ broker: true }));
+      }
+      expect((await brokerStats(brokerFile)).parked).toBe(parkedBefore + 3);
+      await stopBroker('SIGKILL');
+      // The kernel closed what the broker held: the peer sees every connection end.
+      await until(() => peer.connections.size === 0, 5000, 'parked connections closed with the broker');
+      for (const token of tokens) {
+        const err = await errorOf(layer.attach(token));
+        expect(err.code).toBe('ECONNREFUSED');
+        expect(err.message).toMatch(/broker/);
+      }
+      await until(() => fdCount() <= before, 5000, 'descriptors back to baseline');
+      expect(layer.size).toBe(0);
+    } finally {
+      await peer.close();
+      await startBroker();
+    }
+  });
+
+  test('a broker is started on first need when none listens', async () => {
+    const peer = await echoServer();
+    const path = join(tmpdir(), `sg-broker-auto-${process.pid}-${randomBytes(4).toString('hex')}.sock`);
+    process.env.SOCKGUARD_BROKER = path;
+    try {
+      const s = layer.connect(peer.port, '127.0.0.1');
+      await connected(s);
+      const token = await s.detach({ broker: true });
+      const stats = await brokerStats(path);
+      expect(stats.parked).toBe(1);
+      const t = layer.attach(token);
+      await connected(t);
+      t.destroy();
+      process.kill(stats.pid, 'SIGTERM');
+      await until(() => {
+        try {
+          process.kill(stats.pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      }, 5000, 'broker gone');
+    } finally {
+      process.env.SOCKGUARD_BROKER = brokerFile;
+      await peer.close();
+      if (existsSync(path)) (await import('node:fs')).unlinkSync(path);
+    }
+  });
+});
