@@ -1,9 +1,30 @@
 /**
  * `npm start`: a tour on a local echo server. Shows policy verdicts for the spellings an attacker would try,
- * a denied connection, traffic through an allowed one, and the per-socket and per-app meters.
+ * a denied connection, traffic through an allowed one, the per-socket and per-app meters, and the connection handed
+ * to a worker thread, which keeps echoing on it.
  */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { SocketLayer } from './index.js';
+
+// The worker's half of the hand-off: attach the token, echo a few more messages, end the connection.
+const workerSource = `
+import { parentPort, workerData } from 'node:worker_threads';
+const { SocketLayer } = await import(workerData.index);
+const layer = new SocketLayer({ appId: 'demo', secret: workerData.secret, policy: workerData.policy });
+const s = layer.attach(workerData.token);
+await new Promise((resolve, reject) => { s.once('connect', resolve); s.once('error', reject); });
+let got = 0;
+const done = new Promise((resolve) => s.on('data', (d) => { got += d.length; if (got === 1000 * 64) resolve(); }));
+for (let i = 0; i < 1000; i++) s.write(Buffer.alloc(64, 'y'));
+await done;
+const counters = s.counters;
+s.end();
+await new Promise((resolve) => s.once('close', resolve));
+parentPort.postMessage({ counters, usage: layer.usage() });
+await layer.close();
+`;
 
 const line = (s = '') => process.stdout.write(`${s}\n`);
 
@@ -13,13 +34,13 @@ async function main(): Promise<void> {
   const port = (server.address() as net.AddressInfo).port;
 
   // Production rules, plus one operator rule opening exactly this demo server (loopback is denied otherwise).
-  const layer = new SocketLayer({
-    appId: 'demo',
-    policy: {
-      version: 1,
-      allow: [{ cidr: '127.0.0.1/32', ports: [port], openSpecialPurpose: true, comment: 'the demo echo server' }],
-    },
-  });
+  const policy = {
+    version: 1,
+    allow: [{ cidr: '127.0.0.1/32', ports: [port], openSpecialPurpose: true, comment: 'the demo echo server' }],
+  };
+  // Threads that hand connections to each other share the app's key.
+  const secret = randomBytes(32).toString('hex');
+  const layer = new SocketLayer({ appId: 'demo', policy, secret });
 
   line('sockguard demo: production policy, one operator rule for the local echo server');
   line();
@@ -70,8 +91,19 @@ async function main(): Promise<void> {
   line(`echoed ${messages} x 64 B messages through 127.0.0.1:${port} in ${ms.toFixed(1)} ms`);
   const c = socket.counters;
   line(`socket counters: sent ${c.bytesSent} B in ${c.sendCalls} send calls, received ${c.bytesReceived} B in ${c.receiveCalls} receive calls`);
-  socket.end();
-  await new Promise((resolve) => socket.once('close', resolve));
+  line();
+
+  // Hand-off: the main thread detaches the live connection, a worker thread attaches it and keeps echoing.
+  const token = await socket.detach();
+  line(`detached in the main thread: token of ${token.length} characters; the connection stays open`);
+  const worker = new Worker(workerSource, { eval: true, workerData: { index: new URL('./index.js', import.meta.url).href, secret, policy, token } });
+  const report = await new Promise<{ counters: typeof c; usage: { bytesSent: number; bytesReceived: number } }>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  const w = report.counters;
+  line(`attached in a worker, echoed 1000 x 64 B more; counters continue: sent ${w.bytesSent} B, received ${w.bytesReceived} B`);
+  line(`the worker's layer billed ${report.usage.bytesSent + report.usage.bytesReceived} B, only what moved there`);
 
   const u = layer.usage();
   line(
