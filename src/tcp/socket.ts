@@ -501,7 +501,7 @@ export class Socket extends Duplex {
    * `layer.attach()` in another worker thread of this process (or, with `broker: true`, in another process of the
    * same app on this machine). This socket then closes ('close' without an error); the connection stays open.
    * Writes made after the call fail with EPIPE. Rejects when the socket is not connected, is ending or closed (EPIPE
-   * once reclaimed), carries TLS in the core (EOPNOTSUPP), or belongs to no layer.
+   * once reclaimed), carries TLS in the core (ENOTSUP), or belongs to no layer.
    */
   async detach(options: { broker?: boolean } = {}): Promise<string> {
     const raw = this[kRaw] as StreamRaw;
@@ -525,7 +525,11 @@ export class Socket extends Duplex {
         unread = unreadBytes(this);
         fd = raw.detachFd();
         if (fd >= 0) break;
-        if (fd !== -16) throw statusError(fd, { syscall: 'detach', address: raw.remoteAddress, port: raw.remotePort }); // not EBUSY
+        if (fd !== -16) {
+          // Not EBUSY: the core refuses this socket (TLS in the core). It stays as it was, writable again.
+          raw.flags &= ~RAW_F_DETACHING;
+          throw statusError(fd, { syscall: 'detach', address: raw.remoteAddress, port: raw.remotePort });
+        }
       }
       if (this.destroyed || raw.state !== RawState.Open) break;
       await new Promise<void>((resolve) => (turns < 64 ? setImmediate(resolve) : setTimeout(resolve, 2)));

@@ -152,6 +152,30 @@ describe('within one thread', () => {
   });
 });
 
+test('a socket with TLS in the core cannot be detached (ENOTSUP) and carries on as it was', async () => {
+  const { readFileSync } = await import('node:fs');
+  const tls = await import('node:tls');
+  const { TlsSocket } = await import('../../src/index.js');
+  const key = readFileSync(new URL('../fixtures/key.pem', import.meta.url));
+  const cert = readFileSync(new URL('../fixtures/cert.pem', import.meta.url));
+  const server = tls.createServer({ key, cert }, (c) => c.pipe(c));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const s = layer.connect({ host: '127.0.0.1', port: (server.address() as import('node:net').AddressInfo).port, tls: { ca: cert } });
+    if (!(s instanceof TlsSocket)) return; // no OpenSSL for the core in this runtime: nothing to refuse
+    await new Promise<void>((resolve, reject) => (s.once('secureConnect', resolve), s.once('error', reject)));
+    await expect(s.detach()).rejects.toMatchObject({ code: 'ENOTSUP' });
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
+    s.write('still here');
+    await until(() => Buffer.concat(got).toString() === 'still here', 5000, 'echo after the refused detach');
+    expect(parked()).toBe(0);
+    s.destroy();
+  } finally {
+    server.close();
+  }
+});
+
 describe('refusals', () => {
   async function parkedToken(): Promise<{ token: string; close(): Promise<void> }> {
     const peer = await echoServer();
