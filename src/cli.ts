@@ -196,7 +196,7 @@ async function broker(argv: readonly string[], io: CliIO): Promise<number> {
   }
   const { brokerPath, runBroker } = await import('./handoff/broker.js');
   try {
-    runBroker(brokerPath(io.env ?? process.env), linger, (line) => io.stderr(`${line}\n`));
+    await runBroker(brokerPath(io.env ?? process.env), linger, (line) => io.stderr(`${line}\n`));
   } catch (err) {
     io.stderr(`sockguard: ${(err as Error).message}\n`);
     return EXIT_INVALID;

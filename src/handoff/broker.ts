@@ -181,10 +181,11 @@ function openFds(): number {
 }
 
 /**
- * Runs the broker in this process until `lingerMs` pass with nothing parked (0: until killed). Synchronous: the
- * process does nothing else, and every request is answered before the next is accepted.
+ * Runs the broker in this process until `lingerMs` pass with nothing parked (0: until SIGTERM or SIGINT). Every
+ * request is answered before the next is accepted; between them the event loop turns, so a signal ends it
+ * cleanly (the parked connections closed, the socket file removed).
  */
-export function runBroker(path = brokerPath(), lingerMs = 0, log: (line: string) => void = () => {}): void {
+export async function runBroker(path = brokerPath(), lingerMs = 0, log: (line: string) => void = () => {}): Promise<void> {
   const nat = native();
   let lfd = nat.unix_listen(path);
   if (lfd === -98 /* EADDRINUSE */) {
@@ -203,37 +204,47 @@ export function runBroker(path = brokerPath(), lingerMs = 0, log: (line: string)
   log(`sockguard broker listening on ${path} (pid ${process.pid})`);
   const parked = new Map<string, Entry>();
   let idleSince = Date.now();
-  const cleanup = () => {
+  let stop = false;
+  const onSignal = () => {
+    stop = true;
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    while (!stop) {
+      const now = Date.now();
+      // Short waits: a signal is noticed within one.
+      let next = 200;
+      for (const [key, e] of parked) {
+        if (e.deadline !== 0 && e.deadline <= now) {
+          // The idle rule of the app that parked it.
+          closeSync(e.fd);
+          parked.delete(key);
+        } else if (e.deadline !== 0) next = Math.min(next, e.deadline - now);
+      }
+      if (parked.size > 0) idleSince = now;
+      else if (lingerMs > 0 && now - idleSince >= lingerMs) break;
+      const conn = nat.unix_accept(lfd, Math.max(1, next), REQUEST_TIMEOUT_MS);
+      if (conn >= 0) {
+        try {
+          serve(nat, conn, parked);
+        } finally {
+          closeSync(conn);
+        }
+        continue; // the next request may already wait: take it before yielding
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
     for (const e of parked.values()) closeSync(e.fd);
     parked.clear();
+    closeSync(lfd);
     try {
       unlinkSync(path);
     } catch {}
-  };
-  process.once('exit', cleanup);
-  for (;;) {
-    const now = Date.now();
-    let next = 1000;
-    for (const [key, e] of parked) {
-      if (e.deadline !== 0 && e.deadline <= now) {
-        // The idle rule of the app that parked it.
-        closeSync(e.fd);
-        parked.delete(key);
-      } else if (e.deadline !== 0) next = Math.min(next, e.deadline - now);
-    }
-    if (parked.size > 0) idleSince = now;
-    else if (lingerMs > 0 && now - idleSince >= lingerMs) break;
-    const conn = nat.unix_accept(lfd, Math.max(1, next), REQUEST_TIMEOUT_MS);
-    if (conn < 0) continue; // nothing came, or another user's process (refused)
-    try {
-      serve(nat, conn, parked);
-    } finally {
-      closeSync(conn);
-    }
   }
-  process.removeListener('exit', cleanup);
-  cleanup();
-  closeSync(lfd);
 }
 
 function serve(nat: NativeBinding, conn: number, parked: Map<string, Entry>): void {

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,6 +54,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await stopBroker();
+  if (existsSync(brokerFile)) unlinkSync(brokerFile);
   if (savedEnv === undefined) delete process.env.SOCKGUARD_BROKER;
   else process.env.SOCKGUARD_BROKER = savedEnv;
 });
@@ -210,7 +211,7 @@ describe('across processes', () => {
       expect(layer.size).toBe(0);
     } finally {
       await peer.close();
-      await startBroker();
+      if (broker === undefined) await startBroker();
     }
   });
 
@@ -236,10 +237,12 @@ describe('across processes', () => {
           return true;
         }
       }, 5000, 'broker gone');
+      // Ended by a signal, it removed its socket file.
+      expect(existsSync(path)).toBe(false);
     } finally {
       process.env.SOCKGUARD_BROKER = brokerFile;
       await peer.close();
-      if (existsSync(path)) (await import('node:fs')).unlinkSync(path);
+      if (existsSync(path)) unlinkSync(path);
     }
   });
 });
