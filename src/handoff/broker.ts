@@ -23,8 +23,8 @@ import { native, type NativeBinding } from '../core/native.js';
 
 /** Send/receive timeout of one request: the broker answers at once; a broker that does not is as good as gone. */
 const REQUEST_TIMEOUT_MS = 5000;
-/** How long a process waits for a broker it started to listen. */
-const START_TIMEOUT_MS = 5000;
+/** How long a process waits for a broker it started to listen (a cold Node start on a busy machine is slow). */
+const START_TIMEOUT_MS = 20_000;
 /** An on-demand broker leaves after this long with nothing parked. */
 export const DEFAULT_LINGER_MS = 60_000;
 
