@@ -180,6 +180,8 @@ describe('across processes', { timeout: 120_000 }, () => {
     try {
       const s = short.connect(peer.port, '127.0.0.1');
       await connected(s);
+      // The peer's side of the connection must exist before "it is gone" can mean the broker closed it.
+      await until(() => peer.connections.size === 1, 5000, 'the peer accepted the connection');
       const token = await s.detach({ broker: true });
       await until(() => peer.connections.size === 0, 5000, 'the broker closes the idle connection');
       expect(await errorOf(layer.attach(token))).toMatchObject({ code: 'EPIPE' });
@@ -201,6 +203,7 @@ describe('across processes', { timeout: 120_000 }, () => {
         tokens.push(await s.detach({ broker: true }));
       }
       expect((await brokerStats(brokerFile)).parked).toBe(parkedBefore + 3);
+      await until(() => peer.connections.size === 3, 5000, 'the peer accepted the three connections');
       await stopBroker('SIGKILL');
       // The kernel closed what the broker held: the peer sees every connection end.
       await until(() => peer.connections.size === 0, 5000, 'parked connections closed with the broker');
