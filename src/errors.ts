@@ -15,15 +15,22 @@ export interface SystemErrorFields {
   detail?: string;
 }
 
-export interface SockguardSystemError extends Error {
-  code: string;
-  errno: number;
-  syscall: string;
-  address?: string;
-  port?: number;
-  rule?: string;
-  resource?: string;
-  window?: string;
+/**
+ * A Node-shaped system error (`ECONNREFUSED`, `EPIPE`, `EACCES` for a policy denial with its `rule`, ...): the
+ * fields of Node's own, so code written for `net` reads it unchanged, and a class so `instanceof` tells it apart.
+ */
+export class SockguardSystemError extends Error {
+  declare code: string;
+  /** Negative, as in Node's own errors (`-111` for ECONNREFUSED). */
+  declare errno: number;
+  declare syscall: string;
+  declare address?: string;
+  declare port?: number;
+  /** The policy rule that denied the destination (`'private'`, `'loopback'`, an operator's rule, ...). */
+  declare rule?: string;
+  declare reason?: string;
+  declare resource?: string;
+  declare window?: string;
 }
 
 const errnoByName: Record<string, number> = osConstants.errno as unknown as Record<string, number>;
@@ -50,7 +57,7 @@ export function systemError(code: string, fields: SystemErrorFields): SockguardS
     message += fields.port !== undefined && fields.port !== 0 ? ` ${fields.address}:${fields.port}` : ` ${fields.address}`;
   }
   if (fields.detail) message += ` (${fields.detail})`;
-  const err = new Error(message) as SockguardSystemError;
+  const err = new SockguardSystemError(message);
   err.code = code;
   err.errno = errno === undefined ? -5 : -errno;
   err.syscall = fields.syscall;
@@ -105,9 +112,26 @@ export const codes = {
 
 export type SockguardCode = (typeof codes)[keyof typeof codes];
 
-/** A library error: `TypeError`, `RangeError` or `Error` with one of sockguard's codes. */
-export interface SockguardError extends Error {
-  code: SockguardCode;
+const LIBRARY_CODES: ReadonlySet<string> = new Set(Object.values(codes));
+
+/**
+ * An error sockguard raises for its own reasons, with one of the {@link codes}. Argument and option errors stay
+ * `TypeError`/`RangeError`/`SyntaxError` as in Node, and `instanceof SockguardError` is true for them too: the
+ * test is the code, so every library error answers it whatever its built-in class.
+ */
+export class SockguardError extends Error {
+  declare code: SockguardCode;
+  constructor(code: SockguardCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    if (this !== SockguardError || !(value instanceof Error)) return false;
+    const code = (value as { code?: unknown }).code;
+    return typeof code === 'string' && LIBRARY_CODES.has(code);
+  }
 }
 
 /**
@@ -134,6 +158,7 @@ type ErrorCtor = new (message: string) => Error;
 
 /** A `TypeError`/`RangeError`/`Error` carrying a stable `code`, like Node's `ERR_INVALID_ARG_TYPE`. */
 export function codedError<T extends ErrorCtor>(Ctor: T, code: string, message: string): InstanceType<T> & { code: string } {
+  if ((Ctor as unknown) === Error && LIBRARY_CODES.has(code)) return new SockguardError(code as SockguardCode, message) as InstanceType<T> & { code: string };
   const err = new Ctor(message) as InstanceType<T> & { code: string };
   err.code = code;
   return err;
@@ -143,20 +168,22 @@ export function invalidOption(name: string, message: string): TypeError & { code
   return codedError(TypeError, codes.INVALID_OPTION, `The "${name}" option ${message}`);
 }
 
-export interface OverQuotaError extends Error {
-  code: typeof codes.OVER_QUOTA;
-  resource: string;
-  window: 'minute' | 'day';
-  limit: number;
+/** A quota window is spent: the operation was refused, nothing was sent or opened. */
+export class OverQuotaError extends SockguardError {
+  declare code: typeof codes.OVER_QUOTA;
+  declare resource: string;
+  declare window: 'minute' | 'day';
+  declare limit: number;
+  constructor(resource: string, window: 'minute' | 'day', limit: number) {
+    super(codes.OVER_QUOTA, `Quota exceeded: ${resource} per ${window} (limit ${limit})`);
+    this.resource = resource;
+    this.window = window;
+    this.limit = limit;
+  }
 }
 
 export function overQuota(resource: string, window: 'minute' | 'day', limit: number): OverQuotaError {
-  const err = new Error(`Quota exceeded: ${resource} per ${window} (limit ${limit})`) as OverQuotaError;
-  err.code = codes.OVER_QUOTA;
-  err.resource = resource;
-  err.window = window;
-  err.limit = limit;
-  return err;
+  return new OverQuotaError(resource, window, limit);
 }
 
 /**

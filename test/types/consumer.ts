@@ -10,7 +10,9 @@ import {
   constants,
   createSocket,
   formatMetrics,
-  type OverQuotaError,
+  OverQuotaError,
+  SockguardError,
+  SockguardSystemError,
   type PolicyObject,
   type QuotasOption,
   type SockguardCode,
@@ -85,6 +87,13 @@ export function errors(err: SocketError): string {
     return `${over.resource} per ${over.window}: ${over.limit}`;
   }
   return err.rule ?? err.code;
+}
+
+export function errorClasses(err: unknown): string {
+  if (err instanceof OverQuotaError) return `${err.resource} per ${err.window}: ${err.limit}`;
+  if (err instanceof SockguardError) return err.code satisfies SockguardCode;
+  if (err instanceof SockguardSystemError) return `${err.syscall} ${err.code} ${err.errno} ${err.rule ?? ''}`;
+  return String(err);
 }
 
 export function operators(layer: SocketLayer): string {
