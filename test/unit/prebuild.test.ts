@@ -3,8 +3,8 @@
  * the machine, a local build otherwise, and a coded error naming the consumer's fix when neither exists.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,5 +88,52 @@ describe('loading from an installed package', () => {
     expect(r.code).toBe('ERR_SOCKGUARD_NATIVE_UNAVAILABLE');
     expect(r.message).toContain(`no prebuilt binary for ${process.platform}-${process.arch}`);
     expect(r.message).toContain('npm rebuild sockguard');
+  });
+});
+
+describe('the install script', () => {
+  /** The package as npm unpacks it before running `install`: sources, no build/, maybe prebuilds. */
+  function unpacked(withPrebuild: boolean): string {
+    const dir = tmp();
+    for (const f of ['package.json', 'binding.gyp', 'scripts/install.cjs']) {
+      mkdirSync(join(dir, f, '..'), { recursive: true });
+      copyFileSync(join(repo, f), join(dir, f));
+    }
+    symlinkSync(join(repo, 'native'), join(dir, 'native'));
+    symlinkSync(join(repo, 'node_modules'), join(dir, 'node_modules'));
+    if (withPrebuild) {
+      mkdirSync(join(dir, `prebuilds/${process.platform}-${process.arch}`), { recursive: true });
+      copyFileSync(built, join(dir, `prebuilds/${process.platform}-${process.arch}/sockguard.glibc.node`));
+    }
+    return dir;
+  }
+
+  /** Runs it as npm would, on a PATH with no compiler, make or python. */
+  function install(dir: string, env: Record<string, string> = {}): { status: number | null; stderr: string; stdout: string } {
+    const bin = tmp();
+    const clean: Record<string, string> = { HOME: process.env.HOME ?? dir, PATH: bin, ...env };
+    const r = spawnSync(process.execPath, [join(dir, 'scripts/install.cjs')], { cwd: dir, env: clean, encoding: 'utf8' });
+    return { status: r.status, stderr: r.stderr, stdout: r.stdout };
+  }
+
+  test.runIf(process.platform === 'linux' && !process.env.SOCKGUARD_NATIVE)('a prebuilt binary that loads is used: no compiler needed, nothing printed', () => {
+    const r = install(unpacked(true));
+    expect(r).toEqual({ status: 0, stderr: '', stdout: '' });
+  });
+
+  test('no binary and no build tools: a short message naming what is missing and the command that fixes it', () => {
+    const r = install(unpacked(false));
+    expect(r.status).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines.length).toBeLessThanOrEqual(3);
+    expect(r.stderr).toContain(`no prebuilt addon for ${process.platform}-${process.arch}`);
+    for (const tool of ['C++17 compiler', 'make', 'python3', 'npm rebuild sockguard']) expect(r.stderr).toContain(tool);
+    expect(r.stderr).not.toMatch(/Traceback|gyp ERR/);
+  });
+
+  test.runIf(process.platform === 'linux' && !process.env.SOCKGUARD_NATIVE)('--build-from-source skips the prebuilt binary and asks for the tools', () => {
+    const r = install(unpacked(true), { npm_config_build_from_source: 'true' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('building one needs a C++17 compiler (g++ or clang++), make, python3');
   });
 });
