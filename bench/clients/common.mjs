@@ -1,5 +1,5 @@
 // Shared by every Node client arm: argument parsing, timing and result output, so that the arms
-// differ only in how they talk to the socket.
+// differ only in how they talk to the socket. The real-workload clients (bench/real/common.mjs) take theirs from here.
 import { performance } from 'node:perf_hooks';
 
 /** key=value arguments, the same set the C client takes. */
@@ -22,12 +22,19 @@ export function parseArgs(argv = process.argv.slice(2)) {
     cork: 0,
     refill: 'each',
   };
-  for (const a of rest) {
+  return readKeyValues(rest, o, (k, v) => (k === 'host' || k === 'policy' || k === 'refill' || k === 'dist' ? v : Number(v)));
+}
+
+/**
+ * Sets `o[key]` to `value(key, text)` for every `key=text` word (other words are passed over), then checks that
+ * `o.host` is an IPv4 loopback address. The socket and the real-workload clients differ only in `value`.
+ */
+export function readKeyValues(words, o, value) {
+  for (const a of words) {
     const i = a.indexOf('=');
     if (i < 0) continue;
     const k = a.slice(0, i);
-    const v = a.slice(i + 1);
-    o[k] = k === 'host' || k === 'policy' || k === 'refill' || k === 'dist' ? v : Number(v);
+    o[k] = value(k, a.slice(i + 1));
   }
   if (!/^127\.\d+\.\d+\.\d+$/.test(o.host)) fail(new Error('host must be an IPv4 loopback address'));
   return o;

@@ -2,23 +2,16 @@
 // A workload is written once per client library; the arms differ only in the socket handed to it.
 import net from 'node:net';
 import tls from 'node:tls';
-import { cpuNsSince, fail, finish, now } from '../clients/common.mjs';
+import { cpuNsSince, fail, finish, now, readKeyValues, watchdog } from '../clients/common.mjs';
 import { createLayer } from '../clients/sockguard-layer.mjs';
 
-export { fail, finish, now, cpuNsSince };
+export { fail, finish, now, cpuNsSince, watchdog };
 
 /** `<workload> key=value ...`; numbers where they parse as numbers, strings otherwise. */
 export function parseArgs(argv = process.argv.slice(2)) {
   const [workload, ...rest] = argv;
   const o = { workload, arm: 'net', host: '127.0.0.1', port: 0, seconds: 3, warmupSeconds: 0.5, warmupBytes: 64 * 1024 * 1024 };
-  for (const a of rest) {
-    const i = a.indexOf('=');
-    if (i < 0) continue;
-    const k = a.slice(0, i);
-    const v = a.slice(i + 1);
-    o[k] = v !== '' && Number.isFinite(Number(v)) && k !== 'host' ? Number(v) : v;
-  }
-  if (!/^127\.\d+\.\d+\.\d+$/.test(o.host)) fail(new Error('host must be an IPv4 loopback address'));
+  readKeyValues(rest, o, (k, v) => (v !== '' && Number.isFinite(Number(v)) && k !== 'host' ? Number(v) : v));
   if (!['net', 'sockguard', 'sockguard-js'].includes(o.arm)) fail(new Error(`unknown arm ${o.arm}`));
   return o;
 }
@@ -77,17 +70,6 @@ export async function runBatches(o, batch, extra = {}) {
   do units += await batch(); while (now() - t0 < o.seconds);
   const seconds = now() - t0;
   return { workload: o.workload, arm: o.arm, units, seconds, value: units / seconds, cpuNsPerUnit: cpuNsSince(cpu) / units, ...extra };
-}
-
-/** Fails the process if nothing completes for this long: a stalled arm must not hang the run. */
-export function watchdog(ms, progress) {
-  let last = -1;
-  const t = setInterval(() => {
-    const p = progress();
-    if (p === last) fail(new Error(`no progress for ${ms} ms`));
-    last = p;
-  }, ms);
-  t.unref();
 }
 
 /** Any uncaught failure ends the trial with an error line; undici and pg hide the reason in `cause`. */
