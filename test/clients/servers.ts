@@ -1,7 +1,8 @@
 /**
  * Real peers for the client suite, all on 127.0.0.1: redis-server and PostgreSQL as child processes, a byte
- * counting relay, a listener that must never be reached, and the two layers every client test uses. Everything
- * returned here has a stop()/close() that the tests call, so no process, port or directory outlives its file.
+ * counting relay, a listener that must never be reached, the two layers every client test uses, and the checks
+ * the tests share. Everything returned here has a stop()/close() that the tests call, so no process, port or
+ * directory outlives its file.
  *
  * A server binary that is missing fails the tests that need it with a message saying what to install (CI
  * installs both in .ci/run); SOCKGUARD_SKIP_MISSING_SERVERS=1 skips those tests instead.
@@ -12,8 +13,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 import { SocketLayer } from '../../src/index.js';
-import { freePort, until } from '../helpers.js';
+import { freePort, listen, until } from '../helpers.js';
 
 /**
  * Node's own socket class as it was before any test calls layer.install(): the relay and the readiness probes
@@ -424,27 +426,13 @@ export interface Sentinel {
 /** A loopback listener a denied client aims at: any connection it accepts is a policy failure. */
 export async function sentinel(): Promise<Sentinel> {
   let accepted = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((c) => {
-    accepted++;
-    sockets.add(c);
-    c.on('close', () => sockets.delete(c));
-    c.on('error', () => {});
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
+  const peer = await listen(() => accepted++);
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: peer.port,
     get accepted() {
       return accepted;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: peer.close,
   };
 }
 
@@ -452,7 +440,7 @@ export async function sentinel(): Promise<Sentinel> {
  * Waits until the layer's ledger equals what the relay carried, both ways: the last bytes of a reply may still
  * be in flight when a client reports completion. Resolves with the final usage.
  */
-export async function meteredLikeRelay(layer: SocketLayer, relay: Relay, ms = 5000) {
+async function meteredLikeRelay(layer: SocketLayer, relay: Relay, ms = 5000) {
   await until(
     () => {
       const u = layer.usage();
@@ -462,4 +450,44 @@ export async function meteredLikeRelay(layer: SocketLayer, relay: Relay, ms = 50
     'the ledger to match the relay',
   ).catch(() => {});
   return layer.usage();
+}
+
+/**
+ * "The ledger equals the wire": the layer's usage, once caught up, is what the relay carried both ways; with
+ * `connections`, the relay accepted that many and the layer created as many sockets; the payload is a floor for
+ * each direction (`sentOver`, `receivedOver`), since protocol framing and TLS only add to it. Resolves with the
+ * usage, for what a test checks beyond that.
+ */
+export async function expectLedgerEqualsWire(
+  layer: SocketLayer,
+  relay: Relay,
+  expected: { connections?: number; sentOver?: number; receivedOver?: number },
+) {
+  const u = await meteredLikeRelay(layer, relay);
+  if (expected.connections !== undefined) {
+    expect(relay.accepted).toBe(expected.connections);
+    expect(u.socketsCreated).toBe(expected.connections);
+  }
+  expect({ sent: u.bytesSent, received: u.bytesReceived }).toEqual({ sent: relay.up, received: relay.down });
+  if (expected.sentOver !== undefined) expect(u.bytesSent).toBeGreaterThan(expected.sentOver);
+  if (expected.receivedOver !== undefined) expect(u.bytesReceived).toBeGreaterThan(expected.receivedOver);
+  return u;
+}
+
+/** A denied client's outcome: the layer counted `denials` denials and the sentinel it aimed at accepted nothing. */
+export function expectNeverReached(layer: SocketLayer, target: Sentinel, denials: number): void {
+  expect(layer.usage().denied).toBe(denials);
+  expect(target.accepted).toBe(0);
+}
+
+/**
+ * For a client's socket hook that takes a callback: `done(err)` if `socket` fails before `event`, else `done(null)`
+ * once it is ready, with this listener gone so that from then on errors reach only the client's own handlers.
+ */
+export function whenReady(socket: NodeJS.EventEmitter, event: 'connect' | 'secureConnect', done: (err: Error | null) => void): void {
+  socket.once('error', (err) => done(err));
+  socket.once(event, () => {
+    socket.removeAllListeners('error');
+    done(null);
+  });
 }
