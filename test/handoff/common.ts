@@ -4,7 +4,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { listen, type Peer } from '../helpers.js';
+import { expect } from 'vitest';
+import type { SocketLayer } from '../../src/index.js';
+import type { Socket } from '../../src/tcp/socket.js';
+import { listen, sha256, until, type Peer } from '../helpers.js';
 
 export interface StreamPeer extends Peer {
   /** Every byte the peer sent, in order (complete once `sent` resolves). */
@@ -48,6 +51,69 @@ export async function streamPeer(total: number, chunk = 4096, everyMs = 1): Prom
     step();
   });
   return Object.assign(peer, { out, received: () => Buffer.concat(got), sent, ended });
+}
+
+/** Resolves once `s` is connected (a fresh connect or an attach); rejects with its error if that fails. */
+export const connected = (s: Socket) => new Promise<void>((resolve, reject) => {
+  s.once('connect', resolve);
+  s.once('error', reject);
+});
+
+/**
+ * The first owner of a mid-stream hand-off: connects to `peer` through `layer`, keeps what it reads, writes `write`
+ * and waits until at least `take` bytes arrived, so that the connection changes hands while the peer is sending.
+ */
+export async function firstOwner(
+  layer: SocketLayer,
+  peer: StreamPeer,
+  write: Buffer,
+  take: number,
+): Promise<{ socket: Socket; received(): Buffer }> {
+  const s = layer.connect(peer.port, '127.0.0.1');
+  await connected(s);
+  const got: Buffer[] = [];
+  let n = 0;
+  s.on('data', (d) => {
+    got.push(d);
+    n += d.length;
+  });
+  s.write(write);
+  await until(() => n >= take, 10000, 'first part');
+  return { socket: s, received: () => Buffer.concat(got) };
+}
+
+/**
+ * The end of a mid-stream hand-off, once the peer has the last owner's FIN: every byte arrived once and in order
+ * both ways (`parts`: what each owner read, `writes`: what each wrote, in turn), the last owner's counters cover the
+ * whole connection, and every byte was billed exactly once, by whichever layer moved it (`usages`).
+ */
+export async function expectWholeStream(
+  peer: StreamPeer,
+  parts: Buffer[],
+  writes: Buffer[],
+  lastCounters: Turn['counters'] | undefined,
+  usages: Array<Turn['usage']>,
+): Promise<void> {
+  await peer.ended;
+  const total = peer.out.length;
+  const received = Buffer.concat(parts);
+  expect(received.length).toBe(total);
+  expect(sha256(received)).toBe(sha256(peer.out));
+  expect(sha256(peer.received())).toBe(sha256(...writes));
+  const sent = writes.reduce((a, b) => a + b.length, 0);
+  expect(lastCounters).toMatchObject({ bytesSent: sent, bytesReceived: total });
+  expect(usages.reduce((a, u) => a + u.bytesSent, 0)).toBe(sent);
+  expect(usages.reduce((a, u) => a + u.bytesReceived, 0)).toBe(total);
+}
+
+/** What a turn (turnScript) reports: `got` is base64; `error` and `message` when the attach was refused. */
+export interface Turn {
+  token: string | null;
+  got: string;
+  counters: { bytesSent: number; bytesReceived: number };
+  usage: { bytesSent: number; bytesReceived: number };
+  error?: string;
+  message?: string;
 }
 
 /**

@@ -13,9 +13,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { SocketLayer } from '../../src/index.js';
 import { getLoop } from '../../src/core/loop.js';
 import { brokerStats } from '../../src/handoff/broker.js';
-import type { Socket } from '../../src/tcp/socket.js';
-import { distPath, echoServer, errorOf, fdCount, sha256, until } from '../helpers.js';
-import { childCode, streamPeer } from './common.js';
+import { distPath, echoServer, errorOf, fdCount, until } from '../helpers.js';
+import { childCode, connected, expectWholeStream, firstOwner, streamPeer, type Turn } from './common.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const secret = 'process-handoff-secret';
@@ -65,20 +64,6 @@ beforeEach(() => {
 });
 afterEach(() => layer.close());
 
-const connected = (s: Socket) => new Promise<void>((resolve, reject) => {
-  s.once('connect', resolve);
-  s.once('error', reject);
-});
-
-interface Turn {
-  token: string | null;
-  got: string;
-  counters: { bytesSent: number; bytesReceived: number };
-  usage: { bytesSent: number; bytesReceived: number };
-  error?: string;
-  message?: string;
-}
-
 /** One process's turn with the connection (test/handoff/common.ts); resolves with its report once it exited. */
 function turn(input: Record<string, unknown>): Promise<Turn> {
   const child = spawn(process.execPath, ['--input-type=module', '-e', childCode], {
@@ -103,35 +88,18 @@ describe('across processes', { timeout: 120_000 }, () => {
     const brokerBefore = await brokerStats(brokerFile);
     try {
       const writes = [randomBytes(200_000), randomBytes(150_000), randomBytes(100_000)];
-      const s = layer.connect(peer.port, '127.0.0.1');
-      await connected(s);
-      const got: Buffer[] = [];
-      let n = 0;
-      s.on('data', (d) => {
-        got.push(d);
-        n += d.length;
-      });
-      s.write(writes[0]);
-      await until(() => n >= 128 * 1024, 10000, 'first part');
-      const token = await s.detach({ broker: true });
+      const first = await firstOwner(layer, peer, writes[0]!, 128 * 1024);
+      const token = await first.socket.detach({ broker: true });
       expect((await brokerStats(brokerFile)).parked).toBe(brokerBefore.parked + 1);
       // The detaching process has exited by the time the next one attaches.
-      const first = await turn({ token, write: writes[1]!.toString('base64'), take: 700 * 1024, broker: true });
-      expect(first.error).toBeUndefined();
+      const second = await turn({ token, write: writes[1]!.toString('base64'), take: 700 * 1024, broker: true });
+      expect(second.error).toBeUndefined();
       // Parked while nobody holds it: the peer keeps sending, and all of it must come out in order.
       await new Promise((r) => setTimeout(r, 100));
-      const last = await turn({ token: first.token, write: writes[2]!.toString('base64'), take: total, last: true });
+      const last = await turn({ token: second.token, write: writes[2]!.toString('base64'), take: total, last: true });
       expect(last.error).toBeUndefined();
-      await peer.ended;
-      const received = Buffer.concat([Buffer.concat(got), Buffer.from(first.got, 'base64'), Buffer.from(last.got, 'base64')]);
-      expect(received.length).toBe(total);
-      expect(sha256(received)).toBe(sha256(peer.out));
-      expect(sha256(peer.received())).toBe(sha256(...writes));
-      const sent = writes.reduce((a, b) => a + b.length, 0);
-      expect(last.counters).toMatchObject({ bytesSent: sent, bytesReceived: total });
-      const usages = [layer.usage(), first.usage, last.usage];
-      expect(usages.reduce((a, u) => a + u.bytesSent, 0)).toBe(sent);
-      expect(usages.reduce((a, u) => a + u.bytesReceived, 0)).toBe(total);
+      const parts = [first.received(), Buffer.from(second.got, 'base64'), Buffer.from(last.got, 'base64')];
+      await expectWholeStream(peer, parts, writes, last.counters, [layer.usage(), second.usage, last.usage]);
       await until(() => peer.connections.size === 0, 5000, 'connection closed');
       await until(() => fdCount() <= before, 5000, 'descriptors back to baseline here');
       const after = await brokerStats(brokerFile);

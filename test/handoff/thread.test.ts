@@ -9,8 +9,8 @@ import { SocketLayer } from '../../src/index.js';
 import { getLoop } from '../../src/core/loop.js';
 import { encodeToken, decodeToken } from '../../src/handoff/token.js';
 import type { Socket } from '../../src/tcp/socket.js';
-import { distPath, echoServer, errorOf, fdCount, listen, once, sha256, until } from '../helpers.js';
-import { streamPeer, workerCode } from './common.js';
+import { distPath, echoServer, errorOf, fdCount, listen, once, until } from '../helpers.js';
+import { connected, expectWholeStream, firstOwner, streamPeer, workerCode, type Turn } from './common.js';
 
 const secret = 'handoff-test-secret';
 let layer: SocketLayer;
@@ -20,10 +20,6 @@ beforeEach(() => {
 });
 afterEach(() => layer.close());
 
-const connected = (s: Socket) => new Promise<void>((resolve, reject) => {
-  s.once('connect', resolve);
-  s.once('error', reject);
-});
 const closed = (s: Socket) => new Promise<boolean>((resolve) => s.once('close', resolve));
 // Connections parked in this process beyond those the test found there.
 let parkedBefore = 0;
@@ -323,20 +319,11 @@ describe('worker threads', () => {
     const before = fdCount();
     try {
       const writes = [randomBytes(300_000), randomBytes(200_000), randomBytes(100_000)];
-      const s = layer.connect(peer.port, '127.0.0.1');
-      await connected(s);
-      const got: Buffer[] = [];
-      let n = 0;
-      s.on('data', (d) => {
-        got.push(d);
-        n += d.length;
-      });
-      s.write(writes[0]);
-      await until(() => n >= 256 * 1024, 10000, 'first part');
-      let token = await s.detach();
-      const parts: Buffer[] = [Buffer.concat(got)];
-      const usages: Array<{ bytesSent: number; bytesReceived: number }> = [layer.usage()];
-      let counters: { bytesSent: number; bytesReceived: number } | undefined;
+      const first = await firstOwner(layer, peer, writes[0]!, 256 * 1024);
+      let token = await first.socket.detach();
+      const parts: Buffer[] = [first.received()];
+      const usages: Array<Turn['usage']> = [layer.usage()];
+      let counters: Turn['counters'] | undefined;
       for (let i = 1; i <= 2; i++) {
         const last = i === 2;
         const w = new Worker(workerCode, {
@@ -344,7 +331,7 @@ describe('worker threads', () => {
           workerData: { dist: distPath, app: 'app-a', secret, token, write: writes[i]!.toString('base64'), take: last ? total : 1024 * 1024, last },
         });
         const exit = once(w, 'exit');
-        const r = await once<{ token: string | null; got: string; counters: typeof counters; usage: { bytesSent: number; bytesReceived: number }; error?: string }>(w, 'message');
+        const r = await once<Turn>(w, 'message');
         expect(r.error).toBeUndefined();
         await exit;
         parts.push(Buffer.from(r.got, 'base64'));
@@ -352,17 +339,8 @@ describe('worker threads', () => {
         counters = r.counters;
         token = r.token!;
       }
-      await peer.ended;
-      const received = Buffer.concat(parts);
-      expect(received.length).toBe(total);
-      expect(sha256(received)).toBe(sha256(peer.out));
-      expect(sha256(peer.received())).toBe(sha256(...writes));
-      const sent = writes.reduce((a, b) => a + b.length, 0);
-      // The last owner's counters continue from the first: the whole connection's traffic.
-      expect(counters).toMatchObject({ bytesSent: sent, bytesReceived: total });
-      // Every byte billed exactly once, by whichever layer moved it.
-      expect(usages.reduce((a, u) => a + u.bytesSent, 0)).toBe(sent);
-      expect(usages.reduce((a, u) => a + u.bytesReceived, 0)).toBe(total);
+      // The last owner's counters continue from the first's: the whole connection's traffic.
+      await expectWholeStream(peer, parts, writes, counters, usages);
       expect(parked()).toBe(0);
       await until(() => peer.connections.size === 0, 5000, 'connection closed');
       await until(() => fdCount() <= before, 5000, 'descriptors back to baseline');
