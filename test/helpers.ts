@@ -4,9 +4,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
@@ -168,6 +168,42 @@ export const SOCKOPT_MOCKS: ReadonlyArray<[number, number, number, string]> = [
 
 /** The built package (npm run build:ts), for tests that need a fresh process or a worker thread. */
 export const distPath = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const mtimeOf = (path: string) => statSync(path, { throwIfNoEntry: false })?.mtimeMs;
+
+/**
+ * Fails unless dist/ and the native addon are at least as new as the sources they are built from. Tests that start
+ * processes or worker threads run that build, not src/: out of date, they would test old code or fail for a reason
+ * that names none of this. A setup error, not a condition to skip on: `npm test` compiles dist/ (pretest) but
+ * leaves the addon to `npm run build:native`, and a direct `vitest run` compiles neither.
+ */
+export function requireFreshBuild(): void {
+  const stale = staleBuild();
+  if (stale !== undefined) {
+    throw new Error(`the build these tests run in other processes and worker threads is out of date: ${stale}`);
+  }
+}
+
+function staleBuild(): string | undefined {
+  const srcDir = join(repoRoot, 'src');
+  for (const rel of readdirSync(srcDir, { recursive: true, encoding: 'utf8' })) {
+    if (!rel.endsWith('.ts') || rel.endsWith('.d.ts')) continue;
+    const out = join('dist', rel.replace(/\.ts$/, '.js'));
+    const built = mtimeOf(join(repoRoot, out));
+    if (built === undefined) return `${out} is missing; run \`npm run build:ts\``;
+    if (built < mtimeOf(join(srcDir, rel))!) return `${out} is older than src/${rel}; run \`npm run build:ts\``;
+  }
+  // The addon the tests load (src/core/native.ts); one that is missing fails every test with its own message.
+  const addon = process.env.SOCKGUARD_NATIVE ?? join(repoRoot, 'build', 'Release', 'sockguard.node');
+  const built = mtimeOf(addon);
+  if (built === undefined) return undefined;
+  const sources = ['binding.gyp', ...readdirSync(join(repoRoot, 'native')).map((f) => join('native', f))];
+  for (const rel of sources) {
+    if (mtimeOf(join(repoRoot, rel))! > built) return `${relative(repoRoot, addon)} is older than ${rel}; run \`npm run build:native\``;
+  }
+  return undefined;
+}
 
 /**
  * Runs an ES module script in a fresh Node process with SG_DIST (the built package) and SG_PORT set, under the

@@ -13,8 +13,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { SocketLayer } from '../../src/index.js';
 import { getLoop } from '../../src/core/loop.js';
 import { brokerStats } from '../../src/handoff/broker.js';
-import { distPath, echoServer, errorOf, fdCount, until } from '../helpers.js';
+import { distPath, echoServer, errorOf, fdCount, requireFreshBuild, until } from '../helpers.js';
 import { childCode, connected, expectWholeStream, firstOwner, streamPeer, type Turn } from './common.js';
+
+// Everything here runs the build: the broker is dist/cli.js and every turn is a process that loads dist/.
+requireFreshBuild();
 
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const secret = 'process-handoff-secret';

@@ -9,7 +9,7 @@ import { SocketLayer } from '../../src/index.js';
 import { getLoop } from '../../src/core/loop.js';
 import { encodeToken, decodeToken } from '../../src/handoff/token.js';
 import type { Socket } from '../../src/tcp/socket.js';
-import { distPath, echoServer, errorOf, fdCount, listen, once, until } from '../helpers.js';
+import { distPath, echoServer, errorOf, fdCount, listen, once, requireFreshBuild, until } from '../helpers.js';
 import { connected, expectWholeStream, firstOwner, streamPeer, workerCode, type Turn } from './common.js';
 
 const secret = 'handoff-test-secret';
@@ -313,6 +313,9 @@ describe('refusals', () => {
 });
 
 describe('worker threads', () => {
+  // The workers load dist/, not src/.
+  beforeEach(requireFreshBuild);
+
   test('mid-stream, while the peer keeps sending: main → worker → worker, checksums both ways', async () => {
     const total = 3 * 1024 * 1024;
     const peer = await streamPeer(total, 8192, 1);
