@@ -28,15 +28,26 @@ let broker: ChildProcess | undefined;
 let layer: SocketLayer;
 
 async function startBroker(): Promise<void> {
-  broker = spawn(process.execPath, [cli, 'broker'], { stdio: 'ignore', env: { ...process.env, SOCKGUARD_BROKER: brokerFile } });
+  const b = spawn(process.execPath, [cli, 'broker'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, SOCKGUARD_BROKER: brokerFile },
+  });
+  broker = b;
+  // Kept for the failure message: a broker that does not come up otherwise fails every test here with no reason.
+  let stderr = '';
+  b.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4096)));
   const started = Date.now();
   for (;;) {
     try {
       await brokerStats(brokerFile);
       return;
     } catch {
+      const exited = b.exitCode ?? b.signalCode;
       // A cold start under the sanitizer on a busy machine takes seconds.
-      if (Date.now() - started > 25_000) throw new Error('broker did not start');
+      if (exited !== null || Date.now() - started > 25_000) {
+        const how = exited !== null ? `it exited (${exited})` : 'no answer after 25 s';
+        throw new Error(`broker did not start: ${how}${stderr ? `\n${stderr}` : ''}`);
+      }
       await new Promise((r) => setTimeout(r, 20));
     }
   }
