@@ -64,8 +64,8 @@ if (missing.length > 0) {
   fail([
     `there is no prebuilt addon for ${platform}, and building one needs ${missing.join(', ')}, not found on PATH.`,
     process.platform === 'darwin'
-      ? 'Install the Xcode command line tools (xcode-select --install), then run: npm rebuild sockguard'
-      : 'Install them (Debian/Ubuntu: apt-get install g++ make python3; Alpine: apk add g++ make python3), then run: npm rebuild sockguard',
+      ? 'Install the Xcode command line tools (xcode-select --install), then run the install again (or npm rebuild sockguard)'
+      : 'Install them (Debian/Ubuntu: apt-get install g++ make python3; Alpine: apk add g++ make python3), then run the install again (or npm rebuild sockguard)',
   ]);
 }
 
