@@ -30,6 +30,25 @@ const kFinalCb = Symbol('sockguard.finalCb');
 const kTimer = Symbol('sockguard.timer');
 
 /**
+ * Largest Buffer a read is handed over in. A larger read (the core reads up to 512 KiB at once) becomes several
+ * chunks: glibc serves allocations above its mmap threshold (128 KiB by default) with a fresh mapping, faulted in
+ * page by page and unmapped again when V8 frees the Buffer, which costs more than the copy itself; 64 KiB pieces
+ * come from the heap and reuse its pages, as net's 64 KiB reads do.
+ */
+const CHUNK_MAX = 64 * 1024;
+
+function pushPieces(s: Socket, slab: Buffer, offset: number, length: number): boolean {
+  let more = true;
+  for (const end = offset + length; offset < end; offset += CHUNK_MAX) {
+    const n = Math.min(CHUNK_MAX, end - offset);
+    const chunk = Buffer.allocUnsafe(n);
+    slab.copy(chunk, 0, offset, offset + n);
+    more = s.push(chunk);
+  }
+  return more;
+}
+
+/**
  * The raw socket of a Duplex: delivers its events straight to the stream (no handlers object per socket).
  */
 export class StreamRaw extends RawSocket {
@@ -44,11 +63,17 @@ export class StreamRaw extends RawSocket {
 
   protected override emitData(slab: Buffer, offset: number, length: number): void {
     const s = this.s;
-    const chunk = Buffer.allocUnsafe(length);
-    slab.copy(chunk, 0, offset, offset + length);
+    let more: boolean;
+    if (length <= CHUNK_MAX) {
+      const chunk = Buffer.allocUnsafe(length);
+      slab.copy(chunk, 0, offset, offset + length);
+      more = s.push(chunk);
+    } else {
+      more = pushPieces(s, slab, offset, length);
+    }
     const timer = s[kTimer];
     if (timer !== undefined) timer.refresh();
-    if (s.push(chunk)) return;
+    if (more) return;
     // Over the stream's mark. A flowing stream hands its buffer on within this turn (a 'data' or 'readable' flow on
     // the next tick) and asks for more, so stopping the native reads now would only cost a watch change and a turn
     // per large read (a 1 MiB reply arrives as two or three). Reading stops once another chunk arrives while the
