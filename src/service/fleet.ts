@@ -28,7 +28,7 @@ import {
   checkAmount,
   indexOf,
   toLimitArray,
-  toRecord,
+  windowSnapshot,
   type QuotaLimits,
   type QuotaMeter,
   type QuotaResource,
@@ -586,11 +586,6 @@ export class FleetQuotaMeter implements QuotaMeter {
 
   snapshot(): QuotaSnapshot {
     this.#roll();
-    return {
-      minute: { start: this.#minute * MINUTE_MS, used: toRecord(this.#minuteUsed) },
-      day: { start: this.#day * DAY_MS, used: toRecord(this.#dayUsed) },
-      limits: { perMinute: { ...this.#limits.perMinute }, perDay: { ...this.#limits.perDay } },
-      exceeded: this.#exceeded,
-    };
+    return windowSnapshot(this.#minute, this.#day, this.#minuteUsed, this.#dayUsed, this.#limits, this.#exceeded);
   }
 }

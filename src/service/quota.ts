@@ -193,6 +193,26 @@ export function checkAmount(amount: number): void {
   }
 }
 
+/**
+ * A meter's snapshot from its window indices (minutes and days since the epoch) and its use in them. The fleet
+ * meter counts this process's own use in the same windows as the local meter, so one function reports both.
+ */
+export function windowSnapshot(
+  minute: number,
+  day: number,
+  minuteUsed: Float64Array,
+  dayUsed: Float64Array,
+  limits: { perMinute: Partial<QuotaLimits>; perDay: Partial<QuotaLimits> },
+  exceeded: number,
+): QuotaSnapshot {
+  return {
+    minute: { start: minute * MINUTE_MS, used: toRecord(minuteUsed) },
+    day: { start: day * DAY_MS, used: toRecord(dayUsed) },
+    limits: { perMinute: { ...limits.perMinute }, perDay: { ...limits.perDay } },
+    exceeded,
+  };
+}
+
 /** Enforces configured limits in fixed UTC minute and day windows. */
 export class ActiveQuotaMeter implements QuotaMeter {
   readonly enabled = true;
@@ -294,12 +314,7 @@ export class ActiveQuotaMeter implements QuotaMeter {
 
   snapshot(): QuotaSnapshot {
     this.#roll();
-    return {
-      minute: { start: this.#minute * MINUTE_MS, used: toRecord(this.#minuteUsed) },
-      day: { start: this.#day * DAY_MS, used: toRecord(this.#dayUsed) },
-      limits: { perMinute: { ...this.#limits.perMinute }, perDay: { ...this.#limits.perDay } },
-      exceeded: this.#exceeded,
-    };
+    return windowSnapshot(this.#minute, this.#day, this.#minuteUsed, this.#dayUsed, this.#limits, this.#exceeded);
   }
 }
 
