@@ -6,8 +6,15 @@
  * atomic script (it takes min(batch, limit - used) in the minute and the day window together) and spends it
  * locally, so the hot path never waits for the store:
  * - creates, connects and binds are exact: with no lease held, a TCP connect waits for a reservation before
- *   its kernel connect, and the fleet's count never passes the limit. Unused leases go back to the day window
- *   when the minute ends and to both windows when the layer closes.
+ *   its kernel connect, and the fleet's count never passes the limit. The next batch is reserved when half of
+ *   the current one is spent, so a connect waits only when a process spends half a batch within one round
+ *   trip. The batch therefore adapts: it starts at min(100, limit/64), grows at each answer to four times what
+ *   was spent while that reservation was in flight (at least double if a caller found the lease empty), and
+ *   never passes limit/64; each tick it halves towards four times the largest such spend, and a process that
+ *   spent nothing in a tick goes back to the start and returns leases beyond it. A process so holds less than
+ *   1.5 batches (under half a batch left when it asked, plus the grant): under 1.5/64 of a limit of 64 or
+ *   more (2.3 %) while busy, and 1.5 starting batches once idle. Unused leases go back to the day window when
+ *   the minute ends and to both windows when the layer closes.
  * - sends, receives and bytes each way are batched: the next batch is reserved in the background when half
  *   of the current one is spent. Use beyond the lease while that reservation is under way is debt, reported
  *   with the next reservation, and at most one batch plus one operation: the fleet can go over a limit by at
@@ -317,7 +324,18 @@ export class FleetQuotaMeter implements QuotaMeter {
   readonly #minuteLimit: Float64Array;
   readonly #dayLimit: Float64Array;
   readonly #limited: boolean[] = [];
+  /** What the next reservation asks for; for exact resources it moves between #base and #cap. */
   readonly #batch = new Float64Array(N);
+  readonly #base = new Float64Array(N);
+  readonly #cap = new Float64Array(N);
+  /** Units ever spent, never reset: what a reservation saw spent while it was in flight is a difference. */
+  readonly #spent = new Float64Array(N);
+  readonly #spentAtTick = new Float64Array(N);
+  /** Since the last tick: the most spent during one reservation's round trip, and how many answered. */
+  readonly #peak = new Float64Array(N);
+  readonly #answers = new Uint32Array(N);
+  /** A caller found no lease while the store was up: 1 since the last reservation left, 2 since the last tick. */
+  readonly #starved = new Uint8Array(N);
   /** Granted and not yet spent, for the current minute and day. */
   readonly #lease = new Float64Array(N);
   /** Spent beyond the lease and not yet reported (batched resources only). */
@@ -341,16 +359,78 @@ export class FleetQuotaMeter implements QuotaMeter {
     for (let i = 0; i < N; i++) {
       const least = Math.min(this.#minuteLimit[i]!, this.#dayLimit[i]!);
       this.#limited[i] = least !== Infinity;
-      // Exact resources: a batch small against the limit, so leases parked in idle processes cost little of
-      // it. Batched resources: 1/64 of the tighter limit, which bounds the overshoot per process.
-      this.#batch[i] = least === Infinity ? 0 : EXACT.has(i) ? Math.min(100, Math.max(1, Math.floor(least / 64))) : Math.max(1, Math.floor(least / 64));
+      // Batched resources: 1/64 of the tighter limit, which bounds the overshoot per process. Exact resources
+      // start small (at most 100), so leases parked in idle processes cost little of the limit, and grow up to
+      // the same 1/64 when a process spends faster than a round trip can refill (#adapt).
+      const sixtyFourth = least === Infinity ? 0 : Math.max(1, Math.floor(least / 64));
+      this.#base[i] = EXACT.has(i) ? Math.min(100, sixtyFourth) : sixtyFourth;
+      this.#cap[i] = sixtyFourth;
+      this.#batch[i] = this.#base[i]!;
     }
     this.#roll();
   }
 
-  /** The batch each reservation asks for (tests and docs quote it). */
+  /** The batch the next reservation asks for (tests and docs quote it). */
   batchOf(resource: QuotaResource): number {
     return this.#batch[indexOf(resource)]!;
+  }
+
+  /** The least and the most the batch of `resource` can be. */
+  batchBounds(resource: QuotaResource): { base: number; cap: number } {
+    const i = indexOf(resource);
+    return { base: this.#base[i]!, cap: this.#cap[i]! };
+  }
+
+  /** Leases of `resource` this process holds, unspent. */
+  leaseOf(resource: QuotaResource): number {
+    return this.#lease[indexOf(resource)]!;
+  }
+
+  /**
+   * A reservation answered: `during` units were spent while it was in flight. The refill starts at half a
+   * batch, so a batch of four round trips' spend leaves the answer a round trip to spare; a caller that found
+   * the lease empty meanwhile means the spend seen was cut short by the wait, so the batch at least doubles.
+   * Growth is immediate, shrinking waits for the tick, so one slow round trip is remembered for a while.
+   */
+  #adapt(i: number, during: number): void {
+    this.#answers[i]!++;
+    if (during > this.#peak[i]!) this.#peak[i] = during;
+    const starved = this.#starved[i]! & 1;
+    this.#starved[i]! &= ~1;
+    if (this.#cap[i] === this.#base[i]) return;
+    const want = starved ? Math.max(2 * this.#batch[i]!, 4 * during) : 4 * during;
+    if (want > this.#batch[i]!) this.#batch[i] = Math.min(this.#cap[i]!, Math.ceil(want));
+  }
+
+  /**
+   * Each tick: a batch grown for a slow round trip or a burst comes down by half per interval, not below what
+   * the interval's round trips needed; a process idle for a whole interval needs none of it, and leases it
+   * parks are lost to the others until the minute ends, so it keeps one starting batch and gives back the rest.
+   * Returns the units to give back.
+   */
+  #shrink(i: number): number {
+    const used = this.#spent[i]! - this.#spentAtTick[i]!;
+    this.#spentAtTick[i] = this.#spent[i]!;
+    const peak = this.#peak[i]!;
+    const answers = this.#answers[i]!;
+    const starved = this.#starved[i]! & 2;
+    this.#peak[i] = 0;
+    this.#answers[i] = 0;
+    this.#starved[i]! &= ~2;
+    const base = this.#base[i]!;
+    if (this.#cap[i] === base || this.#batch[i] === base) return 0;
+    if (used === 0) {
+      this.#batch[i] = base;
+      if (this.#inflight[i] !== undefined || this.#lease[i]! <= base) return 0;
+      const excess = this.#lease[i]! - base;
+      this.#lease[i] = base;
+      return excess;
+    }
+    // Without an answer in the interval (a round trip longer than it) there is nothing to go by.
+    if (answers > 0 && starved === 0) {
+      this.#batch[i] = Math.min(this.#batch[i]!, Math.max(base, Math.ceil(4 * peak), Math.ceil(this.#batch[i]! / 2)));
+    }
+    return 0;
   }
 
   #windowKeys(minute: number, day: number): [string, string] {
@@ -396,11 +476,14 @@ export class FleetQuotaMeter implements QuotaMeter {
       const args: StoreArg[] = [MINUTE_TTL_S, DAY_TTL_S];
       const debts: number[] = [];
       const wants: number[] = [];
+      const spentAt: number[] = [];
       for (const i of fresh) {
         const debt = this.#debt[i]!;
         const want = this.#batch[i]!;
         debts.push(debt);
         wants.push(want);
+        spentAt.push(this.#spent[i]!);
+        this.#starved[i]! &= ~1;
         const lm = this.#minuteLimit[i]!;
         const ld = this.#dayLimit[i]!;
         args.push(QUOTA_RESOURCES[i]!, want, lm === Infinity ? -1 : lm, ld === Infinity ? -1 : ld, debt);
@@ -420,6 +503,7 @@ export class FleetQuotaMeter implements QuotaMeter {
             this.#debt[i]! -= debts[k]!;
             this.#lease[i]! += grant;
             this.#exhausted[i] = grant === 0 && wants[k]! > 0 ? which || 1 : 0;
+            if (EXACT.has(i)) this.#adapt(i, this.#spent[i]! - spentAt[k]!);
           });
           // Granted for a window that ended on the way: back to that day, which the next minute shares.
           if (giveBack.length > 0) this.#fleet.run(SETTLE, [keys[1]], giveBack).catch(() => {});
@@ -451,9 +535,16 @@ export class FleetQuotaMeter implements QuotaMeter {
   tick(): void {
     this.#roll();
     const again: number[] = [];
+    const giveBack: StoreArg[] = [];
     for (let i = 0; i < N; i++) {
-      if (this.#limited[i] && this.#inflight[i] === undefined && (this.#debt[i]! > 0 || this.#exhausted[i] !== 0)) again.push(i);
+      if (!this.#limited[i]) continue;
+      if (EXACT.has(i) && this.#fleet.up) {
+        const excess = this.#shrink(i);
+        if (excess > 0) giveBack.push(QUOTA_RESOURCES[i]!, -excess);
+      }
+      if (this.#inflight[i] === undefined && (this.#debt[i]! > 0 || this.#exhausted[i] !== 0)) again.push(i);
     }
+    if (giveBack.length > 0) this.#fleet.run(SETTLE, this.#windowKeys(this.#minute, this.#day), giveBack).catch(() => {});
     if (again.length > 0) void this.#reserve(again);
     this.prefetch();
   }
@@ -494,7 +585,10 @@ export class FleetQuotaMeter implements QuotaMeter {
     if (!this.#limited[i] || this.#lease[i]! >= amount) return null;
     if (!this.#fleet.up) return this.#degraded(i, amount);
     if (this.#exhausted[i] !== 0) return this.#exhaustedError(i);
-    if (EXACT.has(i)) return overQuota(QUOTA_RESOURCES[i]!, this.#minuteLimit[i] !== Infinity ? 'minute' : 'day', Math.min(this.#minuteLimit[i]!, this.#dayLimit[i]!));
+    if (EXACT.has(i)) {
+      this.#starved[i] = 3;
+      return overQuota(QUOTA_RESOURCES[i]!, this.#minuteLimit[i] !== Infinity ? 'minute' : 'day', Math.min(this.#minuteLimit[i]!, this.#dayLimit[i]!));
+    }
     // Traffic never waits for the store: beyond the lease it is debt until the next batch answers (at most one
     // store timeout, after which the store counts as down and storeFailure decides).
     return null;
@@ -504,6 +598,7 @@ export class FleetQuotaMeter implements QuotaMeter {
     this.#minuteUsed[i]! += amount;
     this.#dayUsed[i]! += amount;
     if (!this.#limited[i]) return;
+    this.#spent[i]! += amount;
     const lease = this.#lease[i]!;
     if (lease >= amount) this.#lease[i] = lease - amount;
     else {
@@ -572,6 +667,7 @@ export class FleetQuotaMeter implements QuotaMeter {
         continue;
       }
       if (this.#exhausted[i] !== 0) return this.#refuse(this.#exhaustedError(i));
+      this.#starved[i] = 3;
       missing.push(i);
     }
     if (missing.length === 0) {

@@ -133,3 +133,44 @@ export function runNode(source: string, env: Record<string, string>, ms = 20_000
   });
   return { done, kill: () => child.kill('SIGKILL') };
 }
+
+export interface SlowLink {
+  port: number;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A relay on 127.0.0.1 in front of `port` that holds every chunk `delayMs` each way, in order: a store across a
+ * network, whose round trip is longer than a burst of connects on loopback.
+ */
+export async function slowLink(port: number, delayMs: number): Promise<SlowLink> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    const relay = (from: net.Socket, to: net.Socket) => from.on('data', (d) => setTimeout(() => to.destroyed || to.write(d), delayMs));
+    relay(client, upstream);
+    relay(upstream, client);
+    // An end is relayed after the data before it.
+    const end = (from: net.Socket, to: net.Socket) => from.on('close', () => setTimeout(() => to.destroy(), delayMs));
+    end(client, upstream);
+    end(upstream, client);
+    client.on('error', () => {});
+    upstream.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const own = (server.address() as net.AddressInfo).port;
+  return {
+    port: own,
+    url: `redis://127.0.0.1:${own}/0`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
