@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Redis } from 'ioredis';
 import { SocketLayer } from '../../src/index.js';
 import { listen, until, type Peer } from '../helpers.js';
-import { LOOPBACK_POLICY, RedisServer, redisMissing, skipMissing, slowLink, type SlowLink } from './redis.js';
+import { LOOPBACK_POLICY, fleetRig, redisMissing, skipMissing, slowLink, type SlowLink } from './redis.js';
 
 const NOW = Date.UTC(2026, 0, 15, 10, 30, 5);
 const minuteKey = (app: string) => `sockguard:{${app}}:q:m:${Math.floor(NOW / 60_000) * 60_000}`;
@@ -53,33 +53,20 @@ async function drive(layer: SocketLayer, port: number, lanes: number, stopAt = I
 }
 
 describe.skipIf(redisMissing && skipMissing)('fleet lease batches', () => {
-  let redis: RedisServer;
   let link: SlowLink;
-  let peer: Peer;
-  let accepted = 0;
-  let admin: Redis;
+  const rig = fleetRig();
   beforeAll(async () => {
-    redis = await RedisServer.start();
     // 40 ms each way: at a few hundred connects a second, more than half a starting batch per round trip.
-    link = await slowLink(redis.port, 40);
-    peer = await listen((c) => {
-      accepted++;
-      c.pipe(c);
-    });
-    admin = new Redis(redis.port, '127.0.0.1', { lazyConnect: true });
-    await admin.connect();
+    link = await slowLink(rig.redis.port, 40);
   });
   afterAll(async () => {
-    admin?.disconnect();
-    await peer?.close();
     await link?.close();
-    await redis?.stop();
   });
 
   test('under sustained connects the batch grows within limit/64, and racing layers get exactly the limit', async () => {
     const app = `grow-${randomUUID()}`;
     const limit = 12_800;
-    const before = accepted;
+    const before = rig.accepted;
     const quotas = { perMinute: { connects: limit } };
     const layers = [0, 1, 2].map(
       () => new SocketLayer({ appId: app, policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0, store: link.url, quotas, clock: () => NOW }),
@@ -90,7 +77,7 @@ describe.skipIf(redisMissing && skipMissing)('fleet lease batches', () => {
       // The first reservation answered before any connect: growth comes from the spend, not from a cold start.
       await until(() => meters.every((m) => m.leaseOf('connects') > 0), 10_000, 'the first leases');
       expect(meters.map((m) => m.batchOf('connects'))).toEqual([100, 100, 100]);
-      const outs = await Promise.all(layers.map((l) => drive(l, peer.port, 8)));
+      const outs = await Promise.all(layers.map((l) => drive(l, rig.peer.port, 8)));
       expect(outs.flatMap((o) => o.other)).toEqual([]);
       for (const o of outs) {
         expect(o.maxBatch).toBeGreaterThan(100);
@@ -100,8 +87,8 @@ describe.skipIf(redisMissing && skipMissing)('fleet lease batches', () => {
         expect(o.over).toBe(8);
       }
       expect(outs.reduce((a, o) => a + o.ok, 0)).toBe(limit);
-      await until(() => accepted - before === limit, 10_000, 'the server to accept every admitted connection');
-      expect(Number(await admin.hget(minuteKey(app), 'connects'))).toBe(limit);
+      await until(() => rig.accepted - before === limit, 10_000, 'the server to accept every admitted connection');
+      expect(Number(await rig.admin.hget(minuteKey(app), 'connects'))).toBe(limit);
     } finally {
       await Promise.all(layers.map((l) => l.close()));
     }
@@ -115,7 +102,7 @@ describe.skipIf(redisMissing && skipMissing)('fleet lease batches', () => {
       const meter = layer.fleet!.meter!;
       expect(meter.batchBounds('connects')).toEqual({ base: 100, cap: 1000 });
       await until(() => meter.leaseOf('connects') > 0, 10_000, 'the first lease');
-      const out = await drive(layer, peer.port, 8, 2000);
+      const out = await drive(layer, rig.peer.port, 8, 2000);
       expect(out.other).toEqual([]);
       expect(out.maxBatch).toBeGreaterThan(100);
       expect(out.maxBatch).toBeLessThanOrEqual(1000);
@@ -125,7 +112,7 @@ describe.skipIf(redisMissing && skipMissing)('fleet lease batches', () => {
       const spent = layer.usage().connects;
       let counted = Infinity;
       for (let i = 0; i < 100 && counted !== spent + meter.leaseOf('connects'); i++) {
-        counted = Number(await admin.hget(minuteKey(app), 'connects'));
+        counted = Number(await rig.admin.hget(minuteKey(app), 'connects'));
         await new Promise((r) => setTimeout(r, 20));
       }
       expect(counted).toBe(spent + meter.leaseOf('connects'));

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { SocketLayer } from '../../src/index.js';
 import { listen, until, type Peer } from '../helpers.js';
-import { LOOPBACK_POLICY, RedisServer, redisMissing, runNode, skipMissing } from './redis.js';
+import { LOOPBACK_POLICY, fleetRig, redisMissing, runNode, skipMissing } from './redis.js';
 
 const RACER = `
 const { SocketLayer } = await import(process.env.SG_DIST);
@@ -38,32 +38,15 @@ console.log(JSON.stringify({ ok, over, other, usage }));
 const NOW = Date.UTC(2026, 0, 15, 10, 30, 5);
 
 describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
-  let redis: RedisServer;
-  let peer: Peer;
-  let accepted = 0;
-  let admin: Redis;
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-    peer = await listen((c) => {
-      accepted++;
-      c.pipe(c);
-    });
-    admin = new Redis(redis.port, '127.0.0.1', { lazyConnect: true });
-    await admin.connect();
-  });
-  afterAll(async () => {
-    admin?.disconnect();
-    await peer?.close();
-    await redis?.stop();
-  });
+  const rig = fleetRig();
 
   test('three processes racing for a connects quota get exactly the limit between them', async () => {
     const app = `race-${randomUUID()}`;
     const limit = 320;
-    const before = accepted;
+    const before = rig.accepted;
     const env = {
-      APP: app, POLICY: JSON.stringify(LOOPBACK_POLICY), STORE: redis.url, LIMIT: String(limit), NOW: String(NOW),
-      PORT: String(peer.port), START: String(Date.now() + 2500),
+      APP: app, POLICY: JSON.stringify(LOOPBACK_POLICY), STORE: rig.redis.url, LIMIT: String(limit), NOW: String(NOW),
+      PORT: String(rig.peer.port), START: String(Date.now() + 2500),
     };
     const children = [runNode(RACER, env), runNode(RACER, env), runNode(RACER, env)];
     const results = await Promise.all(children.map((c) => c.done));
@@ -76,22 +59,22 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
     for (const o of outs) expect(o.over).toBe(4);
     expect(outs.filter((o) => o.ok > 0).length).toBeGreaterThan(1);
     expect(outs.reduce((a, o) => a + o.usage.connects, 0)).toBe(limit);
-    await until(() => accepted - before === limit, 5000, 'the server to accept every admitted connection');
+    await until(() => rig.accepted - before === limit, 5000, 'the server to accept every admitted connection');
     // The store's count is the limit: nothing leased and left unused was lost or double spent.
     const minuteKey = `sockguard:{${app}}:q:m:${Math.floor(NOW / 60_000) * 60_000}`;
-    expect(Number(await admin.hget(minuteKey, 'connects'))).toBe(limit);
+    expect(Number(await rig.admin.hget(minuteKey, 'connects'))).toBe(limit);
   });
 
   test('window rollover on an injected clock: a fresh minute, the day still counted, unused leases returned', async () => {
     const app = `roll-${randomUUID()}`;
     let now = Date.UTC(2026, 0, 15, 23, 58, 10);
     const quotas = { perMinute: { connects: 1000 }, perDay: { connects: 650 } };
-    const make = () => new SocketLayer({ appId: app, policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0, store: redis.url, quotas, clock: () => now });
+    const make = () => new SocketLayer({ appId: app, policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0, store: rig.redis.url, quotas, clock: () => now });
     const a = make();
     const b = make();
     const connect = (layer: SocketLayer) =>
       new Promise<string>((resolve) => {
-        const s = layer.connect(peer.port, '127.0.0.1');
+        const s = layer.connect(rig.peer.port, '127.0.0.1');
         s.on('connect', () => {
           s.destroy();
           resolve('ok');
@@ -104,11 +87,11 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
       expect(await connect(b)).toBe('ok');
       const dayKey = `sockguard:{${app}}:q:d:${Date.UTC(2026, 0, 15)}`;
       // Each process holds a batch: the day counts what was leased, spent or not.
-      expect(Number(await admin.hget(dayKey, 'connects'))).toBe(20);
+      expect(Number(await rig.admin.hget(dayKey, 'connects'))).toBe(20);
       now += 60_000;
       // a's next charge rolls its window: its 7 unused leases go back to the day, and it leases a new batch.
       expect(await connect(a)).toBe('ok');
-      const day = async () => Number(await admin.hget(dayKey, 'connects'));
+      const day = async () => Number(await rig.admin.hget(dayKey, 'connects'));
       await until(() => false, 0).catch(() => {});
       let seen = 0;
       for (let i = 0; i < 100 && seen !== 20 - 7 + 10; i++) {
@@ -148,7 +131,7 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
     const chunk = 1000;
     const quotas = { perMinute: { bytesSent: limit, connects: 100 } };
     const clock = () => NOW;
-    const make = () => new SocketLayer({ appId: app, policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0, store: redis.url, quotas, clock, storeFlushMs: 50 });
+    const make = () => new SocketLayer({ appId: app, policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0, store: rig.redis.url, quotas, clock, storeFlushMs: 50 });
     const layers = [make(), make()];
     const batch = layers[0]!.fleet!.meter!.batchOf('bytesSent');
     expect(batch).toBe(limit / 64);
@@ -158,7 +141,7 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
           (layer) =>
             new Promise<number>((resolve, reject) => {
               let n = 0;
-              const s = layer.connect(peer.port, '127.0.0.1');
+              const s = layer.connect(rig.peer.port, '127.0.0.1');
               s.on('data', () => {});
               s.on('error', (e: NodeJS.ErrnoException) => {
                 if (e.code !== 'ERR_SOCKGUARD_OVER_QUOTA') reject(e);
@@ -184,7 +167,7 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
       await Promise.all(layers.map((l) => l.close()));
       // Unused leases came back and debt was reported: the store's count is what was sent.
       const minuteKey = `sockguard:{${app}}:q:m:${Math.floor(NOW / 60_000) * 60_000}`;
-      expect(Number(await admin.hget(minuteKey, 'bytesSent'))).toBe(total);
+      expect(Number(await rig.admin.hget(minuteKey, 'bytesSent'))).toBe(total);
     } finally {
       await Promise.all(layers.map((l) => l.close()));
     }
@@ -192,8 +175,8 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
 
   test('an ioredis or node-redis client passed in works like the URL; bad store options are coded errors', async () => {
     const app = `clients-${randomUUID()}`;
-    const io = new Redis(redis.port, '127.0.0.1');
-    const nr = createClient({ url: redis.url });
+    const io = new Redis(rig.redis.port, '127.0.0.1');
+    const nr = createClient({ url: rig.redis.url });
     nr.on('error', () => {});
     await nr.connect();
     const quotas = { perMinute: { connects: 3 } };
@@ -202,7 +185,7 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
     const b = new SocketLayer({ appId: app, policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0, store: nr, quotas, clock });
     const connect = (layer: SocketLayer) =>
       new Promise<string>((resolve) => {
-        const s = layer.connect(peer.port, '127.0.0.1');
+        const s = layer.connect(rig.peer.port, '127.0.0.1');
         s.on('connect', () => {
           s.destroy();
           resolve('ok');
@@ -235,8 +218,8 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
     };
     expect(coded(() => new SocketLayer({ store: 'http://127.0.0.1:1/' }))).toBe('ERR_SOCKGUARD_INVALID_OPTION');
     expect(coded(() => new SocketLayer({ store: {} }))).toBe('ERR_SOCKGUARD_INVALID_OPTION');
-    expect(coded(() => new SocketLayer({ store: redis.url, storeFailure: 'maybe' as never }))).toBe('ERR_SOCKGUARD_INVALID_OPTION');
-    expect(coded(() => new SocketLayer({ store: redis.url, storeFlushMs: 0 }))).toBe('ERR_SOCKGUARD_INVALID_OPTION');
+    expect(coded(() => new SocketLayer({ store: rig.redis.url, storeFailure: 'maybe' as never }))).toBe('ERR_SOCKGUARD_INVALID_OPTION');
+    expect(coded(() => new SocketLayer({ store: rig.redis.url, storeFlushMs: 0 }))).toBe('ERR_SOCKGUARD_INVALID_OPTION');
     await expect(new SocketLayer().fleetUsage()).rejects.toMatchObject({ code: 'ERR_SOCKGUARD_INVALID_OPTION' });
   });
 });

@@ -10,7 +10,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { distPath, freePort } from '../helpers.js';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
+import { distPath, freePort, listen, type Peer } from '../helpers.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
 export const redisMissing = !existsSync(REDIS_SERVER);
@@ -173,4 +175,34 @@ export async function slowLink(port: number, delayMs: number): Promise<SlowLink>
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * What a fleet suite runs against, started before its tests and stopped after them: a redis-server, an admin
+ * client on it, and an echo peer that counts the connections it accepted.
+ */
+export interface FleetRig {
+  redis: RedisServer;
+  admin: Redis;
+  peer: Peer;
+  accepted: number;
+}
+
+export function fleetRig(): FleetRig {
+  const rig = { accepted: 0 } as FleetRig;
+  beforeAll(async () => {
+    rig.redis = await RedisServer.start();
+    rig.peer = await listen((c) => {
+      rig.accepted++;
+      c.pipe(c);
+    });
+    rig.admin = new Redis(rig.redis.port, '127.0.0.1', { lazyConnect: true });
+    await rig.admin.connect();
+  });
+  afterAll(async () => {
+    rig.admin?.disconnect();
+    await rig.peer?.close();
+    await rig.redis?.stop();
+  });
+  return rig;
 }
