@@ -3,9 +3,14 @@
  * (`off`) and the same quotas shared through a redis-server (`on`, the `store` option), as rates and as CPU
  * time per operation (steadier on a busy machine). Arms are interleaved
  * (off, on, off, on, ...) in fresh client processes, so drift on the machine hits both alike; the report is the
- * median of each arm and the ratio on / off.
+ * median of each arm and the ratio on / off, then the ratio on / off of each repetition and their median.
  *
- *   npm run build && node bench/fleet.mjs [--reps 5] [--seconds 2]
+ *   npm run build && node bench/fleet.mjs [--reps 5] [--seconds 2] [--store-rtt-ms 0]
+ *
+ * --store-rtt-ms N puts a relay on 127.0.0.1 between the `on` layer and redis-server that holds every chunk
+ * N/2 ms each way, in order, so a store round trip costs about N ms more than loopback's fraction of a
+ * millisecond: the lease batches of connects then have a round trip worth growing for. 0 (the default)
+ * connects the layer to redis-server directly.
  *
  * Needs redis-server (/usr/bin/redis-server). Everything runs on 127.0.0.1; every process started here is
  * stopped on exit.
@@ -24,6 +29,8 @@ const opt = (name, def) => {
 };
 const REPS = opt('reps', 5);
 const SECONDS = opt('seconds', 2);
+const STORE_RTT_MS = opt('store-rtt-ms', 0);
+if (!Number.isFinite(STORE_RTT_MS) || STORE_RTT_MS < 0) throw new Error('--store-rtt-ms takes a number of milliseconds, 0 or more');
 const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));
 const REDIS = '/usr/bin/redis-server';
 
@@ -57,6 +64,82 @@ function start(cmd, argv, ready) {
       if (ready(out)) resolve({ child, out });
     });
     child.on('exit', (code) => reject(new Error(`${cmd} exited ${code}`)));
+  });
+}
+
+/**
+ * A TCP relay on 127.0.0.1 to `port` that delivers each chunk `oneWayMs` after it arrived, in arrival order,
+ * in both directions; a close is passed on after the data before it. No flow control: store traffic is small.
+ */
+function delayRelay(port, oneWayMs) {
+  const sockets = new Set();
+  const server = net.createServer({ noDelay: true }, (client) => {
+    const upstream = net.connect({ port, host: '127.0.0.1', noDelay: true });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    const relay = (from, to) => {
+      const queue = []; // { due, chunk }, chunk null for the close
+      let timer = null;
+      const drain = () => {
+        timer = null;
+        const now = performance.now();
+        while (queue.length > 0 && queue[0].due <= now) {
+          const { chunk } = queue.shift();
+          if (chunk === null) to.destroy();
+          else if (!to.destroyed) to.write(chunk);
+        }
+        if (queue.length > 0) timer = setTimeout(drain, Math.max(1, Math.ceil(queue[0].due - now)));
+      };
+      const push = (chunk) => {
+        queue.push({ due: performance.now() + oneWayMs, chunk });
+        if (timer === null) timer = setTimeout(drain, Math.max(1, Math.ceil(oneWayMs)));
+      };
+      from.on('data', push);
+      from.on('close', () => push(null));
+    };
+    relay(client, upstream);
+    relay(upstream, client);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: server.address().port,
+        close: () => {
+          for (const s of sockets) s.destroy();
+          server.close();
+        },
+      }),
+    );
+  });
+}
+
+/** Median round trip of `n` sequential PINGs to the redis at `port` (direct or through the relay), in ms. */
+function pingRtt(port, n = 20) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
+    const rtts = [];
+    let t0 = 0;
+    let got = '';
+    const ping = () => {
+      got = '';
+      t0 = performance.now();
+      s.write('PING\r\n');
+    };
+    s.on('connect', ping);
+    s.on('data', (d) => {
+      got += d;
+      if (!got.includes('\r\n')) return;
+      rtts.push(performance.now() - t0);
+      if (rtts.length < n) ping();
+      else {
+        s.destroy();
+        resolve(median(rtts));
+      }
+    });
+    s.on('error', reject);
   });
 }
 
@@ -117,6 +200,9 @@ async function echo(window) {
 const run = e.SCENARIO === 'connect' ? connectRate : echo;
 await run(300);
 const result = await run(ms);
+// The fleet meter counts no waits; its connect batch says how far the leases grew for the store's round trip.
+const meter = layer.fleet?.meter;
+if (meter) result.connects = { ...meter.batchBounds('connects'), batch: meter.batchOf('connects'), lease: meter.leaseOf('connects') };
 await layer.close();
 console.log(JSON.stringify(result));
 `;
@@ -144,21 +230,27 @@ const median = (xs) => {
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'sockguard-bench-redis-'));
+let relay;
 try {
   const redisPort = await freePort();
   await start(REDIS, ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'notice'], (o) =>
     o.includes('Ready to accept connections'),
   );
   const echo = await start(process.execPath, ['-e', ECHO], (o) => /\d+\n/.test(o));
-  const env = { STORE: `redis://127.0.0.1:${redisPort}/0`, PORT: String(Number(/(\d+)\n/.exec(echo.out)[1])) };
+  if (STORE_RTT_MS > 0) relay = await delayRelay(redisPort, STORE_RTT_MS / 2);
+  const storePort = relay ? relay.port : redisPort;
+  const storeRtt = await pingRtt(storePort);
+  const env = { STORE: `redis://127.0.0.1:${storePort}/0`, PORT: String(Number(/(\d+)\n/.exec(echo.out)[1])) };
   const results = { connect: { off: [], on: [] }, echo: { off: [], on: [] } };
   const cpu = { connect: { off: [], on: [] }, echo: { off: [], on: [] } };
+  const connectLeases = [];
   for (let r = 0; r < REPS; r++) {
     for (const scenario of ['connect', 'echo']) {
       for (const arm of r % 2 === 0 ? ['off', 'on'] : ['on', 'off']) {
         const m = await measure(arm, scenario, env);
         results[scenario][arm].push(m.value);
         cpu[scenario][arm].push(m.cpu);
+        if (scenario === 'connect' && m.connects) connectLeases.push(m.connects);
       }
     }
   }
@@ -176,11 +268,31 @@ try {
       `| ${cpuLabel} | ${coff.toFixed(0)} | ${con.toFixed(0)} | ${(con / coff).toFixed(2)}x |`,
     ];
   });
-  console.log(`\n${REPS} interleaved repetitions of ${SECONDS} s, medians\n`);
+  const link = relay ? `through a relay adding ${STORE_RTT_MS} ms per round trip` : 'direct';
+  console.log(`\n${REPS} interleaved repetitions of ${SECONDS} s, medians; store ${link} (PING round trip ${storeRtt.toFixed(2)} ms, median of 20)\n`);
   console.log('| scenario | store off | store on | on / off |\n|---|---|---|---|');
   for (const row of rows) console.log(row);
-  console.log(`\nraw: ${JSON.stringify({ results, cpu })}`);
+  // Side by side in one repetition, the two arms saw the same machine: the ratio of each pair is steadier.
+  console.log('\nper repetition, store on / off:\n');
+  for (const [label, k] of [
+    ['connect rate', 'connect'],
+    ['echo throughput', 'echo'],
+  ]) {
+    const ratios = results[k].on.map((v, r) => v / results[k].off[r]);
+    console.log(`- ${label}: ${ratios.map((x) => `${x.toFixed(2)}x`).join(' ')}, median ${median(ratios).toFixed(2)}x`);
+  }
+  // The meter has no count of connects that waited for a lease; the batch each connect run ended with shows
+  // whether the leases grew for the round trip (base = no growth, cap = limit / 64).
+  if (connectLeases.length > 0) {
+    const { base, cap } = connectLeases[0];
+    console.log(
+      `\nconnect lease batch (store on): bounds ${base}..${cap}; at the end of each repetition's window ${connectLeases.map((c) => c.batch).join(' ')}` +
+        `, leases held then ${connectLeases.map((c) => c.lease).join(' ')}`,
+    );
+  }
+  console.log(`\nraw: ${JSON.stringify({ storeRttMs: STORE_RTT_MS, storePingMs: storeRtt, results, cpu, connectLeases })}`);
 } finally {
+  relay?.close();
   stopAll();
   rmSync(dir, { recursive: true, force: true });
 }
