@@ -731,7 +731,8 @@ Napi::Value tls_context(const Napi::CallbackInfo& info) {
   return ok ? result : thrown();
 }
 
-// tls_start(id, context, servername, alpn, session): 0 | -errno. The socket must be connecting.
+// tls_start(id, context, servername, alpn, session): 0 | -errno. The socket must be connecting, or connected and
+// not ending (then the handshake starts at once).
 Napi::Value tls_start(const Napi::CallbackInfo& info) {
   SG_ARGS(5);
   uint32_t id;

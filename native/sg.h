@@ -369,7 +369,9 @@ bool sg_tls_available();
 // (connections keep their own reference).
 void* sg_tls_context(const tls_ctx_args* a, char* err, size_t errlen);
 void sg_tls_context_free(void* ctx);
-// Puts TLS on a socket that is connecting: the handshake starts once TCP is up. 0 or -errno.
+// Puts TLS on a socket that is connecting (the handshake starts once TCP is up) or connected and not ending
+// (STARTTLS: the ClientHello is queued after whatever the socket already queued, and the handshake starts at
+// once). 0 or -errno: -EINVAL when the socket already has TLS, is UDP, failed or is ending.
 int sg_tls_start(socket* s, void* ctx, const char* servername, const unsigned char* alpn, size_t alpn_len,
                  const unsigned char* session, size_t session_len);
 void sg_tls_connected(socket* s);

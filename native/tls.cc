@@ -353,7 +353,10 @@ void sg_tls_context_free(void* ctx) {
 int sg_tls_start(socket* s, void* ctx, const char* servername, const unsigned char* alpn, size_t alpn_len,
                  const unsigned char* session, size_t session_len) {
   if (!sg_tls_available()) return -ENOTSUP;
-  if (s->tls || !(s->flags & SG_F_STREAM) || !(s->flags & SG_F_CONNECTING)) return -EINVAL;
+  if (s->tls || !(s->flags & SG_F_STREAM) || !(s->flags & (SG_F_CONNECTING | SG_F_CONNECTED))) return -EINVAL;
+  // A connection that failed or is ending has no stream left to put TLS on.
+  if (s->flags & (SG_F_FAILED | SG_F_SHUT_PENDING | SG_F_SHUT_DONE)) return -EINVAL;
+  const bool upgrade = (s->flags & SG_F_CONNECTED) != 0;
   auto* t = static_cast<tls_conn*>(calloc(1, sizeof(tls_conn)));
   if (!t) return -ENOMEM;
   SSL* ssl = api.SSL_new(static_cast<SSL_CTX*>(ctx));
@@ -393,8 +396,21 @@ int sg_tls_start(socket* s, void* ctx, const char* servername, const unsigned ch
     free(t);
     return r;
   }
+  if (upgrade) {
+    // STARTTLS: what the plain socket wrote (staged writes too) is queued as plaintext before the ClientHello
+    // joins the queue, so the peer reads the plain bytes first and then the handshake.
+    sg_loop_unstage(s->lp);
+    if (s->flags & SG_F_FAILED) {
+      api.SSL_free(ssl);
+      free(t);
+      return -EPIPE;
+    }
+  }
   t->ssl = ssl;
   s->tls = t;
+  // Upgrading: the handshake starts now. Bytes the kernel holds from here on are the peer's TLS records; what
+  // the plain socket already read stays with it.
+  if (upgrade) sg_tls_connected(s);
   return 0;
 }
 

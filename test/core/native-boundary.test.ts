@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, test } from 'vitest';
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -203,6 +203,32 @@ describe('TLS exports', () => {
 });
 
 describe('decisions in the core', () => {
+  test('tls_start on a connected socket queues the ClientHello at once; a second start, or one after end(), is -EINVAL', async () => {
+    const nat = getLoop().nat;
+    if (!nat.tls_available()) return;
+    const ctx = nat.tls_context(readFileSync(new URL('../fixtures/cert.pem', import.meta.url), 'latin1'), null, null, null, null, null, 0, 0);
+    if (typeof ctx === 'string') throw new Error(ctx);
+    const got: Buffer[] = [];
+    const p = await peer((c) => c.on('data', (d: Buffer) => got.push(d)));
+    const layer = layerOf();
+    const s = await connected(layer, p.port);
+    s.write('plain first');
+    expect(nat.tls_start(idOf(s), ctx, 'localhost', null, null)).toBe(0);
+    expect(nat.tls_start(idOf(s), ctx, null, null, null)).toBe(-22);
+    // Closing hands what is queued to the kernel: the plaintext, then the ClientHello (a handshake record, 0x16).
+    s.destroy();
+    await until(() => Buffer.concat(got).length > 'plain first'.length, 5000, 'the ClientHello');
+    const wire = Buffer.concat(got);
+    expect(wire.subarray(0, 11).toString()).toBe('plain first');
+    expect(wire[11]).toBe(0x16);
+
+    const ended = await connected(layer, p.port);
+    ended.end();
+    await once(ended, 'finish');
+    expect(nat.tls_start(idOf(ended), ctx, null, null, null)).toBe(-22);
+    ended.destroy();
+  });
+
   test('socket_detach answers -EBUSY while bytes are queued natively, and leaves the socket working', async () => {
     const p = await peer(() => {}); // never reads
     const s = await connected(layerOf(), p.port);
