@@ -44,14 +44,15 @@ import { createQuotaMeter, validateQuotas, type QuotaMeter, type QuotasOption } 
 import { Fleet, validateStoreFailure, validateStoreFlushMs } from './service/fleet.js';
 import { openStore } from './service/store.js';
 import { ReclaimSweeper, validateIdleTimeout } from './service/reclaim.js';
-import { DEFAULT_HIGH_WATER_MARK, RawSocket, validateHighWaterMark, type RawHandlers } from './tcp/raw.js';
+import { DEFAULT_HIGH_WATER_MARK, RawSocket, RawState, validateHighWaterMark, type RawHandlers } from './tcp/raw.js';
 import { Socket, TIMEOUT_MAX, normalizeConnectArgs, type SocketConnectOptions } from './tcp/socket.js';
 import { UdpSocket, type UdpSocketOptions } from './udp/socket.js';
-import { tlsParams, unsupportedKey, validateEngine, type TlsConnectOptions } from './tls/context.js';
+import { tlsParams, unsupportedKey, validateEngine, type TlsConnectOptions, type UpgradeTlsOptions } from './tls/context.js';
 import { TlsSocket } from './tls/socket.js';
 import { install, type InstallOptions, type VetPlan } from './dropin/install.js';
 import { dispatcher, httpAgent, httpsAgent, optionalDispatcher } from './dropin/agents.js';
 import type http from 'node:http';
+import type { Duplex } from 'node:stream';
 import type https from 'node:https';
 import { native, type NativeBinding } from './core/native.js';
 import { defaultKey } from './handoff/park.js';
@@ -213,6 +214,13 @@ export class SocketLayer {
         ledger.fold(entry);
       }
     };
+    const transfer = (from: LayerEntry, to: LayerEntry) => {
+      if (open.delete(from)) {
+        sweeper.untrack(from);
+        open.add(to);
+        sweeper.track(to);
+      }
+    };
     const touch = sweeper.enabled ? (entry: LayerEntry) => sweeper.refresh(entry) : () => {};
     const admit = (entry: LayerEntry) => {
       if (this.#closed) throw codedError(Error, codes.LAYER_CLOSED, `The socket layer of app "${this.appId}" is closed`);
@@ -238,6 +246,7 @@ export class SocketLayer {
       admit,
       touch,
       release,
+      transfer,
       overQuota: () => void ledger.overQuota++,
       connected: () => void ledger.connects++,
       vet: (host, port, family, syscall) => this.#vetOne(host, port, family, syscall),
@@ -302,6 +311,57 @@ export class SocketLayer {
     if (typeof cb === 'function') socket.once('secureConnect', cb);
     socket.connect(plain);
     return socket;
+  }
+
+  /**
+   * TLS on a connection that is already open (STARTTLS), as tls.connect({ socket, ...options }) but in the core:
+   * a sockguard Socket that is connected (or still connecting), not ending and with no write of its own still
+   * buffered becomes the underlying socket of a TlsSocket on the same native connection (counters, ledger, quotas,
+   * reclaim and the policy verdict carry over). Anything else, and options only Node's tls implements, gets the
+   * runtime's tls.connect({ socket }) over it, as `engine: 'auto'` does for connect({ tls }). The callback is
+   * 'secureConnect'.
+   */
+  upgradeTls(socket: Socket | Duplex, options: UpgradeTlsOptions = {}, secureConnectListener?: () => void): TlsSocket | tls.TLSSocket {
+    if (options === null || typeof options !== 'object') throw invalidOption('options', `must be an object of TLS options. Received ${describeValue(options)}`);
+    const upgraded = this._upgradeInCore({ ...options, socket }, secureConnectListener, true);
+    if (upgraded !== undefined) return upgraded;
+    const { engine: _engine, ...rest } = options;
+    return tls.connect({ ...(rest as tls.ConnectionOptions), socket: socket as Duplex }, secureConnectListener);
+  }
+
+  /**
+   * @internal tls.connect({ socket, ... }) options: the TlsSocket that continues `socket`'s connection in the core,
+   * or undefined when the socket or the options call for Node's TLS over it. With `strict`, `engine: 'native'`
+   * that cannot be honoured throws (as connect({ tls }) does) instead of answering undefined.
+   */
+  _upgradeInCore(options: Record<string, unknown>, cb: (() => void) | undefined, strict = false): TlsSocket | undefined {
+    const { socket, host, port: _port, allowHalfOpen, ...tlsOptions } = options as Record<string, unknown> & { socket: unknown };
+    const o = tlsOptions as TlsConnectOptions;
+    const engine = validateEngine(o.engine);
+    if (engine === 'node') return undefined;
+    const native = engine === 'native' && strict;
+    const unsupported = unsupportedKey(o);
+    if (unsupported !== undefined) {
+      if (native) throw invalidOption(`tls.${unsupported}`, "is not implemented by the native TLS engine (use engine: 'node' or 'auto')");
+      return undefined;
+    }
+    const nat = nativeTls();
+    if (nat === undefined) {
+      if (native) throw codedError(Error, codes.TLS_UNAVAILABLE, 'The native TLS engine needs an OpenSSL exported by the runtime (Node does; Bun and Deno do not)');
+      return undefined;
+    }
+    if (!upgradable(socket)) {
+      if (native) throw codedError(Error, codes.TLS_UNAVAILABLE, 'Only a sockguard socket that is connected or connecting, not ending and with no write of its own still buffered can be upgraded in the core');
+      return undefined;
+    }
+    if (allowHalfOpen !== undefined && typeof allowHalfOpen !== 'boolean') return undefined;
+    // As tls.connect: the certificate is checked against servername, else host; SNI is sent only for servername.
+    const name = typeof host === 'string' && host !== '' ? host : 'localhost';
+    const params = tlsParams(nat, o, name);
+    params.sni = typeof o.servername === 'string' && o.servername !== '' && isIP(o.servername) === 0 ? o.servername : null;
+    const s = TlsSocket.upgrade(socket, { allowHalfOpen: allowHalfOpen as boolean | undefined }, params);
+    if (s !== undefined && typeof cb === 'function') s.once('secureConnect', cb);
+    return s;
   }
 
   /**
@@ -698,6 +758,19 @@ export function getDefaultLayer(): SocketLayer {
 }
 
 provideDefaultPort(() => getDefaultLayer().port);
+
+/**
+ * Whether TLS in the core can continue this socket's connection: a sockguard Socket (not already TLS) that is
+ * connected or connecting, not ending, closed, reclaimed or handed off, whose stream holds no write of its own
+ * (corked, or waiting for the queue to drain): those would have to leave before the ClientHello.
+ */
+function upgradable(socket: unknown): socket is Socket {
+  if (!(socket instanceof Socket) || socket instanceof TlsSocket) return false;
+  if (socket.destroyed || socket.writableEnded || socket.reclaimed) return false;
+  const ws = (socket as unknown as { _writableState: { length: number; corked: number } })._writableState;
+  if (ws.length > 0 || ws.corked > 0) return false;
+  return socket.raw.canPass || (socket.connecting && socket.raw.state !== RawState.Closed);
+}
 
 /** The binding when it can run TLS, else undefined (no addon, or a runtime without an exported OpenSSL). */
 function nativeTls(): NativeBinding | undefined {

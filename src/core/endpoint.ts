@@ -94,6 +94,29 @@ export abstract class Endpoint implements LayerEntry, LoopClient {
     this.unbindNative(loop);
   }
 
+  /**
+   * Hands the live native socket to `to` (TLS started on a connected socket): the same id, so its counters go
+   * on counting the one connection, with what this endpoint carried before. This endpoint keeps its own counters
+   * as they are now and no longer refers to the native socket; the loop's records follow `to` after the current
+   * batch (Loop#retarget).
+   */
+  protected passNative(loop: Loop, to: Endpoint): void {
+    const id = this.id;
+    to.acc = this.acc === null ? null : Float64Array.from(this.acc);
+    to.carried = this.carried;
+    const acc = (this.acc ??= new Float64Array(4));
+    acc[0]! += this.read64(CTR_BYTES_WRITTEN);
+    acc[1]! += this.read64(CTR_BYTES_READ);
+    acc[2]! += this.read64(CTR_SEND_CALLS);
+    acc[3]! += this.read64(CTR_RECV_CALLS);
+    this.id = -1;
+    this.ctr = undefined;
+    this.updateRef();
+    if (this.flags & EF_UNREF) to.flags |= EF_UNREF;
+    to.bindNative(loop, id);
+    loop.retarget(id, this, to);
+  }
+
   /** Starts the counters from a hand-off token's: they continue where the detached socket left them. */
   protected inherit(counters: ArrayLike<number>): void {
     this.carried = Float64Array.from(counters);

@@ -95,6 +95,8 @@ export class Loop {
   dispatching = false;
   /** A handler wrote to an idle socket during this dispatch: flush before moving on (see `wrote`). */
   private writes = false;
+  /** Sockets that changed hands during a batch: [id, from, to] each, applied after it (see `retarget`). */
+  private retargets: Array<number | LoopClient> = [];
   /** Exceptions thrown by handlers during a batch; rethrown after it so no other socket loses its records. */
   private thrown: unknown[] = [];
   /** Thread backend: a loop_settle() call is queued. */
@@ -152,6 +154,15 @@ export class Loop {
     this.clients[id] = undefined;
     if (this.dispatching) this.freeLater.push(id);
     else this.free.push(id);
+  }
+
+  /**
+   * Socket `id` passes from `from` to `to` (TLS started on a connected socket). Records of the batch being
+   * dispatched were read before the change, as plaintext: they still go to `from`; `to` gets everything after.
+   */
+  retarget(id: number, from: LoopClient, to: LoopClient): void {
+    if (this.dispatching) this.retargets.push(id, from, to);
+    else if (this.clients[id] === from) this.clients[id] = to;
   }
 
   /**
@@ -256,6 +267,12 @@ export class Loop {
       }
     }
     this.dispatching = false;
+    if (this.retargets.length > 0) {
+      const r = this.retargets;
+      // A socket closed during the batch has no client left to replace (its id may already be promised to another).
+      for (let i = 0; i < r.length; i += 3) if (clients[r[i] as number] === r[i + 1]) clients[r[i] as number] = r[i + 2] as LoopClient;
+      r.length = 0;
+    }
     // Before the tick queue and promise callbacks run: they do not need these bytes, the peer does.
     if (this.writes) this.flush();
     if (this.freeLater.length > 0) {

@@ -102,6 +102,11 @@ export interface LayerPort<P = unknown> {
   touch(entry: LayerEntry): void;
   /** Stops tracking and folds the entry's final counters into the ledger. Idempotent. */
   release(entry: LayerEntry): void;
+  /**
+   * `to` takes `from`'s place (TLS started on a connected socket: the same connection under a new object): tracked
+   * instead of it, nothing folded and no socket creation counted. A no-op when `from` is not tracked.
+   */
+  transfer(from: LayerEntry, to: LayerEntry): void;
   /** An operation was refused over quota (ledger count). */
   overQuota(): void;
   /** A connection was established (ledger count; TCP connects are counted by the layer itself). */
@@ -128,6 +133,7 @@ export const NO_PORT: LayerPort = Object.freeze({
   admit() {},
   touch() {},
   release() {},
+  transfer() {},
   overQuota() {},
   connected() {},
   vet: noLayer,

@@ -65,6 +65,8 @@ export const RAW_F_NO_STAGE = EF_FREE << 9;
 export const RAW_F_FULL = EF_FREE << 10;
 /** detach() is under way: the stream takes no more writes, and waits for the queue to empty. */
 export const RAW_F_DETACHING = EF_FREE << 11;
+/** The connection went on under TLS in another raw socket (takeOver): this one takes no more writes. */
+export const RAW_F_UPGRADED = EF_FREE << 12;
 
 /** What only matters until the connection is up. */
 interface Connecting {
@@ -233,6 +235,45 @@ export class RawSocket extends Endpoint implements ConnectClient {
     this.bindNative(loop, id);
     this.pending();
     this._onConnect(0);
+    return 0;
+  }
+
+  /**
+   * Whether takeOver() can take this socket's connection now: connected, not ending, not reclaimed, detached or
+   * taken over already, and with nothing held in JS for it (writes made while it was connecting have reached the
+   * native queue once it is open).
+   */
+  get canPass(): boolean {
+    return this.state === RawState.Open && this.id >= 0 && (this.flags & (F_ENDING | RAW_F_DETACHING | RAW_F_UPGRADED)) === 0 && !this.reclaimed;
+  }
+
+  /**
+   * @internal STARTTLS: this raw socket, not yet started, goes on with `from`'s live connection: the same native
+   * socket (its counters, its place in the layer, its policy verdict), with TLS started on it at once (startNative).
+   * `from` is left closed to its own I/O: nothing more is read or written through it. 0, or -errno with
+   * nothing changed.
+   */
+  takeOver(from: RawSocket): number {
+    if (this.state !== RawState.Pending || !from.canPass) return -22; // EINVAL
+    const loop = getLoop();
+    const id = from.id;
+    const r = this.startNative(loop, id);
+    if (r < 0) return r;
+    this.port = from.port;
+    this.highWaterMark = from.highWaterMark;
+    this.remoteAddress = from.remoteAddress;
+    this.remotePort = from.remotePort;
+    this.state = RawState.Connecting;
+    this.flags |= F_STARTED;
+    this.pending();
+    from.flags |= RAW_F_UPGRADED;
+    from.state = RawState.Closed;
+    from.passNative(loop, this);
+    from.port.transfer(from, this);
+    // The handshake reads whatever the plain socket's reader wanted; from here on this socket decides.
+    loop.nat.socket_read(id, true);
+    // The ClientHello leaves now (or right after the records of the socket being dispatched).
+    loop.wrote(id);
     return 0;
   }
 

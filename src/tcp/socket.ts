@@ -7,7 +7,7 @@ import { endpointSockoptHooks } from '../core/endpoint.js';
 import { codedError, describeValue, invalidArg, statusError, systemError, validateSignal } from '../errors.js';
 import { NO_PORT, defaultPort } from '../service/port.js';
 import { getsockopt, setsockopt } from '../service/sockopts.js';
-import { RAW_F_DETACHING, RAW_F_FAST_DRAIN, RAW_F_FULL, RAW_F_TIMEOUT_OFF, RawSocket, RawState } from './raw.js';
+import { RAW_F_DETACHING, RAW_F_FAST_DRAIN, RAW_F_FULL, RAW_F_TIMEOUT_OFF, RAW_F_UPGRADED, RawSocket, RawState } from './raw.js';
 import { park } from '../handoff/park.js';
 import {
   abortError,
@@ -21,7 +21,7 @@ import {
 } from './args.js';
 
 export { TIMEOUT_MAX, normalizeConnectArgs, type SocketConnectOptions, type SocketOptions } from './args.js';
-import { kRaw } from './symbols.js';
+import { kOver, kRaw } from './symbols.js';
 
 type Callback = (err?: Error | null) => void;
 
@@ -138,6 +138,8 @@ export class Socket extends Duplex {
   /** @internal */ [kWriteCb]: Callback | null = null;
   /** @internal */ [kFinalCb]: Callback | null = null;
   /** @internal */ [kTimer]: NodeJS.Timeout | undefined = undefined;
+  /** @internal the TLS socket over this one's connection (STARTTLS); on the prototype until set, so it costs a socket nothing */
+  declare [kOver]: Duplex | undefined;
 
   /** `raw` is for subclasses that bring their own kind of raw socket (TLS). */
   constructor(options: SocketOptions = {}, raw: StreamRaw = new StreamRaw()) {
@@ -236,7 +238,8 @@ export class Socket extends Duplex {
   /** Writes like net.Socket#write; after an idle reclaim it fails with EPIPE. */
   override write(chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
     const raw = this[kRaw];
-    if (raw.reclaimed || raw.flags & RAW_F_DETACHING) {
+    // After a hand-off or a TLS upgrade the connection is no longer this stream's to write to.
+    if (raw.reclaimed || raw.flags & (RAW_F_DETACHING | RAW_F_UPGRADED)) {
       const callback = typeof encoding === 'function' ? encoding : cb;
       const err = systemError('EPIPE', { syscall: 'write' });
       if (typeof callback === 'function') process.nextTick(callback as Callback, err);
@@ -376,6 +379,9 @@ export class Socket extends Duplex {
     }
     this[kRaw].destroy(err);
     cb(err);
+    // The connection goes on under TLS: closing the socket underneath closes it, as it would under Node's TLS.
+    const over = this[kOver];
+    if (over !== undefined && !over.destroyed) over.destroy();
     // net emits 'close' with hadError after 'error', once its handle has closed (a later loop phase, after
     // everything queued by this tick): a TLS socket wrapping this one reports its own 'error' first, as over net.
     setImmediate(emitCloseNT, this, err != null);
@@ -666,6 +672,7 @@ Object.defineProperties(Socket.prototype, {
   // `_parent` chain to null; `_handle` null means "no native stream": Node then wraps the socket as a stream).
   _parent: { value: null, writable: true, configurable: true, enumerable: false },
   _handle: { value: null, writable: true, configurable: true, enumerable: false },
+  [kOver]: { value: undefined, writable: true, configurable: true, enumerable: false },
   writableLength: {
     get(this: Socket): number {
       return (streamLength.call(this) as number) + this[kRaw].pendingBytes;

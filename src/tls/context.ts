@@ -40,6 +40,14 @@ export interface TlsConnectOptions {
   engine?: 'auto' | 'native' | 'node';
 }
 
+/** The options of `layer.upgradeTls(socket, options)`: those of `connect({ tls })`, and tls.connect's own. */
+export interface UpgradeTlsOptions extends TlsConnectOptions {
+  /** The name the certificate is checked against when there is no `servername` (no SNI is sent for it). @default 'localhost' */
+  host?: string;
+  /** As tls.connect: whether the TLS socket stays writable after the peer's end of stream. @default false */
+  allowHalfOpen?: boolean;
+}
+
 /** Options the native path implements; any other tls.connect option selects the node engine under 'auto'. */
 const NATIVE_KEYS = new Set([
   'servername',

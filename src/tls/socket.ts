@@ -6,13 +6,19 @@
  * tls.connect does: the chain's verdict first, then checkServerIdentity (skipped for a resumed session), and with
  * rejectUnauthorized the socket fails with that error instead of emitting 'secureConnect'. Until then the
  * socket is `connecting` and writes wait in JS, so no plaintext leaves before the peer is known.
+ *
+ * A TlsSocket can also continue a plain sockguard socket's connection (STARTTLS, `upgrade()`): its raw socket
+ * takes over the plain one's native socket, TLS starts on it, and the plain socket stays behind as the TLS
+ * socket's underlying socket, as with tls.connect({ socket }): it reads and writes nothing more of its own, and
+ * closes after the TLS socket.
  */
 import { X509Certificate } from 'node:crypto';
 import type tls from 'node:tls';
 import { codedError, systemError } from '../errors.js';
 import { getLoop, type Loop } from '../core/loop.js';
 import { Socket, StreamRaw } from '../tcp/socket.js';
-import { RAW_F_NO_STAGE } from '../tcp/raw.js';
+import { kOver } from '../tcp/symbols.js';
+import { RAW_F_NO_STAGE, RawState } from '../tcp/raw.js';
 import type { SocketOptions } from '../tcp/args.js';
 import type { TlsParams } from './context.js';
 
@@ -166,7 +172,43 @@ export class TlsSocket extends Socket {
   alpnProtocol: string | false = false;
   /** @internal */ _negotiated: Negotiated | undefined = undefined;
   /** @internal the latest session the server issued */ _session: Buffer | undefined = undefined;
+  /** @internal the plain socket this one upgraded (STARTTLS), which closes after it */
+  _under: Socket | undefined = undefined;
   #certs: tls.DetailedPeerCertificate | undefined;
+
+  /**
+   * STARTTLS on `plain`, a sockguard Socket that is connected (TLS starts now) or still connecting (TLS starts
+   * once it is connected). The caller has checked that nothing of the plain socket's own is in the way (see
+   * layer.upgradeTls). undefined when the core refuses the connection; nothing has changed then.
+   */
+  static upgrade(plain: Socket, options: SocketOptions, params: TlsParams): TlsSocket | undefined {
+    const s = new TlsSocket({ ...options, layer: { port: plain.raw.port } }, params);
+    const raw = s.raw as TlsRaw;
+    const from = plain.raw;
+    if (!plain.connecting) {
+      if (raw.takeOver(from) < 0) return undefined;
+    } else {
+      raw.markStarted();
+      // First among the plain socket's 'connect' listeners: its connection is TLS before anyone else hears of it.
+      plain.prependOnceListener('connect', () => {
+        if (s.destroyed) return;
+        const r = raw.takeOver(from);
+        if (r < 0) s.destroy(systemError(r === -22 ? 'EPIPE' : 'EPROTO', { syscall: 'connect', address: from.remoteAddress, port: from.remotePort }));
+      });
+    }
+    s._under = plain;
+    plain[kOver] = s;
+    // As over net: an error of the socket underneath is the TLS socket's (a plain socket that fails to connect).
+    plain.on('error', (err: Error) => {
+      if (!s.destroyed) s.destroy(err);
+    });
+    plain.once('close', () => {
+      if (!s.destroyed && raw.state !== RawState.Open && raw.state !== RawState.Connecting) {
+        s.destroy(plain.errored ?? systemError('ECONNRESET', { syscall: 'connect', address: from.remoteAddress, port: from.remotePort }));
+      }
+    });
+    return s;
+  }
 
   /** @internal made by the layer's connect({ tls }) */
   constructor(options: SocketOptions, params: TlsParams) {
@@ -181,8 +223,16 @@ export class TlsSocket extends Socket {
 
   /** @internal the handshake is done and the peer accepted: 'connect', then 'secureConnect' */
   override _connected(): void {
-    super._connected();
+    // A TLS socket over a socket that was already connected reports only the handshake, as tls.connect({ socket }).
+    if (this._under === undefined) super._connected();
     this.emit('secureConnect');
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    super._destroy(err, cb);
+    // The socket underneath closes after this one, as a net socket under Node's TLS does.
+    const under = this._under;
+    if (under !== undefined && !under.destroyed) under.destroy();
   }
 
   /**
