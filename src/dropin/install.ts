@@ -4,7 +4,8 @@
  *
  * Two kinds of route:
  * - on the core: net.connect / net.createConnection, `new net.Socket()` (its connect), tls.connect without a
- *   `socket` (TLS on a sockguard socket), and whatever reaches them (https agents, http2, Node's fetch, most
+ *   `socket` (TLS on a sockguard socket), tls.connect({ socket }) over a sockguard socket (STARTTLS: TLS in the core
+ *   continues that socket's connection), and whatever reaches them (https agents, http2, Node's fetch, most
  *   client libraries); with `http: true` also http agents and the global agents.
  * - policy-checked only: a Node socket that still reaches the kernel connect by another way (a socket made
  *   before install(), a subclass of net.Socket, an http.Agent without `http: true`) is vetted at that last
@@ -47,6 +48,11 @@ export interface DropinLayer {
   httpsAgent(options?: https.AgentOptions): https.Agent;
   /** An undici dispatcher, or undefined when undici is not installed. */
   globalDispatcher(): object | undefined;
+  /**
+   * tls.connect({ socket, ... }): TLS in the core continuing `socket`'s connection, or undefined when the socket or
+   * the options call for Node's TLS over it.
+   */
+  _upgradeInCore(options: Record<string, unknown>, cb: (() => void) | undefined): unknown;
   /** Resolves (names) and vets one destination as connect() does; synchronous for IP literals. */
   vetConnect(host: string, port: number): VetPlan | Promise<VetPlan>;
 }
@@ -104,8 +110,11 @@ export function install(layer: DropinLayer, options: InstallOptions = {}): () =>
 
   const tlsConnect = (...args: unknown[]): unknown => {
     const [opts, cb] = normalizeTlsArgs(args);
-    // The caller brings its own transport: Node's TLS over it, as before.
     if (opts.socket !== undefined && opts.socket !== null) {
+      // STARTTLS over a sockguard socket: the same connection goes on with TLS in the core. Any other transport
+      // (or options only Node's TLS implements) gets Node's TLS over it, as before.
+      const upgraded = layer._upgradeInCore(opts, cb);
+      if (upgraded !== undefined) return upgraded;
       inNodeTls++;
       try {
         return origTlsConnect(opts as tls.ConnectionOptions, cb);

@@ -2,15 +2,16 @@
  * node-postgres against a real PostgreSQL on loopback, its socket coming from a layer through the `stream`
  * option (a factory; pg calls connect(port, host) on what it returns). With `ssl`, pg sends its SSLRequest over
  * that socket and then runs tls.connect({ socket }) over it, verifying the server's certificate. Then the same
- * with no option at all, through layer.install() (pg's `new net.Socket()` is then the layer's).
+ * with no option at all, through layer.install() (pg's `new net.Socket()` is then the layer's, and its
+ * tls.connect({ socket }) upgrades that connection to TLS in the core).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import pg from 'pg';
-import { Socket, type SocketLayer } from '../../src/index.js';
+import { Socket, TlsSocket, type SocketLayer } from '../../src/index.js';
 import { payload, sha256 } from '../helpers.js';
 import {
   allowLayer, countingRelay, denyLayer, expectLedgerEqualsWire, expectNeverReached, fixtureCert, installed, postgresMissing,
-  sentinel, skipMissing, startPostgres, type PostgresServer,
+  sentinel, skipMissing, spyUpgrades, expectUpgradedInCore, startPostgres, type PostgresServer,
 } from './servers.js';
 
 const MB = 1_000_000;
@@ -29,6 +30,7 @@ describe.skipIf(postgresMissing && skipMissing)('pg through a layer', () => {
     const layer = allowLayer();
     const relay = await countingRelay(server.port);
     const uninstall = route === 'install' ? layer.install({ http: true }) : undefined;
+    const upgrades = route === 'install' ? spyUpgrades() : undefined;
     const client = new pg.Client({
       host: '127.0.0.1', port: relay.port, user: server.user, database: server.database,
       ...(route === 'stream' ? { stream: streamFrom(layer) } : {}),
@@ -38,6 +40,8 @@ describe.skipIf(postgresMissing && skipMissing)('pg through a layer', () => {
     });
     try {
       await client.connect();
+      // Under install(), pg's tls.connect({ socket }) upgrades its connection in the core.
+      if (upgrades && ssl) expectUpgradedInCore(upgrades);
       const table = `rows_${route}_${ssl ? 'tls' : 'plain'}`;
       await client.query(`CREATE TABLE ${table} (id int PRIMARY KEY, body bytea NOT NULL)`);
       const body = payload(MB);
@@ -102,9 +106,31 @@ describe.skipIf(postgresMissing && skipMissing)('pg through a layer', () => {
   test('pg through install() with no option: a 1 MB row round-trips, the ledger equals the wire', () =>
     roundTrip(false, 'install'));
 
-  // pg's SSL upgrade is Node's tls.connect({ socket }) over the connected sockguard socket install() gave it.
+  // pg's SSL upgrade is tls.connect({ socket }) over the connected sockguard socket install() gave it: TLS in the core
+  // then continues that connection (the ledger sees one).
   test('pg through install() with no option, ssl (certificate verified): a 1 MB row round-trips, the ledger equals the wire', () =>
     roundTrip(true, 'install'));
+
+  // The same verdict when the upgrade runs in the core: the plain socket closes after the TLS socket's 'error'.
+  test('pg through install() with ssl: a certificate for another name is refused with the TLS verdict', async () => {
+    const layer = allowLayer();
+    try {
+      await installed(layer, async () => {
+        const upgrades = spyUpgrades();
+        const client = new pg.Client({
+          host: '127.0.0.1', port: server.port, user: server.user, database: server.database,
+          ssl: { ca: fixtureCert.toString(), servername: 'db.example.com' },
+        });
+        client.on('error', () => {});
+        await expect(client.connect()).rejects.toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+        await client.end().catch(() => {});
+        expect(upgrades).toHaveLength(1);
+        expect(upgrades[0]).toBeInstanceOf(TlsSocket);
+      });
+    } finally {
+      await layer.close();
+    }
+  });
 
   test('pg through install(): a denied destination fails with EACCES and is never reached', async () => {
     const layer = denyLayer();

@@ -10,11 +10,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
-import { SocketLayer } from '../../src/index.js';
+import { SocketLayer, TlsSocket } from '../../src/index.js';
 import { freePort, listen, until } from '../helpers.js';
 
 /**
@@ -61,6 +62,30 @@ export async function installed<T>(layer: SocketLayer, fn: () => Promise<T>): Pr
   } finally {
     uninstall();
   }
+}
+
+/**
+ * While a layer is installed: what tls.connect({ socket }) returned to the client, for a test to check that the
+ * upgrade ran in the core (a sockguard TlsSocket on the same connection) and not as Node's TLS over the socket.
+ * uninstall() puts Node's tls.connect back over this spy too.
+ */
+export function spyUpgrades(): unknown[] {
+  const seen: unknown[] = [];
+  const patched = tls.connect;
+  tls.connect = ((...args: unknown[]) => {
+    const s = (patched as (...a: unknown[]) => unknown)(...args);
+    const first = args[0] as { socket?: unknown } | undefined;
+    if (first !== null && typeof first === 'object' && first.socket) seen.push(s);
+    return s;
+  }) as typeof tls.connect;
+  return seen;
+}
+
+/** The upgrades a spy saw: one, and in the core. */
+export function expectUpgradedInCore(seen: unknown[]): void {
+  expect(seen).toHaveLength(1);
+  expect(seen[0]).toBeInstanceOf(TlsSocket);
+  expect((seen[0] as TlsSocket).authorized).toBe(true);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

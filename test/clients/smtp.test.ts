@@ -2,7 +2,8 @@
  * nodemailer against smtp-server in this process on loopback, its connection coming from a layer through the
  * transport's `getSocket` hook. STARTTLS: the hook hands over the plain socket and nodemailer upgrades it itself
  * (tls.connect({ socket })). Implicit TLS: the hook hands over sockguard's own TLS socket, already verified.
- * Then both with no hook at all, through layer.install().
+ * Then both with no hook at all, through layer.install(), where nodemailer's STARTTLS upgrades the connection to
+ * TLS in the core.
  */
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { AddressInfo } from 'node:net';
@@ -11,8 +12,8 @@ import { SMTPServer } from 'smtp-server';
 import type { SocketLayer } from '../../src/index.js';
 import { payload, sha256, until } from '../helpers.js';
 import {
-  allowLayer, countingRelay, denyLayer, expectLedgerEqualsWire, expectNeverReached, fixtureCert, fixtureKey, installed, sentinel,
-  whenReady,
+  allowLayer, countingRelay, denyLayer, expectLedgerEqualsWire, expectNeverReached, expectUpgradedInCore, fixtureCert, fixtureKey,
+  installed, sentinel, spyUpgrades, whenReady,
 } from './servers.js';
 
 interface Received {
@@ -101,6 +102,7 @@ describe('nodemailer through a layer', () => {
     const mta = await startMta(secure);
     const relay = await countingRelay(mta.port);
     const uninstall = route === 'install' ? layer.install({ http: true }) : undefined;
+    const upgrades = route === 'install' ? spyUpgrades() : undefined;
     const transport = nodemailer.createTransport({
       host: '127.0.0.1', port: relay.port, secure, requireTLS: !secure,
       tls: { ca: fixtureCert, servername: 'localhost' },
@@ -116,6 +118,8 @@ describe('nodemailer through a layer', () => {
           raw,
         });
         expect(info.accepted).toEqual(['ops@example.com']);
+        // Under install(), nodemailer's STARTTLS (tls.connect({ socket })) upgrades its connection in the core.
+        if (upgrades && !secure) expectUpgradedInCore(upgrades);
         expect(mta.received).toHaveLength(1);
         expect(mta.received[0]).toEqual({
           sha: sha256(raw), length: raw.length, secure: true, from: 'app@example.com', to: ['ops@example.com'],
@@ -136,7 +140,8 @@ describe('nodemailer through a layer', () => {
     delivers('STARTTLS', 'getSocket'));
   test('nodemailer via getSocket, implicit TLS: the server receives the exact message, the ledger equals the wire', () =>
     delivers('implicit TLS', 'getSocket'));
-  // STARTTLS is Node's tls.connect({ socket }) over the connected sockguard socket install() gave nodemailer.
+  // STARTTLS is tls.connect({ socket }) over the connected sockguard socket install() gave nodemailer: TLS in the
+  // core then continues that connection.
   test('nodemailer through install() with no option, STARTTLS: the server receives the exact message, the ledger equals the wire', () =>
     delivers('STARTTLS', 'install'));
   test('nodemailer through install() with no option, implicit TLS: the server receives the exact message, the ledger equals the wire', () =>

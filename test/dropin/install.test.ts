@@ -100,7 +100,7 @@ describe('routes on the core', () => {
     expect(after.bytesReceived - before.bytesReceived).toBe(40);
   });
 
-  test('tls.connect without a socket is TLS on a sockguard socket; with one it is Node TLS over that socket', async () => {
+  test('tls.connect without a socket is TLS on a sockguard socket; with a sockguard socket it is TLS in the core on that connection', async () => {
     const { port } = await secureWeb();
     uninstall = dev.install();
     const t = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: cert });
@@ -109,11 +109,16 @@ describe('routes on the core', () => {
     await once(t, 'secureConnect');
     expect(t.authorized).toBe(true);
     t.destroy();
+    // net.connect is the layer's: a sockguard socket, still connecting, whose connection TLS then continues.
+    const created = dev.usage().socketsCreated;
     const raw = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     const over = tls.connect({ socket: raw, servername: 'localhost', ca: cert });
+    expect(over).toBeInstanceOf(TlsSocket);
     await once(over, 'secureConnect');
     expect(over.authorized).toBe(true);
+    expect(dev.usage().socketsCreated - created).toBe(1);
     over.destroy();
+    await once(raw, 'close');
   });
 
   test('https and http2 reach the server through the layer', async () => {

@@ -310,3 +310,39 @@ describe('STARTTLS: what the core does not take falls back to Node’s TLS over 
     plain.destroy();
   });
 });
+
+describe('STARTTLS under install(): tls.connect({ socket }) over a sockguard socket', () => {
+  test('is TLS in the core on the same connection; a Node socket still gets Node’s TLS', async () => {
+    const srv = await startTlsServer(echo);
+    const direct = tls.createServer({ key, cert }, (c) => c.end('node'));
+    await new Promise<void>((r) => direct.listen(0, '127.0.0.1', r));
+    servers.push(direct);
+    // Made before install(): a Node socket.
+    const nodeSocket = net.connect({ host: '127.0.0.1', port: (direct.address() as AddressInfo).port });
+    await once(nodeSocket, 'connect');
+    const uninstall = layer.install();
+    try {
+      const { plain, secure } = await dialogue(srv.port, (p) =>
+        tls.connect({ socket: p as unknown as net.Socket, host: '127.0.0.1', ca: cert, servername: 'localhost' }),
+      );
+      expect(secure).toBeInstanceOf(TlsSocket);
+      expect(secure).toBeInstanceOf(tls.TLSSocket); // install() keeps instanceof true for it
+      await once(secure, 'secureConnect');
+      secure.write('ping');
+      const d = await once<Buffer>(secure, 'data');
+      expect(String(d)).toBe('ping');
+      expect(plain.raw.id).toBe(-1);
+      secure.destroy();
+
+      const overNode = tls.connect({ socket: nodeSocket, ca: cert, servername: 'localhost' });
+      expect(overNode).not.toBeInstanceOf(TlsSocket);
+      let text = '';
+      overNode.on('data', (x: Buffer) => (text += x.toString()));
+      await once(overNode, 'end');
+      expect(text).toBe('node');
+      overNode.destroy();
+    } finally {
+      uninstall();
+    }
+  });
+});
