@@ -229,6 +229,19 @@ describe('STARTTLS in the core', () => {
   });
 });
 
+describe('STARTTLS in the core: the socket underneath', () => {
+  test('destroying the plain socket underneath destroys the TLS socket', async () => {
+    const srv = await startTlsServer(echo);
+    const { plain, secure } = await dialogue(srv.port, (p) => layer.upgradeTls(p, { ca: cert, servername: 'localhost' }));
+    await once(secure, 'secureConnect');
+    const closed = once(secure, 'close');
+    plain.destroy();
+    await closed;
+    expect(secure.destroyed).toBe(true);
+    expect(layer.usage().socketsOpen).toBe(0);
+  });
+});
+
 describe('STARTTLS in the core: verdicts and errors as connect({ tls }) reports them', () => {
   const upgradeWith = (port: number, options: object) => dialogue(port, (p) => layer.upgradeTls(p, options));
 
