@@ -648,6 +648,15 @@ function unreadBytes(s: Duplex): Buffer | null {
   return chunks.length === 1 ? Buffer.from(chunks[0]!) : Buffer.concat(chunks);
 }
 
+/**
+ * @internal Activity of the TLS socket over `s` (STARTTLS): its traffic no longer passes through `s`, yet it
+ * refreshes `s`'s idle timeout, as TLS activity refreshes the socket under it with net.
+ */
+export function touchIdle(s: Socket): void {
+  const timer = s[kTimer];
+  if (timer !== undefined) timer.refresh();
+}
+
 function destroyNT(s: Socket, err: Error): void {
   s.destroy(err);
 }

@@ -16,7 +16,7 @@ import { X509Certificate } from 'node:crypto';
 import type tls from 'node:tls';
 import { codedError, systemError } from '../errors.js';
 import { getLoop, type Loop } from '../core/loop.js';
-import { Socket, StreamRaw } from '../tcp/socket.js';
+import { Socket, StreamRaw, touchIdle } from '../tcp/socket.js';
 import { kOver } from '../tcp/symbols.js';
 import { RAW_F_NO_STAGE, RawState } from '../tcp/raw.js';
 import type { SocketOptions } from '../tcp/args.js';
@@ -92,6 +92,12 @@ class TlsRaw extends StreamRaw {
       }
     }
     super._onConnect(status, tlsFailed);
+  }
+
+  protected override emitData(slab: Buffer, offset: number, length: number): void {
+    const under = this.t._under;
+    if (under !== undefined) touchIdle(under);
+    super.emitData(slab, offset, length);
   }
 
   override _onError(status: number, syscall: number): void {
@@ -226,6 +232,12 @@ export class TlsSocket extends Socket {
     // A TLS socket over a socket that was already connected reports only the handshake, as tls.connect({ socket }).
     if (this._under === undefined) super._connected();
     this.emit('secureConnect');
+  }
+
+  override write(chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+    const under = this._under;
+    if (under !== undefined) touchIdle(under);
+    return super.write(chunk, encoding, cb);
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

@@ -230,6 +230,26 @@ describe('STARTTLS in the core', () => {
 });
 
 describe('STARTTLS in the core: the socket underneath', () => {
+  test("TLS traffic refreshes the plain socket's idle timeout, as over net; silence lets it fire", async () => {
+    const srv = await startTlsServer(echo);
+    const { plain, secure } = await dialogue(srv.port, (p) => {
+      p.setTimeout(250);
+      return layer.upgradeTls(p, { ca: cert, servername: 'localhost' });
+    });
+    await once(secure, 'secureConnect');
+    let timeouts = 0;
+    plain.on('timeout', () => timeouts++);
+    secure.on('data', () => {});
+    const started = Date.now();
+    while (Date.now() - started < 700) {
+      secure.write('tick');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(timeouts).toBe(0);
+    await until(() => timeouts === 1, 2000, "the plain socket's 'timeout'");
+    secure.destroy();
+  });
+
   test('destroying the plain socket underneath destroys the TLS socket', async () => {
     const srv = await startTlsServer(echo);
     const { plain, secure } = await dialogue(srv.port, (p) => layer.upgradeTls(p, { ca: cert, servername: 'localhost' }));
