@@ -39,7 +39,7 @@ export { SocketLayer, getDefaultLayer, type SocketLayerOptions, type RawConnectO
 export { Socket, type SocketConnectOptions, type SocketOptions } from './tcp/socket.js';
 export { RawSocket, type RawHandlers } from './tcp/raw.js';
 export { TlsSocket } from './tls/socket.js';
-export type { TlsConnectOptions } from './tls/context.js';
+export type { TlsConnectOptions, UpgradeTlsOptions } from './tls/context.js';
 export { UdpSocket, type UdpSocketOptions, type RemoteInfo, type UdpBindOptions, type SendCallback } from './udp/socket.js';
 export { constants } from './service/sockopts.js';
 export { codes, SockguardError, SockguardSystemError, OverQuotaError } from './errors.js';

@@ -17,6 +17,7 @@ import {
   type QuotasOption,
   type SockguardCode,
   type SocketError,
+  type UpgradeTlsOptions,
   type Usage,
   type Verdict,
 } from 'sockguard';
@@ -50,6 +51,17 @@ export function tlsExample(layer: SocketLayer): void {
     console.log(s.authorized, s.alpnProtocol, s.getProtocol());
     s.end('GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n');
   });
+}
+
+/** STARTTLS: the server's go-ahead arrives on the plain socket, the rest of the connection is TLS. */
+export function startTlsExample(layer: SocketLayer): void {
+  const plain = layer.connect({ host: 'smtp.example.com', port: 587 });
+  const options: UpgradeTlsOptions = { servername: 'smtp.example.com' };
+  plain.once('data', () => {
+    const secure = layer.upgradeTls(plain, options, () => secure.write('EHLO client.example.com\r\n'));
+    secure.on('data', (d: Buffer) => console.log(d.toString()));
+  });
+  plain.write('STARTTLS\r\n');
 }
 
 export function udpAndOptions(layer: SocketLayer): void {
