@@ -294,6 +294,43 @@ describe('STARTTLS in the core: verdicts and errors as connect({ tls }) reports 
     secure.destroy();
   });
 
+  test('a session from one upgrade resumes the next, as with connect({ tls })', async () => {
+    const srv = await startTlsServer((c) => c.end('x'));
+    const first = (await upgradeWith(srv.port, { ca: cert, servername: 'localhost' })).secure as TlsSocket;
+    const sessions: Buffer[] = [];
+    first.on('session', (s: Buffer) => sessions.push(s));
+    first.resume();
+    await once(first, 'close');
+    expect(sessions.length).toBeGreaterThan(0);
+    expect(first.isSessionReused()).toBe(false);
+    const second = (await upgradeWith(srv.port, { ca: cert, servername: 'localhost', session: sessions.at(-1) })).secure as TlsSocket;
+    await once(second, 'secureConnect');
+    expect(second.isSessionReused()).toBe(true);
+    expect(second.authorized).toBe(true);
+    second.resume();
+    await once(second, 'close');
+  });
+
+  test('a peer that answers the ClientHello with plaintext fails the handshake with an SSL error', async () => {
+    const front = net.createServer((c) => {
+      c.write('220 ready\r\n');
+      let text = '';
+      c.on('data', (d: Buffer) => {
+        text += d.toString('latin1');
+        if (text.includes('STARTTLS\r\n') && !text.includes('#')) {
+          text += '#';
+          c.write('220 go ahead\r\n');
+        } else if (d[0] === 0x16) c.end('500 what is this?\r\n');
+      });
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    servers.push(front);
+    const { secure } = await dialogue((front.address() as AddressInfo).port, (p) => layer.upgradeTls(p, { ca: cert }), '');
+    const err = (await once<Error>(secure, 'error').catch((e) => e)) as NodeJS.ErrnoException & { library?: string };
+    expect(err.code).toMatch(/^ERR_SSL_/);
+    expect(err.library).toBe('SSL routines');
+  });
+
   test('a peer that closes during the handshake: ECONNRESET', async () => {
     const front = net.createServer((c) => {
       c.write('220 ready\r\n');
