@@ -379,9 +379,10 @@ export class Socket extends Duplex {
     }
     this[kRaw].destroy(err);
     cb(err);
-    // The connection goes on under TLS: closing the socket underneath closes it, as it would under Node's TLS.
+    // The connection goes on under TLS: closing the socket underneath closes it (with its error: a connect that
+    // failed is the TLS socket's failure), as it would under Node's TLS.
     const over = this[kOver];
-    if (over !== undefined && !over.destroyed) over.destroy();
+    if (over !== undefined && !over.destroyed) over.destroy(err ?? undefined);
     // net emits 'close' with hadError after 'error', once its handle has closed (a later loop phase, after
     // everything queued by this tick): a TLS socket wrapping this one reports its own 'error' first, as over net.
     setImmediate(emitCloseNT, this, err != null);

@@ -18,7 +18,7 @@ import { codedError, systemError } from '../errors.js';
 import { getLoop, type Loop } from '../core/loop.js';
 import { Socket, StreamRaw, touchIdle } from '../tcp/socket.js';
 import { kOver } from '../tcp/symbols.js';
-import { RAW_F_NO_STAGE, RawState } from '../tcp/raw.js';
+import { RAW_F_NO_STAGE } from '../tcp/raw.js';
 import type { SocketOptions } from '../tcp/args.js';
 import type { TlsParams } from './context.js';
 
@@ -204,15 +204,9 @@ export class TlsSocket extends Socket {
     }
     s._under = plain;
     plain[kOver] = s;
-    // As over net: an error of the socket underneath is the TLS socket's (a plain socket that fails to connect).
-    plain.on('error', (err: Error) => {
-      if (!s.destroyed) s.destroy(err);
-    });
-    plain.once('close', () => {
-      if (!s.destroyed && raw.state !== RawState.Open && raw.state !== RawState.Connecting) {
-        s.destroy(plain.errored ?? systemError('ECONNRESET', { syscall: 'connect', address: from.remoteAddress, port: from.remotePort }));
-      }
-    });
+    // An error of the socket underneath (a connect that failed) reaches the TLS socket with its destroy (Socket's
+    // _destroy): it is the TLS socket's to report, as over net, not an unhandled 'error' of the plain socket.
+    plain.on('error', ignore);
     return s;
   }
 
@@ -309,6 +303,8 @@ export class TlsSocket extends Socket {
     return undefined;
   }
 }
+
+function ignore(): void {}
 
 function legacy(der: Buffer): tls.PeerCertificate {
   return (new X509Certificate(der) as X509Certificate & { toLegacyObject(): tls.PeerCertificate }).toLegacyObject();

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { SocketLayer, TlsSocket, type Socket } from '../../src/index.js';
-import { once, payload, sha256, until } from '../helpers.js';
+import { freePort, once, payload, sha256, until } from '../helpers.js';
 
 const key = readFileSync(new URL('../fixtures/key.pem', import.meta.url));
 const cert = readFileSync(new URL('../fixtures/cert.pem', import.meta.url));
@@ -226,6 +226,15 @@ describe('STARTTLS in the core', () => {
     expect((s as TlsSocket).authorized).toBe(true);
     expect(layer.usage().socketsCreated).toBe(1);
     s.destroy();
+  });
+
+  test('a socket that fails to connect fails the TLS socket over it with its error', async () => {
+    const plain = layer.connect({ host: '127.0.0.1', port: await freePort() });
+    const s = layer.upgradeTls(plain, { ca: cert });
+    expect(s).toBeInstanceOf(TlsSocket);
+    const err = (await once<Error>(s, 'error').catch((e) => e)) as NodeJS.ErrnoException;
+    expect(err.code).toBe('ECONNREFUSED');
+    await once(plain, 'close');
   });
 });
 
