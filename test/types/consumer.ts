@@ -101,6 +101,15 @@ export function errors(err: SocketError): string {
   return err.rule ?? err.code;
 }
 
+export function readmeErrors(layer: SocketLayer): void {
+  const socket = layer.connect({ host: 'example.com', port: 443 });
+  socket.on('error', (err) => {
+    if (err instanceof OverQuotaError) console.error(`over quota: ${err.resource} per ${err.window}`);
+    else if (err instanceof SockguardSystemError && err.rule) console.error(`denied by ${err.rule}`);
+    else if (err instanceof SockguardError) console.error(err.code);
+  });
+}
+
 export function errorClasses(err: unknown): string {
   if (err instanceof OverQuotaError) return `${err.resource} per ${err.window}: ${err.limit}`;
   if (err instanceof SockguardError) return err.code satisfies SockguardCode;
