@@ -140,6 +140,27 @@ function dialogue(
 
 const echo = (c: tls.TLSSocket) => c.pipe(c);
 
+
+/**
+ * A STARTTLS front that says go ahead and then does not speak TLS: `onClientHello` decides what the ClientHello
+ * gets instead (plaintext, a reset). Closed with the suite's other servers.
+ */
+async function refusingFront(onClientHello: (c: net.Socket) => void): Promise<net.Server> {
+  const front = net.createServer((c) => {
+    c.write('220 ready\r\n');
+    let text = '';
+    c.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (text.includes('STARTTLS\r\n') && !text.includes('#')) {
+        text += '#';
+        c.write('220 go ahead\r\n');
+      } else if (d[0] === 0x16) onClientHello(c);
+    });
+  });
+  await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+  servers.push(front);
+  return front;
+}
 describe('STARTTLS in the core', () => {
   test('upgraded from the data handler: plaintext written before leaves first, then TLS both ways on the same connection', async () => {
     const srv = await startTlsServer(echo, { ALPNProtocols: ['smtp', 'x'] });
@@ -321,19 +342,7 @@ describe('STARTTLS in the core: verdicts and errors as connect({ tls }) reports 
   });
 
   test('a peer that answers the ClientHello with plaintext fails the handshake with an SSL error', async () => {
-    const front = net.createServer((c) => {
-      c.write('220 ready\r\n');
-      let text = '';
-      c.on('data', (d: Buffer) => {
-        text += d.toString('latin1');
-        if (text.includes('STARTTLS\r\n') && !text.includes('#')) {
-          text += '#';
-          c.write('220 go ahead\r\n');
-        } else if (d[0] === 0x16) c.end('500 what is this?\r\n');
-      });
-    });
-    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
-    servers.push(front);
+    const front = await refusingFront((c) => c.end('500 what is this?\r\n'));
     const { secure } = await dialogue((front.address() as AddressInfo).port, (p) => layer.upgradeTls(p, { ca: cert }), '');
     const err = (await once<Error>(secure, 'error').catch((e) => e)) as NodeJS.ErrnoException & { library?: string };
     expect(err.code).toMatch(/^ERR_SSL_/);
@@ -341,19 +350,7 @@ describe('STARTTLS in the core: verdicts and errors as connect({ tls }) reports 
   });
 
   test('a peer that closes during the handshake: ECONNRESET', async () => {
-    const front = net.createServer((c) => {
-      c.write('220 ready\r\n');
-      let text = '';
-      c.on('data', (d: Buffer) => {
-        text += d.toString('latin1');
-        if (text.includes('STARTTLS\r\n') && !text.includes('#')) {
-          text += '#';
-          c.write('220 go ahead\r\n');
-        } else if (d[0] === 0x16) c.destroy();
-      });
-    });
-    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
-    servers.push(front);
+    const front = await refusingFront((c) => c.destroy());
     const { secure } = await dialogue((front.address() as AddressInfo).port, (p) => layer.upgradeTls(p, { ca: cert }), '');
     const err = (await once<Error>(secure, 'error').catch((e) => e)) as NodeJS.ErrnoException;
     expect(err.code).toBe('ECONNRESET');
