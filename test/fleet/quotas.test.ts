@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { SocketLayer } from '../../src/index.js';
 import { listen, until, type Peer } from '../helpers.js';
-import { LOOPBACK_POLICY, fleetRig, redisMissing, runNode, skipMissing } from './redis.js';
+import { LOOPBACK_POLICY, connectOnce, fleetRig, redisMissing, runNode, skipMissing } from './redis.js';
 
 const RACER = `
 const { SocketLayer } = await import(process.env.SG_DIST);
@@ -72,15 +72,10 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
     const make = () => new SocketLayer({ appId: app, policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0, store: rig.redis.url, quotas, clock: () => now });
     const a = make();
     const b = make();
-    const connect = (layer: SocketLayer) =>
-      new Promise<string>((resolve) => {
-        const s = layer.connect(rig.peer.port, '127.0.0.1');
-        s.on('connect', () => {
-          s.destroy();
-          resolve('ok');
-        });
-        s.on('error', (e: NodeJS.ErrnoException & { window?: string }) => resolve(`${e.code}:${e.window}`));
-      });
+    const connect = async (layer: SocketLayer) => {
+      const r = await connectOnce(layer, rig.peer.port);
+      return r === 'ok' ? r : `${r.code}:${r.window}`;
+    };
     try {
       expect(a.fleet!.meter!.batchOf('connects')).toBe(10);
       for (let i = 0; i < 3; i++) expect(await connect(a)).toBe('ok');
@@ -183,15 +178,10 @@ describe.skipIf(redisMissing && skipMissing)('fleet quotas', () => {
     const clock = () => NOW;
     const a = new SocketLayer({ appId: app, policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0, store: io, quotas, clock });
     const b = new SocketLayer({ appId: app, policy: LOOPBACK_POLICY as never, idleTimeoutMs: 0, store: nr, quotas, clock });
-    const connect = (layer: SocketLayer) =>
-      new Promise<string>((resolve) => {
-        const s = layer.connect(rig.peer.port, '127.0.0.1');
-        s.on('connect', () => {
-          s.destroy();
-          resolve('ok');
-        });
-        s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code!));
-      });
+    const connect = async (layer: SocketLayer) => {
+      const r = await connectOnce(layer, rig.peer.port);
+      return r === 'ok' ? r : r.code!;
+    };
     try {
       const got = [await connect(a), await connect(b), await connect(a), await connect(b), await connect(a)];
       expect(got.filter((g) => g === 'ok')).toHaveLength(3);

@@ -11,6 +11,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import type { SocketLayer } from '../../src/index.js';
 import { afterAll, beforeAll } from 'vitest';
 import { distPath, freePort, listen, type Peer } from '../helpers.js';
 
@@ -205,4 +206,16 @@ export function fleetRig(): FleetRig {
     await rig.redis?.stop();
   });
   return rig;
+}
+
+/** Connects and closes at once: 'ok', or the error the connect failed with (a denial, over quota, the store). */
+export function connectOnce(layer: SocketLayer, port: number): Promise<'ok' | (NodeJS.ErrnoException & { window?: string })> {
+  return new Promise((resolve) => {
+    const s = layer.connect(port, '127.0.0.1');
+    s.on('connect', () => {
+      s.destroy();
+      resolve('ok');
+    });
+    s.on('error', (e: NodeJS.ErrnoException & { window?: string }) => resolve(e));
+  });
 }
