@@ -731,12 +731,13 @@ Napi::Value tls_context(const Napi::CallbackInfo& info) {
   return ok ? result : thrown();
 }
 
-// tls_start(id, context, servername, alpn, session): 0 | -errno. The socket must be connecting, or connected and
-// not ending (then the handshake starts at once).
+// tls_start(id, context, servername, alpn, session, highWaterMark): 0 | -errno. The socket must be connecting, or
+// connected and not ending (then the handshake starts at once). From then on the queue's mark is highWaterMark,
+// counted in plaintext bytes not yet encrypted plus records not yet sent.
 Napi::Value tls_start(const Napi::CallbackInfo& info) {
-  SG_ARGS(5);
-  uint32_t id;
-  if (!u32_arg(env, argv[0], "id", &id)) return thrown();
+  SG_ARGS(6);
+  uint32_t id, hwm;
+  if (!u32_arg(env, argv[0], "id", &id) || !u32_arg(env, argv[5], "highWaterMark", &hwm)) return thrown();
   void* ctx = nullptr;
   if (!context_arg(env, argv[1], &ctx)) return thrown();
   char* name = nullptr;
@@ -754,6 +755,7 @@ Napi::Value tls_start(const Napi::CallbackInfo& info) {
           : !s     ? -EBADF
              : sg::sg_tls_start(s, ctx, name, static_cast<const unsigned char*>(alpn), alpn_len,
                                 static_cast<const unsigned char*>(sess), sess_len);
+  if (r == 0) s->hwm = hwm;
   free(name);
   return num(env, r);
 }

@@ -44,7 +44,7 @@ import { createQuotaMeter, validateQuotas, type QuotaMeter, type QuotasOption } 
 import { Fleet, validateStoreFailure, validateStoreFlushMs } from './service/fleet.js';
 import { openStore } from './service/store.js';
 import { ReclaimSweeper, validateIdleTimeout } from './service/reclaim.js';
-import { DEFAULT_HIGH_WATER_MARK, RawSocket, RawState, validateHighWaterMark, type RawHandlers } from './tcp/raw.js';
+import { DEFAULT_HIGH_WATER_MARK, TLS_HIGH_WATER_MARK, RawSocket, RawState, validateHighWaterMark, type RawHandlers } from './tcp/raw.js';
 import { Socket, TIMEOUT_MAX, normalizeConnectArgs, type SocketConnectOptions } from './tcp/socket.js';
 import { UdpSocket, type UdpSocketOptions } from './udp/socket.js';
 import { tlsParams, unsupportedKey, validateEngine, type TlsConnectOptions, type UpgradeTlsOptions } from './tls/context.js';
@@ -243,6 +243,7 @@ export class SocketLayer {
       sockopts: this.sockopts,
       quota: this.quota,
       highWaterMark: this.#hwm,
+      tlsHighWaterMark: options.highWaterMark === undefined ? TLS_HIGH_WATER_MARK : this.#hwm,
       admit,
       touch,
       release,

@@ -149,7 +149,14 @@ export interface NativeBinding {
     maxVersion: number,
   ): TlsContextHandle | string;
   /** Puts TLS on a connecting socket: the CONNECT record then follows the handshake. 0 or -errno. */
-  tls_start(id: number, context: TlsContextHandle, servername: string | null, alpn: Uint8Array | null, session: Uint8Array | null): number;
+  tls_start(
+    id: number,
+    context: TlsContextHandle,
+    servername: string | null,
+    alpn: Uint8Array | null,
+    session: Uint8Array | null,
+    highWaterMark: number,
+  ): number;
   /** After the handshake: [verify code, verify text, ALPN protocol or false, version, cipher name, standard name, cipher version, resumed]. */
   tls_info(
     id: number,

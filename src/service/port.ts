@@ -96,6 +96,8 @@ export interface LayerPort<P = unknown> {
   readonly quota: QuotaMeter;
   /** Bytes queued natively per TCP socket before write() returns false. */
   readonly highWaterMark: number;
+  /** The same for a socket with TLS in the core (plaintext not yet encrypted plus records not yet sent). */
+  readonly tlsHighWaterMark: number;
   /** Starts tracking (ledger, reclaim); counts a socket creation. Throws ERR_SOCKGUARD_LAYER_CLOSED when closed. */
   admit(entry: LayerEntry): void;
   /** Operation on the entry: refreshes its reclaim deadline. O(1), no allocation. */
@@ -130,6 +132,7 @@ export const NO_PORT: LayerPort = Object.freeze({
   sockopts: 'emulate' as SockoptMode,
   quota: NO_QUOTA,
   highWaterMark: 1024 * 1024,
+  tlsHighWaterMark: 64 * 1024,
   admit() {},
   touch() {},
   release() {},

@@ -42,6 +42,14 @@ export type RawState = (typeof RawState)[keyof typeof RawState];
 
 /** Default bytes queued natively before write() asks the caller to wait for drain. */
 export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
+/**
+ * The default under TLS in the core. A TLS peer decrypts more slowly than this side encrypts, and it does more
+ * work per byte when the sender queues deep: a node:tls server spent about 70 µs of CPU per 64 KiB received from
+ * a sender 1 MiB deep, and about 58 µs from one 64 KiB deep or from net's TLS (docs/performance.md, "Real
+ * workloads"). Upload throughput follows the peer's cost whenever the peer is the slower side. Four full records
+ * keep the encrypt-send pipeline busy. A layer's explicit `highWaterMark` applies to TLS sockets too.
+ */
+export const TLS_HIGH_WATER_MARK = 64 * 1024;
 /** Buffers handed to the core in one call; longer writev() lists go in slices, in order. */
 const WRITEV_SLICE = 1024;
 
@@ -260,7 +268,6 @@ export class RawSocket extends Endpoint implements ConnectClient {
     const r = this.startNative(loop, id);
     if (r < 0) return r;
     this.port = from.port;
-    this.highWaterMark = from.highWaterMark;
     this.remoteAddress = from.remoteAddress;
     this.remotePort = from.remotePort;
     this.state = RawState.Connecting;

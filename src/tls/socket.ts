@@ -76,7 +76,7 @@ class TlsRaw extends StreamRaw {
 
   protected override startNative(loop: Loop, id: number): number {
     const p = this.params;
-    return loop.nat.tls_start(id, p.context, p.sni, p.alpn, p.session);
+    return loop.nat.tls_start(id, p.context, p.sni, p.alpn, p.session, this.highWaterMark);
   }
 
   override _onConnect(status: number, tlsFailed = 0): void {
@@ -213,7 +213,9 @@ export class TlsSocket extends Socket {
   /** @internal made by the layer's connect({ tls }) */
   constructor(options: SocketOptions, params: TlsParams) {
     const raw = new TlsRaw(params);
-    super(options, raw);
+    const mark = options.layer?.port.tlsHighWaterMark;
+    super({ ...options, writableHighWaterMark: options.writableHighWaterMark ?? mark }, raw);
+    if (mark !== undefined) raw.highWaterMark = mark;
   }
 
   /** The name the certificate was checked against (and sent as SNI when it is not an IP address). */

@@ -193,8 +193,8 @@ describe('TLS exports', () => {
     expect(nat.tls_context('a\u0000b', null, null, null, null, null, 0, 0)).toMatch(/NUL/);
     expect(nat.tls_context('no certificate here', null, null, null, null, null, 0, 0)).toMatch(/no certificate in ca/);
     // Only a context made by tls_context() is accepted: anything else is refused before it is used.
-    expect(code(() => nat.tls_start(0, {} as never, null, null, null))).toBe('ERR_INVALID_ARG_TYPE');
-    expect(code(() => nat.tls_start(0, null as never, null, null, null))).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code(() => nat.tls_start(0, {} as never, null, null, null, 65536))).toBe('ERR_INVALID_ARG_TYPE');
+    expect(code(() => nat.tls_start(0, null as never, null, null, null, 65536))).toBe('ERR_INVALID_ARG_TYPE');
     expect(nat.tls_info(4000)).toBe(-9);
     expect(nat.tls_peer_cert(4000, 0)).toBe(null);
     expect(nat.tls_session(4000)).toBe(null);
@@ -213,8 +213,8 @@ describe('decisions in the core', () => {
     const layer = layerOf();
     const s = await connected(layer, p.port);
     s.write('plain first');
-    expect(nat.tls_start(idOf(s), ctx, 'localhost', null, null)).toBe(0);
-    expect(nat.tls_start(idOf(s), ctx, null, null, null)).toBe(-22);
+    expect(nat.tls_start(idOf(s), ctx, 'localhost', null, null, 65536)).toBe(0);
+    expect(nat.tls_start(idOf(s), ctx, null, null, null, 65536)).toBe(-22);
     // Closing hands what is queued to the kernel: the plaintext, then the ClientHello (a handshake record, 0x16).
     s.destroy();
     await until(() => Buffer.concat(got).length > 'plain first'.length, 5000, 'the ClientHello');
@@ -225,7 +225,7 @@ describe('decisions in the core', () => {
     const ended = await connected(layer, p.port);
     ended.end();
     await once(ended, 'finish');
-    expect(nat.tls_start(idOf(ended), ctx, null, null, null)).toBe(-22);
+    expect(nat.tls_start(idOf(ended), ctx, null, null, null, 65536)).toBe(-22);
     ended.destroy();
   });
 

@@ -168,7 +168,7 @@ const sigs = {
   park_secret: [or(fc.oneof(view, fc.constant(new Uint8Array(32))))],
   tls_available: [anyValue],
   tls_context: [or(pem), or(optText), or(optText), or(optText), or(optText), or(optText), or(version), or(version)],
-  tls_start: [or(id), or(ctx), or(fc.oneof(fc.constant(null), fc.string({ maxLength: 300 }))), or(bytesOrNull), or(bytesOrNull)],
+  tls_start: [or(id), or(ctx), or(fc.oneof(fc.constant(null), fc.string({ maxLength: 300 }))), or(bytesOrNull), or(bytesOrNull), or(hwm)],
   tls_info: [or(id)],
   tls_peer_cert: [or(id), or(int32)],
   tls_session: [or(id)],

@@ -135,6 +135,61 @@ describe('native TLS: data', () => {
     expect(sha256(Buffer.concat(got))).toBe(sha256(Buffer.concat(sent)));
   });
 
+  test('the queue mark under TLS is 64 KiB unless the layer or the connect sets one; a STARTTLS socket takes it too', async () => {
+    const got: Buffer[] = [];
+    let accepted!: (c: tls.TLSSocket) => void;
+    const serverSide = new Promise<tls.TLSSocket>((r) => (accepted = r));
+    const { port } = await tlsServer({}, (c) => {
+      accepted(c);
+      c.pause();
+      c.on('data', (d: Buffer) => got.push(d));
+      c.on('end', () => c.end());
+    });
+    const s = secure({ host: '127.0.0.1', port, tls: { ca: cert } });
+    expect(s.writableHighWaterMark).toBe(64 * 1024);
+    await once(s, 'secureConnect');
+    const server = await serverSide;
+    // The peer does not read, so what the kernel cannot take waits in the queue: write() says stop once about
+    // 64 KiB wait, far below the 1 MiB of a plain socket, and 'drain' comes when the peer reads again.
+    const sent: Buffer[] = [];
+    let written = 0;
+    for (;;) {
+      const c = payload(16 * 1024);
+      sent.push(c);
+      written += c.length;
+      if (!s.write(c)) break;
+      if (written > 64 * 1024 * 1024) throw new Error('write() never said stop');
+      if (written % (1024 * 1024) === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(s.writableLength).toBeGreaterThan(64 * 1024);
+    expect(s.writableLength).toBeLessThanOrEqual(64 * 1024 + 16 * 1024);
+    server.resume();
+    await once(s, 'drain');
+    s.end();
+    s.resume();
+    await once(s, 'close');
+    expect(sha256(Buffer.concat(got))).toBe(sha256(Buffer.concat(sent)));
+
+    const own = secure({ host: '127.0.0.1', port, tls: { ca: cert }, writableHighWaterMark: 300_000 });
+    expect(own.writableHighWaterMark).toBe(300_000);
+    own.destroy();
+    const wide = new SocketLayer({ policy: 'development', idleTimeoutMs: 0, highWaterMark: 2 << 20 });
+    try {
+      const w = wide.connect({ host: '127.0.0.1', port, tls: { ca: cert } });
+      expect(w.writableHighWaterMark).toBe(2 << 20);
+      w.destroy();
+      const plain = layer.connect({ host: '127.0.0.1', port });
+      expect(plain.writableHighWaterMark).toBe(1 << 20);
+      await once(plain, 'connect');
+      const up = layer.upgradeTls(plain, { ca: cert, servername: 'localhost' });
+      expect(up).toBeInstanceOf(TlsSocket);
+      expect(up.writableHighWaterMark).toBe(64 * 1024);
+      up.destroy();
+    } finally {
+      await wide.close();
+    }
+  });
+
   test('download: 8 MiB from the server arrives whole, also when the reader pauses and resumes', async () => {
     const data = payload(8 * 1024 * 1024 + 77);
     const { port } = await tlsServer({}, (c) => c.end(data));
