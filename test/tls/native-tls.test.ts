@@ -4,14 +4,12 @@
  * resumption, handshake failures, metering of the bytes on the wire, and the fallback to Node's tls module.
  */
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { readFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { SocketLayer, TlsSocket, type SocketConnectOptions, type TlsConnectOptions } from '../../src/index.js';
 import { fdCount, once, payload, sha256 } from '../helpers.js';
+import { cert, key, tlsServer as tlsPeer } from './common.js';
 
-const key = readFileSync(new URL('../fixtures/key.pem', import.meta.url));
-const cert = readFileSync(new URL('../fixtures/cert.pem', import.meta.url));
 
 let layer: SocketLayer;
 const servers: Array<net.Server> = [];
@@ -24,15 +22,9 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
 });
 
-async function tlsServer(options: tls.TlsOptions, onSecure: (c: tls.TLSSocket) => void): Promise<{ port: number; server: tls.Server }> {
-  const server = tls.createServer({ key, cert, ...options }, (c) => {
-    c.on('error', () => {});
-    onSecure(c);
-  });
-  server.on('tlsClientError', () => {});
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  servers.push(server);
-  return { port: (server.address() as AddressInfo).port, server };
+/** A Node TLS server on loopback with the test certificate, closed after the test. */
+function tlsServer(options: tls.TlsOptions, onSecure: (c: tls.TLSSocket) => void): Promise<{ port: number; server: tls.Server }> {
+  return tlsPeer(servers, options, onSecure);
 }
 
 /** A TCP relay in front of `port` that counts the bytes crossing it each way (what is on the wire). */

@@ -7,14 +7,12 @@
  * counters and place in the ledger) is the one the plain socket had.
  */
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { readFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { SocketLayer, TlsSocket, type Socket } from '../../src/index.js';
 import { freePort, once, payload, sha256, until } from '../helpers.js';
+import { cert, tlsServer } from './common.js';
 
-const key = readFileSync(new URL('../fixtures/key.pem', import.meta.url));
-const cert = readFileSync(new URL('../fixtures/cert.pem', import.meta.url));
 
 let layer: SocketLayer;
 const servers: net.Server[] = [];
@@ -41,14 +39,7 @@ interface StartTls {
  * that record included, to a Node TLS server: `onSecure` gets the server side of the TLS connection.
  */
 async function startTlsServer(onSecure: (c: tls.TLSSocket) => void, options: tls.TlsOptions = {}, inject?: string): Promise<StartTls> {
-  const backend = tls.createServer({ key, cert, ...options }, (c) => {
-    c.on('error', () => {});
-    onSecure(c);
-  });
-  backend.on('tlsClientError', () => {});
-  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
-  servers.push(backend);
-  const backendPort = (backend.address() as AddressInfo).port;
+  const { port: backendPort } = await tlsServer(servers, options, onSecure);
   const plain: string[][] = [];
   let wire = 0;
   const front = net.createServer({ allowHalfOpen: true }, (c) => {
@@ -233,10 +224,8 @@ describe('STARTTLS in the core', () => {
   });
 
   test('a socket still connecting is upgraded once it connects (TLS starts at the connect)', async () => {
-    const direct = tls.createServer({ key, cert }, (c) => c.end('hello'));
-    await new Promise<void>((r) => direct.listen(0, '127.0.0.1', r));
-    servers.push(direct);
-    const p2 = layer.connect({ host: '127.0.0.1', port: (direct.address() as AddressInfo).port });
+    const direct = await tlsServer(servers, {}, (c) => c.end('hello'));
+    const p2 = layer.connect({ host: '127.0.0.1', port: direct.port });
     const s = layer.upgradeTls(p2, { ca: cert, servername: 'localhost' });
     expect(s).toBeInstanceOf(TlsSocket);
     expect(s.connecting).toBe(true);
@@ -390,11 +379,9 @@ describe('STARTTLS: what the core does not take falls back to Node’s TLS over 
 describe('STARTTLS under install(): tls.connect({ socket }) over a sockguard socket', () => {
   test('is TLS in the core on the same connection; a Node socket still gets Node’s TLS', async () => {
     const srv = await startTlsServer(echo);
-    const direct = tls.createServer({ key, cert }, (c) => c.end('node'));
-    await new Promise<void>((r) => direct.listen(0, '127.0.0.1', r));
-    servers.push(direct);
+    const direct = await tlsServer(servers, {}, (c) => c.end('node'));
     // Made before install(): a Node socket.
-    const nodeSocket = net.connect({ host: '127.0.0.1', port: (direct.address() as AddressInfo).port });
+    const nodeSocket = net.connect({ host: '127.0.0.1', port: direct.port });
     await once(nodeSocket, 'connect');
     const uninstall = layer.install();
     try {
